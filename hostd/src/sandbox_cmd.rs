@@ -1,0 +1,181 @@
+//! `hostd sandbox …`: run a binary under a policy file; print the kernel probe.
+//!
+//! This process is its own launcher: it stays single-threaded (no runtime),
+//! so it can clone sandboxes directly.
+
+use clap::Subcommand;
+use serde::Serialize;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use sandbox::{CgroupRoot, Command, KernelFeatures, Outcome, Policy, SandboxError, Usage};
+
+#[derive(Subcommand)]
+pub enum SandboxCommand {
+    /// Run BINARY confined by the policy; exit with its status (128+signal if killed).
+    Run {
+        /// Policy file (TOML, or JSON). Without it the strict default policy applies.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Write the typed outcome (exit, signal, seccomp violation, OOM) and usage here as JSON.
+        #[arg(long)]
+        outcome_json: Option<PathBuf>,
+        /// Give the sandbox one end of a socketpair as fd 3 and count what it writes there.
+        #[arg(long)]
+        ipc: bool,
+        /// Kill the sandbox after this many milliseconds.
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+        /// The binary (opened once; that fd is what gets exec'd) and its arguments.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// Print what this kernel can enforce (cgroup mode, Landlock ABI, seccomp, user namespaces).
+    Features,
+    /// Print the strict default policy as TOML (a starting point for policy files).
+    DefaultPolicy,
+}
+
+#[derive(Serialize)]
+struct Report {
+    #[serde(flatten)]
+    outcome: Outcome,
+    launch_us: u128,
+    total_us: u128,
+    ipc_bytes: usize,
+    usage: Usage,
+    downgrades: Vec<sandbox::Downgrade>,
+}
+
+pub fn run(cmd: SandboxCommand) -> ExitCode {
+    match cmd {
+        SandboxCommand::Features => {
+            print_json(&KernelFeatures::probe());
+            ExitCode::SUCCESS
+        }
+        SandboxCommand::DefaultPolicy => match toml::to_string_pretty(&Policy::default()) {
+            Ok(s) => {
+                print!("{s}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&format!("cannot render the default policy: {e}")),
+        },
+        SandboxCommand::Run { policy, outcome_json, ipc, timeout_ms, command } => {
+            match run_sandboxed(policy, outcome_json, ipc, timeout_ms, command) {
+                Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+                Err(e) => fail(&e.to_string()),
+            }
+        }
+    }
+}
+
+fn print_json<T: Serialize>(v: &T) {
+    match serde_json::to_string_pretty(v) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("hostd: cannot render JSON: {e}"),
+    }
+}
+
+fn fail(msg: &str) -> ExitCode {
+    eprintln!("hostd: {msg}");
+    // 125 like bwrap/podman: the launcher failed, not the sandboxed program.
+    ExitCode::from(125)
+}
+
+#[derive(Debug, thiserror::Error)]
+enum RunError {
+    #[error("{path}: {source}")]
+    ReadPolicy { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    #[error("{what}: {source}")]
+    Io { what: &'static str, source: std::io::Error },
+}
+
+fn run_sandboxed(
+    policy_path: Option<PathBuf>,
+    outcome_json: Option<PathBuf>,
+    ipc: bool,
+    timeout_ms: Option<u64>,
+    command: Vec<String>,
+) -> Result<i32, RunError> {
+    let start = Instant::now();
+    let policy = match &policy_path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| RunError::ReadPolicy { path: path.clone(), source })?;
+            Policy::from_text(&text, &path.display().to_string())?
+        }
+        None => Policy::default(),
+    };
+    sandbox::clear_supplementary_groups()?;
+    let kernel = KernelFeatures::probe();
+    let prepared = sandbox::prepare(&policy, &kernel)?;
+    let cgroups = if policy.cgroup.enabled && !matches!(kernel.cgroup, sandbox::CgroupMode::Unavailable { .. }) {
+        Some(CgroupRoot::new(kernel.cgroup.clone())?)
+    } else {
+        None
+    };
+    let (binary, args) = command.split_first().ok_or(SandboxError::PolicyInvalid {
+        origin: "command line".into(),
+        field: "command".into(),
+        message: "no binary given".into(),
+    })?;
+    let mut cmd = Command::from_path(std::path::Path::new(binary), args)?;
+    let host_end = if ipc {
+        let (host, module) = UnixStream::pair().map_err(|source| RunError::Io { what: "socketpair", source })?;
+        cmd.ipc = Some(OwnedFd::from(module));
+        Some(host)
+    } else {
+        None
+    };
+    let mut child = sandbox::spawn(&prepared, cgroups.as_ref(), cmd)?;
+    let launch_us = start.elapsed().as_micros();
+    let outcome = match timeout_ms {
+        None => child.wait()?,
+        Some(ms) => wait_with_timeout(&mut child, ms)?,
+    };
+    let usage = child.usage();
+    let ipc_bytes = host_end.map(|s| drain(&s)).unwrap_or(0);
+    let report = Report { outcome, launch_us, total_us: start.elapsed().as_micros(), ipc_bytes, usage, downgrades: prepared.downgrades.clone() };
+    drop(child);
+    if let Some(path) = outcome_json {
+        let text = serde_json::to_string(&report).map_err(|e| RunError::Io { what: "render outcome", source: e.into() })?;
+        std::fs::write(&path, text).map_err(|source| RunError::Io { what: "write outcome json", source })?;
+    }
+    Ok(outcome.exit_status())
+}
+
+/// poll the pidfd so a timeout does not need a second thread.
+fn wait_with_timeout(child: &mut sandbox::Child, ms: u64) -> Result<Outcome, SandboxError> {
+    let deadline = Instant::now() + std::time::Duration::from_millis(ms);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            child.kill();
+            return child.wait();
+        }
+        let mut pfd = libc::pollfd { fd: child.pidfd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one pollfd on our own pidfd.
+        unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+        if let Some(o) = child.try_wait()? {
+            return Ok(o);
+        }
+    }
+}
+
+fn drain(sock: &UnixStream) -> usize {
+    let _ = sock.set_nonblocking(true);
+    let mut total = 0;
+    let mut buf = [0u8; 4096];
+    loop {
+        // SAFETY: reading into a stack buffer from our own socket.
+        let n = unsafe { libc::read(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            return total;
+        }
+        total += n as usize;
+    }
+}

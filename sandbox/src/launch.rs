@@ -1,0 +1,546 @@
+//! The parent side of a launch: compile a policy once (`prepare`), then
+//! `spawn` as many confined children from it as needed.
+//!
+//! `spawn` must run in a single-threaded process (the launcher hostd forks
+//! before its async runtime, or `hostd sandbox run`): the child allocates
+//! between clone and exec, which is only safe when no other thread can hold
+//! the allocator's lock.
+
+use serde::Serialize;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use crate::cgroup::{Cgroup, CgroupMode, CgroupRoot, Usage};
+use crate::child::{self, ChildFds, Step};
+use crate::error::SandboxError;
+use crate::features::KernelFeatures;
+use crate::policy::{Feature, Policy};
+
+/// A policy compiled against this kernel: everything the child needs, ready
+/// to use without parsing or deciding anything.
+#[derive(Debug)]
+pub struct Prepared {
+    pub policy: Policy,
+    pub(crate) seccomp: Vec<seccompiler::BpfProgram>,
+    pub(crate) hostname: CString,
+    pub(crate) root_tmpfs_opts: CString,
+    pub(crate) data: Option<StagedData>,
+    pub(crate) ro_binds: Vec<StagedBind>,
+    pub(crate) envp: Vec<CString>,
+    pub(crate) rlimits: Vec<(libc::__rlimit_resource_t, u64)>,
+    pub(crate) cap_last_cap: u32,
+    pub(crate) landlock_abi: u32,
+    pub(crate) landlock_partial_ok: bool,
+    /// v1 hosts cannot CLONE_INTO_CGROUP, so the child unshares its cgroup
+    /// namespace only after the parent has placed it.
+    pub(crate) unshare_cgroup_late: bool,
+    /// Features this policy runs without, by its own explicit permission.
+    pub downgrades: Vec<Downgrade>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Downgrade {
+    pub feature: Feature,
+    pub detail: String,
+}
+
+#[derive(Debug)]
+pub(crate) struct StagedData {
+    pub source: CString,
+    pub staged_target: CString,
+    pub allow_exec: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct StagedBind {
+    pub source: CString,
+    pub staged_target: CString,
+    pub is_dir: bool,
+}
+
+fn cstr(s: impl AsRef<[u8]>, what: &str) -> Result<CString, SandboxError> {
+    CString::new(s.as_ref()).map_err(|_| SandboxError::PolicyInvalid {
+        origin: "policy".into(),
+        field: what.into(),
+        message: "contains a NUL byte".into(),
+    })
+}
+
+fn staged(target: &Path) -> Result<CString, SandboxError> {
+    let mut v = b"/tmp".to_vec();
+    v.extend_from_slice(target.as_os_str().as_bytes());
+    cstr(v, "mount target")
+}
+
+/// Check the policy against the kernel and compile it.
+pub fn prepare(policy: &Policy, kernel: &KernelFeatures) -> Result<Prepared, SandboxError> {
+    policy.validate("policy")?;
+    let mut downgrades = Vec::new();
+    let mut need = |feature: Feature, present: bool, detail: String| -> Result<(), SandboxError> {
+        if present {
+            return Ok(());
+        }
+        if policy.allow_downgrade.contains(&feature) {
+            tracing::warn!(policy = %policy.name, %feature, %detail, "running without a kernel feature (allowed by policy)");
+            downgrades.push(Downgrade { feature, detail });
+            Ok(())
+        } else {
+            Err(SandboxError::MissingFeature { policy: policy.name.clone(), feature, detail })
+        }
+    };
+    need(Feature::UserNamespace, kernel.user_namespaces, "user namespaces are disabled".into())?;
+    need(Feature::Seccomp, policy.seccomp.is_none() || kernel.seccomp_filter, "no seccomp filter mode".into())?;
+    let mut landlock_abi = kernel.landlock_abi;
+    if let Some(ll) = &policy.landlock {
+        need(
+            Feature::Landlock,
+            kernel.landlock_abi >= ll.min_abi,
+            format!("Landlock ABI {} < required {}", kernel.landlock_abi, ll.min_abi),
+        )?;
+        if ll.scope_abstract_unix || ll.scope_signal {
+            need(Feature::LandlockScope, kernel.landlock_abi >= 6, format!("Landlock ABI {} has no scoping (needs 6)", kernel.landlock_abi))?;
+        }
+        if !ll.tcp_bind.is_empty() || !ll.tcp_connect.is_empty() {
+            need(Feature::LandlockNet, kernel.landlock_abi >= 4, format!("Landlock ABI {} has no TCP rules (needs 4)", kernel.landlock_abi))?;
+        }
+    } else {
+        landlock_abi = 0;
+    }
+    let cg = &policy.cgroup;
+    if cg.enabled {
+        let present = !matches!(kernel.cgroup, CgroupMode::Unavailable { .. });
+        need(Feature::Cgroup, present, format!("{:?}", kernel.cgroup))?;
+        if present {
+            need(Feature::CgroupMemory, cg.memory_max.is_none() || kernel.cgroup.has_controller("memory"), "no memory controller".into())?;
+            need(Feature::CgroupCpu, cg.cpu_max.is_none() || kernel.cgroup.has_controller("cpu"), "no cpu controller".into())?;
+            need(Feature::CgroupPids, cg.pids_max.is_none() || kernel.cgroup.has_controller("pids"), "no pids controller".into())?;
+        }
+    }
+    let seccomp = match &policy.seccomp {
+        Some(s) if kernel.seccomp_filter => s
+            .compile()
+            .map_err(|message| SandboxError::Seccomp { policy: policy.name.clone(), message })?,
+        _ => Vec::new(),
+    };
+    let data = match &policy.rootfs.data {
+        Some(d) => Some(StagedData {
+            source: cstr(d.source.as_os_str().as_bytes(), "rootfs.data.source")?,
+            staged_target: staged(&d.target)?,
+            allow_exec: d.allow_exec,
+        }),
+        None => None,
+    };
+    let mut ro_binds = Vec::new();
+    for b in &policy.rootfs.ro_binds {
+        let meta = std::fs::metadata(&b.source).map_err(|e| SandboxError::io(&b.source, "stat bind source", e))?;
+        ro_binds.push(StagedBind {
+            source: cstr(b.source.as_os_str().as_bytes(), "rootfs.ro_binds.source")?,
+            staged_target: staged(&b.target)?,
+            is_dir: meta.is_dir(),
+        });
+    }
+    if let Some(d) = &policy.rootfs.data {
+        if !d.source.is_dir() {
+            return Err(SandboxError::PolicyInvalid {
+                origin: "policy".into(),
+                field: "rootfs.data.source".into(),
+                message: format!("{} is not a directory", d.source.display()),
+            });
+        }
+    }
+    let envp = policy.env.iter().map(|(k, v)| cstr(format!("{k}={v}"), "env")).collect::<Result<_, _>>()?;
+    let r = policy.rlimits;
+    let rlimits = [
+        (libc::RLIMIT_NOFILE, r.nofile),
+        (libc::RLIMIT_CORE, r.core),
+        (libc::RLIMIT_FSIZE, r.fsize),
+        (libc::RLIMIT_MEMLOCK, r.memlock),
+    ]
+    .into_iter()
+    .filter_map(|(res, v)| v.map(|v| (res, v)))
+    .collect();
+    Ok(Prepared {
+        policy: policy.clone(),
+        seccomp,
+        hostname: cstr(&policy.hostname, "hostname")?,
+        root_tmpfs_opts: cstr(format!("mode=0755,size={},nr_inodes=256", policy.rootfs.tmpfs_size_bytes), "rootfs")?,
+        data,
+        ro_binds,
+        envp,
+        rlimits,
+        cap_last_cap: kernel.cap_last_cap,
+        landlock_abi,
+        landlock_partial_ok: policy.allow_downgrade.contains(&Feature::Landlock),
+        unshare_cgroup_late: policy.namespaces.cgroup && !matches!(kernel.cgroup, CgroupMode::Unified { .. }),
+        downgrades,
+    })
+}
+
+/// What to run: the binary as an already-open fd (the one that was hashed).
+#[derive(Debug)]
+pub struct Command {
+    pub exec_fd: OwnedFd,
+    pub argv: Vec<CString>,
+    pub stdin: Option<OwnedFd>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+    /// Becomes fd 3 in the sandbox.
+    pub ipc: Option<OwnedFd>,
+}
+
+impl Command {
+    /// Open `path` O_RDONLY|O_CLOEXEC; the fd is what will be exec'd.
+    pub fn from_path(path: &Path, args: &[String]) -> Result<Command, SandboxError> {
+        let file = std::fs::File::open(path).map_err(|e| SandboxError::io(path, "open binary", e))?;
+        let mut argv = vec![cstr(path.as_os_str().as_bytes(), "argv[0]")?];
+        for a in args {
+            argv.push(cstr(a, "argv")?);
+        }
+        Ok(Command { exec_fd: file.into(), argv, stdin: None, stdout: None, stderr: None, ipc: None })
+    }
+}
+
+/// How a sandboxed process ended.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    Exited { code: i32 },
+    Signaled { signal: i32 },
+    /// Killed by SIGSYS: the seccomp filter's default action.
+    SeccompViolation,
+    /// Killed by the kernel OOM killer inside the sandbox's memory limit.
+    OomKilled,
+    /// Killed by us (`Child::kill`, teardown).
+    KilledByHost,
+}
+
+impl Outcome {
+    /// Shell-style status: the exit code, or 128 + signal.
+    pub fn exit_status(&self) -> i32 {
+        match *self {
+            Outcome::Exited { code } => code,
+            Outcome::Signaled { signal } => 128 + signal,
+            Outcome::SeccompViolation => 128 + libc::SIGSYS,
+            Outcome::OomKilled | Outcome::KilledByHost => 128 + libc::SIGKILL,
+        }
+    }
+}
+
+/// A running sandbox. Dropping it kills and reaps everything inside.
+#[derive(Debug)]
+pub struct Child {
+    pid: i32,
+    pidfd: OwnedFd,
+    cgroup: Option<Cgroup>,
+    oom_kills_at_start: u64,
+    killed_by_host: bool,
+    outcome: Option<Outcome>,
+}
+
+fn last_err() -> std::io::Error {
+    std::io::Error::last_os_error()
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), std::io::Error> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two fds we then own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(last_err());
+    }
+    // SAFETY: fresh fds from pipe2.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn threads_in_self() -> u32 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.to_string()))
+        .and_then(|rest| rest.split_whitespace().nth(17).and_then(|n| n.parse().ok()))
+        .unwrap_or(0)
+}
+
+#[repr(C)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Launch `cmd` under `prepared`. `cgroups` is required when the policy
+/// enables cgroup limits and the kernel has them.
+pub fn spawn(prepared: &Prepared, cgroups: Option<&CgroupRoot>, cmd: Command) -> Result<Child, SandboxError> {
+    let policy = &prepared.policy;
+    let threads = threads_in_self();
+    if threads != 1 {
+        return Err(SandboxError::NotSingleThreaded { threads });
+    }
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    if euid != 0 {
+        return Err(SandboxError::NotRoot { uid: policy.identity.host_uid });
+    }
+    let launch_err = |step: &'static str, errno: std::io::Error| SandboxError::Launch {
+        policy: policy.name.clone(),
+        step,
+        errno,
+    };
+    let wants_cgroup = policy.cgroup.enabled && !prepared.downgrades.iter().any(|d| d.feature == Feature::Cgroup);
+    let cgroup = match (wants_cgroup, cgroups) {
+        (true, Some(root)) => Some(root.create(&policy.name, &policy.cgroup)?),
+        (true, None) => return Err(SandboxError::CgroupSetup("policy sets cgroup limits but no cgroup root was given".into())),
+        (false, _) => None,
+    };
+    let oom_kills_at_start = cgroup.as_ref().and_then(|c| c.usage().oom_kills).unwrap_or(0);
+
+    let devnull = || -> Result<OwnedFd, SandboxError> {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+            .map(OwnedFd::from)
+            .map_err(|e| SandboxError::io("/dev/null", "open", e))
+    };
+    let stdin = match cmd.stdin {
+        Some(fd) => fd,
+        None => devnull()?,
+    };
+    let dup_std = |fd: RawFd| -> Result<OwnedFd, SandboxError> {
+        // SAFETY: duplicating our own stdio fd.
+        let r = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+        if r < 0 {
+            return Err(launch_err("dup stdio", last_err()));
+        }
+        // SAFETY: fresh fd.
+        Ok(unsafe { OwnedFd::from_raw_fd(r) })
+    };
+    let stdout = match cmd.stdout {
+        Some(fd) => fd,
+        None => dup_std(1)?,
+    };
+    let stderr = match cmd.stderr {
+        Some(fd) => fd,
+        None => dup_std(2)?,
+    };
+    let (release_r, release_w) = pipe().map_err(|e| launch_err("pipe", e))?;
+    let (err_r, err_w) = pipe().map_err(|e| launch_err("pipe", e))?;
+
+    let ns = policy.namespaces;
+    let mut flags: u64 = libc::CLONE_PIDFD as u64 | libc::CLONE_NEWUSER as u64;
+    for (on, f) in [
+        (ns.mount, libc::CLONE_NEWNS),
+        (ns.pid, libc::CLONE_NEWPID),
+        (ns.net, libc::CLONE_NEWNET),
+        (ns.ipc, libc::CLONE_NEWIPC),
+        (ns.uts, libc::CLONE_NEWUTS),
+        (ns.cgroup && !prepared.unshare_cgroup_late, libc::CLONE_NEWCGROUP),
+    ] {
+        if on {
+            flags |= f as u64;
+        }
+    }
+    let mut cgroup_fd = 0u64;
+    if let Some(fd) = cgroup.as_ref().and_then(|c| c.clone_into_fd()) {
+        flags |= CLONE_INTO_CGROUP;
+        cgroup_fd = fd as u64;
+    }
+    let mut pidfd: i32 = -1;
+    let args = CloneArgs {
+        flags,
+        pidfd: &mut pidfd as *mut i32 as u64,
+        child_tid: 0,
+        parent_tid: 0,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+        set_tid: 0,
+        set_tid_size: 0,
+        cgroup: cgroup_fd,
+    };
+    let child_fds = ChildFds {
+        release_r: release_r.as_raw_fd(),
+        err_w: err_w.as_raw_fd(),
+        exec: cmd.exec_fd.as_raw_fd(),
+        stdin: stdin.as_raw_fd(),
+        stdout: stdout.as_raw_fd(),
+        stderr: stderr.as_raw_fd(),
+        ipc: cmd.ipc.as_ref().map(|f| f.as_raw_fd()),
+        parent_only: vec![release_w.as_raw_fd(), err_r.as_raw_fd()],
+    };
+    // SAFETY: clone3 without CLONE_VM behaves like fork; the child runs only
+    // `child::run`, which never returns.
+    let pid = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
+    if pid < 0 {
+        return Err(launch_err("clone3", last_err()));
+    }
+    if pid == 0 {
+        child::run(prepared, &child_fds, &cmd.argv);
+    }
+    let pid = pid as i32;
+    // SAFETY: clone3 wrote a fresh pidfd.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    drop(release_r);
+    drop(err_w);
+    let mut child = Child { pid, pidfd, cgroup, oom_kills_at_start, killed_by_host: false, outcome: None };
+
+    let ids = policy.identity;
+    let setup = (|| -> Result<(), SandboxError> {
+        write_proc(pid, "setgroups", "deny").map_err(|e| launch_err("write setgroups", e))?;
+        write_proc(pid, "uid_map", &format!("{} {} 1\n", ids.inside_uid, ids.host_uid)).map_err(|e| launch_err("write uid_map", e))?;
+        write_proc(pid, "gid_map", &format!("{} {} 1\n", ids.inside_gid, ids.host_gid)).map_err(|e| launch_err("write gid_map", e))?;
+        if let Some(cg) = &child.cgroup {
+            cg.attach(pid)?;
+        }
+        // SAFETY: one byte to the child's release pipe.
+        if unsafe { libc::write(release_w.as_raw_fd(), [1u8].as_ptr().cast(), 1) } != 1 {
+            return Err(launch_err("release child", last_err()));
+        }
+        Ok(())
+    })();
+    if let Err(e) = setup {
+        child.kill();
+        let _ = child.wait();
+        return Err(e);
+    }
+    drop(release_w);
+    // EOF means the exec succeeded (the pipe is CLOEXEC); 8 bytes name the failed step.
+    let mut msg = [0u8; 8];
+    let n = loop {
+        // SAFETY: reading into a stack buffer.
+        let n = unsafe { libc::read(err_r.as_raw_fd(), msg.as_mut_ptr().cast(), msg.len()) };
+        if n < 0 && last_err().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        break n;
+    };
+    if n == 8 {
+        let step = u32::from_ne_bytes([msg[0], msg[1], msg[2], msg[3]]);
+        let errno = i32::from_ne_bytes([msg[4], msg[5], msg[6], msg[7]]);
+        let _ = child.wait();
+        return Err(SandboxError::ChildSetup {
+            policy: policy.name.clone(),
+            step: Step::from_u32(step).map(Step::name).unwrap_or("unknown step"),
+            errno: std::io::Error::from_raw_os_error(errno),
+        });
+    }
+    Ok(child)
+}
+
+fn write_proc(pid: i32, file: &str, content: &str) -> Result<(), std::io::Error> {
+    std::fs::write(format!("/proc/{pid}/{file}"), content)
+}
+
+impl Child {
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    pub fn pidfd(&self) -> RawFd {
+        self.pidfd.as_raw_fd()
+    }
+
+    pub fn cgroup(&self) -> Option<&Cgroup> {
+        self.cgroup.as_ref()
+    }
+
+    pub fn usage(&self) -> Usage {
+        self.cgroup.as_ref().map(|c| c.usage()).unwrap_or_default()
+    }
+
+    /// SIGKILL the sandbox through its pidfd and everything in its cgroup.
+    pub fn kill(&mut self) {
+        if self.outcome.is_some() {
+            return;
+        }
+        self.killed_by_host = true;
+        // SAFETY: pidfd_send_signal on our own pidfd; no siginfo.
+        unsafe {
+            libc::syscall(libc::SYS_pidfd_send_signal, self.pidfd.as_raw_fd(), libc::SIGKILL, std::ptr::null::<u8>(), 0)
+        };
+        if let Some(cg) = &self.cgroup {
+            cg.kill_all();
+        }
+    }
+
+    /// Block until the sandbox's init exits; classify how.
+    pub fn wait(&mut self) -> Result<Outcome, SandboxError> {
+        if let Some(o) = self.outcome {
+            return Ok(o);
+        }
+        self.wait_flags(libc::WEXITED).map(|o| o.unwrap_or(Outcome::KilledByHost))
+    }
+
+    /// Non-blocking wait.
+    pub fn try_wait(&mut self) -> Result<Option<Outcome>, SandboxError> {
+        if let Some(o) = self.outcome {
+            return Ok(Some(o));
+        }
+        self.wait_flags(libc::WEXITED | libc::WNOHANG)
+    }
+
+    fn wait_flags(&mut self, flags: i32) -> Result<Option<Outcome>, SandboxError> {
+        // SAFETY: zeroed siginfo is a valid out-parameter for waitid.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        loop {
+            // SAFETY: waitid on our own child's pidfd.
+            let rc = unsafe { libc::waitid(libc::P_PIDFD, self.pidfd.as_raw_fd() as libc::id_t, &mut info, flags) };
+            if rc == 0 {
+                break;
+            }
+            let e = last_err();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(SandboxError::Launch { policy: String::new(), step: "waitid", errno: e });
+        }
+        // SAFETY: waitid filled a SIGCHLD siginfo.
+        let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+        if pid == 0 {
+            return Ok(None);
+        }
+        let outcome = match info.si_code {
+            libc::CLD_EXITED => Outcome::Exited { code: status },
+            _ if status == libc::SIGSYS => Outcome::SeccompViolation,
+            _ if status == libc::SIGKILL => {
+                let ooms = self.cgroup.as_ref().and_then(|c| c.usage().oom_kills).unwrap_or(0);
+                if ooms > self.oom_kills_at_start {
+                    Outcome::OomKilled
+                } else if self.killed_by_host {
+                    Outcome::KilledByHost
+                } else {
+                    Outcome::Signaled { signal: status }
+                }
+            }
+            _ => Outcome::Signaled { signal: status },
+        };
+        self.outcome = Some(outcome);
+        // The init is gone, so the pid namespace is being torn down; make
+        // sure nothing outlives it in the cgroup either.
+        if let Some(cg) = &self.cgroup {
+            cg.kill_all();
+        }
+        Ok(Some(outcome))
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if self.outcome.is_none() {
+            self.kill();
+            let _ = self.wait();
+        }
+        // Cgroup's own Drop kills leftovers and removes the directories.
+    }
+}
