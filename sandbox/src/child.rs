@@ -180,21 +180,27 @@ fn confine_and_exec(p: &Prepared, fds: &ChildFds, argv: &[CString]) -> StepResul
         for fd in &fds.parent_only {
             libc::close(*fd);
         }
-        // If the launcher dies, so do we (and with us, as pid-namespace init,
-        // everything we started). Set before the release read so the
-        // launcher's death at any later point is covered.
-        check(Step::Release, libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) as _)?;
         let mut byte = 0u8;
         let n = libc::read(fds.release_r, (&mut byte as *mut u8).cast(), 1);
         if n != 1 {
             return Err((Step::Release, if n < 0 { errno() } else { libc::EPIPE }));
         }
-        libc::close(fds.release_r);
         check(Step::Setsid, libc::setsid() as _)?;
+        reset_signals();
 
         let ids = policy.identity;
         check(Step::SetIds, libc::setresgid(ids.inside_gid, ids.inside_gid, ids.inside_gid) as _)?;
         check(Step::SetIds, libc::setresuid(ids.inside_uid, ids.inside_uid, ids.inside_uid) as _)?;
+        // If the launcher dies, so do we (and with us, as pid-namespace init,
+        // everything we started). Set only now: changing uid/gid clears it.
+        // The launcher holds the release pipe's write end until our exec, so
+        // a hang-up here means it died before the death signal was armed.
+        check(Step::Release, libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) as _)?;
+        let mut pfd = libc::pollfd { fd: fds.release_r, events: libc::POLLIN, revents: 0 };
+        if libc::poll(&mut pfd, 1, 0) > 0 && pfd.revents & libc::POLLHUP != 0 {
+            return Err((Step::Release, libc::EPIPE));
+        }
+        libc::close(fds.release_r);
 
         if p.unshare_cgroup_late {
             check(Step::CgroupNamespace, libc::unshare(libc::CLONE_NEWCGROUP) as _)?;
@@ -224,6 +230,20 @@ fn confine_and_exec(p: &Prepared, fds: &ChildFds, argv: &[CString]) -> StepResul
         libc::syscall(libc::SYS_execveat, EXEC_FD, c"".as_ptr(), argv.as_ptr(), envp.as_ptr(), libc::AT_EMPTY_PATH);
         Err((Step::Exec, errno()))
     }
+}
+
+/// Ignored signals stay ignored across exec, and the launcher's runtime
+/// ignores SIGPIPE (Rust) or more: give the sandbox default dispositions and
+/// an empty mask, so e.g. RLIMIT_FSIZE really ends it with SIGXFSZ.
+unsafe fn reset_signals() {
+    for sig in 1..libc::SIGRTMAX() {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+    }
+    let mut empty: libc::sigset_t = std::mem::zeroed();
+    libc::sigemptyset(&mut empty);
+    libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
 }
 
 unsafe fn open_path(path: &CStr, step: Step) -> Result<i32, (Step, i32)> {

@@ -414,7 +414,6 @@ pub fn spawn(prepared: &Prepared, cgroups: Option<&CgroupRoot>, cmd: Command) ->
         let _ = child.wait();
         return Err(e);
     }
-    drop(release_w);
     // EOF means the exec succeeded (the pipe is CLOEXEC); 8 bytes name the failed step.
     let mut msg = [0u8; 8];
     let n = loop {
@@ -425,6 +424,8 @@ pub fn spawn(prepared: &Prepared, cgroups: Option<&CgroupRoot>, cmd: Command) ->
         }
         break n;
     };
+    // Held until now: the child treats its hang-up before exec as our death.
+    drop(release_w);
     if n == 8 {
         let step = u32::from_ne_bytes([msg[0], msg[1], msg[2], msg[3]]);
         let errno = i32::from_ne_bytes([msg[4], msg[5], msg[6], msg[7]]);

@@ -1,1 +1,190 @@
+//! Shared helpers for the cross-crate tests: locating binaries, the
+//! privileged-test gate, scratch directories, and running the probe.
 
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use sandbox::Policy;
+
+/// The host uid/gid the test sandboxes map to.
+pub const SANDBOX_UID: u32 = 62000;
+
+/// Privileged tests run only as root. Under CI=true or
+/// HOSTD_REQUIRE_PRIVILEGED=1 a missing privilege or kernel feature is a
+/// failure, never a skip.
+pub fn require_privileged(what: &str) -> bool {
+    let strict = std::env::var("CI").map(|v| v == "true").unwrap_or(false)
+        || std::env::var("HOSTD_REQUIRE_PRIVILEGED").map(|v| v == "1").unwrap_or(false);
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let kernel = sandbox::KernelFeatures::probe();
+    let missing = if !root {
+        Some("not running as root".to_string())
+    } else if !kernel.user_namespaces {
+        Some("user namespaces disabled".into())
+    } else if kernel.landlock_abi < 6 {
+        Some(format!("Landlock ABI {} < 6", kernel.landlock_abi))
+    } else {
+        None
+    };
+    match missing {
+        None => true,
+        Some(why) if strict => panic!("{what}: {why}, and CI/HOSTD_REQUIRE_PRIVILEGED forbids skipping"),
+        Some(why) => {
+            eprintln!("SKIP {what}: {why}");
+            false
+        }
+    }
+}
+
+/// Where the workspace binaries are: `HOSTD_BIN_DIR`, or the profile
+/// directory above the running test (`…/debug/deps/<test>` → `…/debug`).
+pub fn bin_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("HOSTD_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    exe.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default()
+}
+
+fn workspace_bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(p.exists(), "{} missing: build it first (cargo build --workspace --bins)", p.display());
+    p
+}
+
+pub fn probe_bin() -> PathBuf {
+    workspace_bin("hostd-probe")
+}
+
+pub fn hostd_bin() -> PathBuf {
+    workspace_bin("hostd")
+}
+
+/// A scratch directory removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(tag: &str) -> Scratch {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let p = std::env::temp_dir().join(format!("hostd-test-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        std::fs::create_dir_all(&p).unwrap_or_else(|e| panic!("mkdir {}: {e}", p.display()));
+        Scratch(p)
+    }
+
+    /// A subdirectory owned by the sandbox uid (a module's data dir).
+    pub fn owned_dir(&self, name: &str) -> PathBuf {
+        let d = self.0.join(name);
+        std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
+        std::os::unix::fs::chown(&d, Some(SANDBOX_UID), Some(SANDBOX_UID)).unwrap_or_else(|e| panic!("chown: {e}"));
+        d
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What one probe run showed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seen {
+    Ok,
+    Errno(String),
+    Denied,
+    Signal(i32),
+    SeccompKill,
+    OomKilled,
+    LaunchFailed(String),
+    Other(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub seen: Seen,
+    pub line: String,
+    pub outcome: serde_json::Value,
+    pub stderr: String,
+}
+
+fn classify(line: &str) -> Seen {
+    let mut parts = line.split_whitespace();
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("RESULT"), Some("ok"), _) => Seen::Ok,
+        (Some("RESULT"), Some("denied"), _) => Seen::Denied,
+        (Some("RESULT"), Some("errno"), Some(e)) => Seen::Errno(e.to_string()),
+        (Some("RESULT"), Some("signal"), Some(s)) => Seen::Signal(s.parse().unwrap_or(0)),
+        _ => Seen::Other(line.to_string()),
+    }
+}
+
+/// Run the probe under `policy` through `hostd sandbox run`, with a host
+/// secret in the launcher's environment and a leaked non-CLOEXEC fd, so the
+/// env and fd cases test what really reaches the sandbox.
+pub fn run_sandboxed(policy: &Policy, args: &[String]) -> Run {
+    let dir = Scratch::new("run");
+    let policy_path = dir.0.join("policy.json");
+    let outcome_path = dir.0.join("outcome.json");
+    std::fs::write(&policy_path, serde_json::to_string(policy).unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
+    let mut cmd = Command::new(hostd_bin());
+    cmd.args(["sandbox", "run", "--ipc", "--timeout-ms", "30000", "--policy"])
+        .arg(&policy_path)
+        .arg("--outcome-json")
+        .arg(&outcome_path)
+        .arg("--")
+        .arg(probe_bin())
+        .args(args)
+        .env("HOSTD_TEST_SECRET", "host-secret")
+        .stdin(Stdio::null());
+    // SAFETY: dup2 in the pre-exec child is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::dup2(2, 7);
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap_or_else(|e| panic!("spawn hostd: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let line = stdout.lines().find(|l| l.starts_with("RESULT")).unwrap_or("").to_string();
+    let outcome: serde_json::Value = std::fs::read_to_string(&outcome_path)
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or(serde_json::Value::Null);
+    let seen = match outcome.get("outcome").and_then(|o| o.as_str()) {
+        None => Seen::LaunchFailed(stderr.clone()),
+        Some("seccomp_violation") => Seen::SeccompKill,
+        Some("oom_killed") => Seen::OomKilled,
+        Some("exited") => classify(&line),
+        Some(other) => Seen::Other(format!("{other}: {outcome}")),
+    };
+    Run { seen, line, outcome, stderr }
+}
+
+/// Run the probe as a plain child of the (root) test process.
+pub fn run_unconfined(args: &[String]) -> Run {
+    let mut cmd = Command::new(probe_bin());
+    cmd.args(args).env("HOSTD_TEST_SECRET", "host-secret").stdin(Stdio::null());
+    // SAFETY: setgroups in the pre-exec child is async-signal-safe; it gives
+    // the control a supplementary group like a login shell of root has.
+    unsafe {
+        cmd.pre_exec(|| {
+            let g: libc::gid_t = 0;
+            libc::setgroups(1, &g);
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap_or_else(|e| panic!("spawn probe: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let line = stdout.lines().find(|l| l.starts_with("RESULT")).unwrap_or("").to_string();
+    use std::os::unix::process::ExitStatusExt;
+    let seen = match out.status.signal() {
+        Some(libc::SIGSYS) => Seen::SeccompKill,
+        Some(s) => Seen::Signal(s),
+        None => classify(&line),
+    };
+    Run { seen, line, outcome: serde_json::Value::Null, stderr: String::from_utf8_lossy(&out.stderr).to_string() }
+}
