@@ -131,12 +131,10 @@ fn run_sandboxed(
     } else {
         None
     };
+    let sigfd = termination_signalfd()?;
     let mut child = sandbox::spawn(&prepared, cgroups.as_ref(), cmd)?;
     let launch_us = start.elapsed().as_micros();
-    let outcome = match timeout_ms {
-        None => child.wait()?,
-        Some(ms) => wait_with_timeout(&mut child, ms)?,
-    };
+    let outcome = wait_child(&mut child, timeout_ms, &sigfd)?;
     let usage = child.usage();
     let ipc_bytes = host_end.map(|s| drain(&s)).unwrap_or(0);
     let report = Report { outcome, launch_us, total_us: start.elapsed().as_micros(), ipc_bytes, usage, downgrades: prepared.downgrades.clone() };
@@ -148,18 +146,52 @@ fn run_sandboxed(
     Ok(outcome.exit_status())
 }
 
-/// poll the pidfd so a timeout does not need a second thread.
-fn wait_with_timeout(child: &mut sandbox::Child, ms: u64) -> Result<Outcome, SandboxError> {
-    let deadline = Instant::now() + std::time::Duration::from_millis(ms);
+/// Block SIGTERM/SIGINT/SIGHUP and receive them on a signalfd, so the wait
+/// loop (single-threaded, no handlers) can tear the sandbox down cleanly.
+fn termination_signalfd() -> Result<OwnedFd, RunError> {
+    // SAFETY: building a sigset and creating a signalfd from it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC);
+        if fd < 0 {
+            return Err(RunError::Io { what: "signalfd", source: std::io::Error::last_os_error() });
+        }
+        Ok(std::os::fd::FromRawFd::from_raw_fd(fd))
+    }
+}
+
+/// Wait on the pidfd and the signalfd: a timeout or a termination signal
+/// kills the sandbox (and its cgroup) before we exit.
+fn wait_child(child: &mut sandbox::Child, timeout_ms: Option<u64>, sigfd: &OwnedFd) -> Result<Outcome, SandboxError> {
+    let deadline = timeout_ms.map(|ms| Instant::now() + std::time::Duration::from_millis(ms));
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
+        let wait_ms = match deadline {
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    child.kill();
+                    return child.wait();
+                }
+                left.as_millis().min(i32::MAX as u128) as i32
+            }
+            None => -1,
+        };
+        let mut pfds = [
+            libc::pollfd { fd: child.pidfd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: sigfd.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+        ];
+        // SAFETY: two pollfds on fds we own.
+        unsafe { libc::poll(pfds.as_mut_ptr(), 2, wait_ms) };
+        if pfds[1].revents & libc::POLLIN != 0 {
+            tracing::info!("termination signal: killing the sandbox");
             child.kill();
             return child.wait();
         }
-        let mut pfd = libc::pollfd { fd: child.pidfd(), events: libc::POLLIN, revents: 0 };
-        // SAFETY: one pollfd on our own pidfd.
-        unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
         if let Some(o) = child.try_wait()? {
             return Ok(o);
         }

@@ -143,7 +143,34 @@ impl CgroupRoot {
             CgroupMode::Unified { mount, own, .. } => Some(prepare_v2_base(&join_cgroup(mount, own.to_string_lossy().as_ref()))?),
             _ => None,
         };
-        Ok(CgroupRoot { mode, v2_base })
+        let root = CgroupRoot { mode, v2_base };
+        root.sweep_stale();
+        Ok(root)
+    }
+
+    /// Remove sandbox cgroups left by launchers that died without teardown
+    /// (SIGKILL, power loss). Names carry the launcher pid; only directories
+    /// of dead launchers are touched, and rmdir fails on any non-empty one.
+    fn sweep_stale(&self) {
+        let bases: Vec<PathBuf> = match &self.mode {
+            CgroupMode::Unified { .. } => self.v2_base.iter().cloned().collect(),
+            CgroupMode::Legacy { hierarchies } => hierarchies.iter().map(|h| h.own_dir.clone()).collect(),
+            CgroupMode::Unavailable { .. } => Vec::new(),
+        };
+        for base in bases {
+            let Ok(entries) = fs::read_dir(&base) else { continue };
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let Some(rest) = name.strip_prefix("hostd-") else { continue };
+                let mut parts = rest.rsplitn(3, '-');
+                let (_n, pid) = (parts.next(), parts.next().and_then(|p| p.parse::<u32>().ok()));
+                if let Some(pid) = pid {
+                    if !Path::new(&format!("/proc/{pid}")).exists() {
+                        let _ = fs::remove_dir(e.path());
+                    }
+                }
+            }
+        }
     }
 
     pub fn mode(&self) -> &CgroupMode {

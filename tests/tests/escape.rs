@@ -155,10 +155,12 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        for c in [&mut self.victim, &mut self.other_sandbox] {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        let _ = self.victim.kill();
+        let _ = self.victim.wait();
+        // SIGTERM lets the launcher tear down its sandbox and cgroup.
+        // SAFETY: signalling the launcher we started.
+        unsafe { libc::kill(self.other_sandbox.id() as i32, libc::SIGTERM) };
+        let _ = self.other_sandbox.wait();
     }
 }
 
