@@ -345,6 +345,10 @@ mod tests {
         assert!(p.rules.iter().all(|r| !r.why.trim().is_empty()), "every rule needs a reason");
         let progs = p.compile().expect("baseline compiles");
         assert_eq!(progs.len(), 3, "ENOSYS filter, EAFNOSUPPORT filter, allowlist");
+        // The kernel refuses programs longer than BPF_MAXINSNS (4096).
+        for prog in &progs {
+            assert!(prog.len() <= 4096, "program of {} instructions", prog.len());
+        }
     }
 
     #[test]

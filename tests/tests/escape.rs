@@ -95,7 +95,8 @@ enum Control {
 
 /// Host-side fixtures the attacks aim at.
 struct Env {
-    scratch: Scratch,
+    /// Owns (and removes on drop) the data directories below.
+    _scratch: Scratch,
     data: PathBuf,
     other_data: PathBuf,
     victim: Child,
@@ -121,7 +122,7 @@ impl Env {
         let addr = std::os::unix::net::SocketAddr::from_abstract_name(abstract_name.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
         let abs = UnixListener::bind_addr(&addr).unwrap_or_else(|e| panic!("bind abstract: {e}"));
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string();
-        Env { scratch, data, other_data, victim, other_sandbox, other_sandbox_pid, tcp, abstract_name, _abstract: abs, hostname }
+        Env { _scratch: scratch, data, other_data, victim, other_sandbox, other_sandbox_pid, tcp, abstract_name, _abstract: abs, hostname }
     }
 
     fn policy(&self) -> Policy {
@@ -129,7 +130,7 @@ impl Env {
         p.identity.host_uid = SANDBOX_UID;
         p.identity.host_gid = SANDBOX_UID;
         p.rootfs.data = Some(DataMount { source: self.data.clone(), target: "/data".into(), allow_exec: false });
-        p.landlock.as_mut().map(|ll| {
+        if let Some(ll) = p.landlock.as_mut() {
             ll.rules.push(FsRule {
                 path: "/data".into(),
                 access: vec![
@@ -142,8 +143,8 @@ impl Env {
                     FsAccess::RemoveFile,
                     FsAccess::RemoveDir,
                 ],
-            })
-        });
+            });
+        }
         p.cgroup.memory_max = Some(64 << 20);
         p.cgroup.pids_max = Some(16);
         p.cgroup.cpu_max = Some(CpuMax { quota_us: 10_000, period_us: 100_000 });

@@ -1,1 +1,198 @@
-fn main() {}
+//! Launch benchmark: interleaves, in one run,
+//!   bare     fork+exec of the static payload (writes 1 byte to fd 3, exits);
+//!   bwrap    bubblewrap: user, mount, pid, net, ipc, uts namespaces, a tmpfs
+//!            root holding only the payload, and our ~150-rule seccomp allowlist;
+//!   hostd    `hostd sandbox run` with full isolation: all namespaces, cgroup
+//!            limits, Landlock, seccomp, capability drop, fd hygiene;
+//!   spawn    the same full policy through `sandbox::spawn` in this process
+//!            (what the daemon's long-lived launcher pays per module start).
+//! Prints p50/p95 per launcher and hostd/bwrap. Run as root:
+//! `scripts/bench-launch.sh` (builds release first).
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sandbox::{CgroupRoot, KernelFeatures, Policy};
+
+fn main() {
+    let iterations: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(200);
+    let dir = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)).unwrap_or_default();
+    let payload = dir.join("hostd-payload");
+    let hostd = dir.join("hostd");
+    for p in [&payload, &hostd] {
+        if !p.exists() {
+            eprintln!("{} missing: cargo build --release --workspace --bins", p.display());
+            std::process::exit(2);
+        }
+    }
+    let bwrap = which("bwrap");
+    let work = std::env::temp_dir().join(format!("hostd-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work).unwrap_or_else(|e| die(&format!("mkdir: {e}")));
+    let policy = Policy { name: "bench".into(), ..Policy::default() };
+    let policy_path = work.join("policy.json");
+    std::fs::write(&policy_path, serde_json::to_string(&policy).unwrap_or_default()).unwrap_or_else(|e| die(&format!("{e}")));
+    let bpf_path = work.join("seccomp.bpf");
+    write_bpf(&policy, &bpf_path);
+
+    let kernel = KernelFeatures::probe();
+    let prepared = sandbox::prepare(&policy, &kernel).unwrap_or_else(|e| die(&e.to_string()));
+    let cgroups = CgroupRoot::new(kernel.cgroup.clone()).unwrap_or_else(|e| die(&e.to_string()));
+    sandbox::clear_supplementary_groups().unwrap_or_else(|e| die(&e.to_string()));
+
+    let mut bare = Vec::new();
+    let mut bw = Vec::new();
+    let mut hd = Vec::new();
+    let mut sp = Vec::new();
+    for i in 0..iterations + 10 {
+        let warm = i < 10;
+        let t = time(|| run_bare(&payload));
+        if !warm {
+            bare.push(t);
+        }
+        if let Some(b) = &bwrap {
+            let t = time(|| run_bwrap(b, &payload, &bpf_path));
+            if !warm {
+                bw.push(t);
+            }
+        }
+        let t = time(|| run_hostd(&hostd, &policy_path, &payload));
+        if !warm {
+            hd.push(t);
+        }
+        let t = time(|| run_spawn(&prepared, &cgroups, &payload));
+        if !warm {
+            sp.push(t);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    println!("launch latency, {iterations} interleaved runs each (fork+exec+wait until the payload exits)");
+    println!("{:<8} {:>10} {:>10}", "launcher", "p50 ms", "p95 ms");
+    let rows = [("bare", &bare), ("bwrap", &bw), ("hostd", &hd), ("spawn", &sp)];
+    for (name, v) in rows {
+        if !v.is_empty() {
+            println!("{:<8} {:>10.3} {:>10.3}", name, pct(v, 50), pct(v, 95));
+        }
+    }
+    if !bw.is_empty() {
+        println!("ratio hostd/bwrap p50: {:.2}  (target <= 0.60)", pct(&hd, 50) / pct(&bw, 50));
+        println!("ratio spawn/bwrap p50: {:.2}", pct(&sp, 50) / pct(&bw, 50));
+    } else {
+        println!("bwrap not installed (apt-get install bubblewrap): no ratio");
+    }
+}
+
+fn die(msg: &str) -> ! {
+    eprintln!("launch-bench: {msg}");
+    std::process::exit(1)
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var("PATH").ok()?.split(':').map(|d| Path::new(d).join(name)).find(|p| p.exists())
+}
+
+fn time(f: impl FnOnce() -> bool) -> Duration {
+    let t = Instant::now();
+    if !f() {
+        die("a launch failed (run as root; see stderr)");
+    }
+    t.elapsed()
+}
+
+fn pct(v: &[Duration], p: usize) -> f64 {
+    let mut ms: Vec<f64> = v.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+    ms.sort_by(|a, b| a.total_cmp(b));
+    ms[((ms.len() - 1) * p) / 100]
+}
+
+/// The baseline allowlist program as raw sock_filter bytes for bwrap
+/// --seccomp, plus `execve` (bwrap execs by path after installing it).
+fn write_bpf(policy: &Policy, path: &Path) {
+    let mut seccomp = policy.seccomp.clone().unwrap_or_else(sandbox::seccomp::SeccompPolicy::baseline);
+    seccomp.rules.push(sandbox::seccomp::SyscallRule { syscall: "execve".into(), why: "bwrap's own exec".into(), args: vec![] });
+    let progs = seccomp.compile().unwrap_or_else(|e| die(&e));
+    let allow = progs.last().cloned().unwrap_or_default();
+    let mut bytes = Vec::new();
+    for ins in &allow {
+        bytes.extend_from_slice(&ins.code.to_ne_bytes());
+        bytes.push(ins.jt);
+        bytes.push(ins.jf);
+        bytes.extend_from_slice(&ins.k.to_ne_bytes());
+    }
+    std::fs::write(path, bytes).unwrap_or_else(|e| die(&format!("{e}")));
+}
+
+/// Run `cmd` with one end of a socketpair as fd 3; true if it exited 0 and wrote the byte.
+fn with_fd3(mut cmd: Command, extra: Option<(i32, OwnedFd)>) -> bool {
+    let Ok((host, module)) = UnixStream::pair() else { return false };
+    let module_fd = module.as_raw_fd();
+    let extra_fd = extra.as_ref().map(|(n, f)| (*n, f.as_raw_fd()));
+    // SAFETY: dup2 in the pre-exec child is async-signal-safe.
+    unsafe {
+        // The extra fd first: its source may itself sit at fd 3.
+        cmd.pre_exec(move || {
+            if let Some((n, f)) = extra_fd {
+                libc::dup2(f, n);
+            }
+            libc::dup2(module_fd, 3);
+            Ok(())
+        });
+    }
+    let ok = cmd.stdin(Stdio::null()).status().map(|s| s.success()).unwrap_or(false);
+    drop(module);
+    let mut b = [0u8; 1];
+    ok && (&host).peek_byte(&mut b)
+}
+
+trait PeekByte {
+    fn peek_byte(self, b: &mut [u8; 1]) -> bool;
+}
+
+impl PeekByte for &UnixStream {
+    fn peek_byte(self, b: &mut [u8; 1]) -> bool {
+        // SAFETY: non-blocking one-byte read into a local.
+        unsafe { libc::recv(self.as_raw_fd(), b.as_mut_ptr().cast(), 1, libc::MSG_DONTWAIT) == 1 }
+    }
+}
+
+fn run_bare(payload: &Path) -> bool {
+    with_fd3(Command::new(payload), None)
+}
+
+fn run_bwrap(bwrap: &Path, payload: &Path, bpf: &Path) -> bool {
+    let Ok(f) = std::fs::File::open(bpf) else { return false };
+    let mut cmd = Command::new(bwrap);
+    cmd.args(["--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--die-with-parent"])
+        .args(["--tmpfs", "/", "--ro-bind"])
+        .arg(payload)
+        .args(["/payload", "--seccomp", "10", "--", "/payload"]);
+    with_fd3(cmd, Some((10, OwnedFd::from(f))))
+}
+
+fn run_hostd(hostd: &Path, policy: &Path, payload: &Path) -> bool {
+    // hostd hands the sandbox its own socketpair as fd 3 (--ipc); the payload
+    // exits non-zero if that write fails.
+    Command::new(hostd)
+        .args(["sandbox", "run", "--ipc", "--policy"])
+        .arg(policy)
+        .arg("--")
+        .arg(payload)
+        .stdin(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+fn run_spawn(prepared: &sandbox::Prepared, cgroups: &CgroupRoot, payload: &Path) -> bool {
+    let Ok(mut cmd) = sandbox::Command::from_path(payload, &[]) else { return false };
+    let Ok((host, module)) = UnixStream::pair() else { return false };
+    cmd.ipc = Some(OwnedFd::from(module));
+    let Ok(mut child) = sandbox::spawn(prepared, Some(cgroups), cmd) else { return false };
+    let ok = matches!(child.wait(), Ok(sandbox::Outcome::Exited { code: 0 }));
+    drop(child);
+    let mut b = [0u8; 1];
+    ok && (&host).peek_byte(&mut b)
+}

@@ -252,7 +252,10 @@ fn run(case: &str, arg: &dyn Fn(usize) -> String) -> R {
                 -2i32, // KEY_SPEC_PROCESS_KEYRING
             )),
             "keyctl" => rc(libc::syscall(libc::SYS_keyctl, 0 /* KEYCTL_GET_KEYRING_ID */, -2i32, 1 /* create */)),
-            "init_module" => rc(libc::syscall(libc::SYS_init_module, b"\0\0\0\0".as_ptr(), 4usize, c"".as_ptr())),
+            "init_module" => {
+                let image = [0u8; 4];
+                rc(libc::syscall(libc::SYS_init_module, image.as_ptr(), image.len(), c"".as_ptr()))
+            }
             "finit_module" => {
                 let fd = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
                 rc(libc::syscall(libc::SYS_finit_module, fd, c"".as_ptr(), 0))

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite, as root on a fresh Debian machine: installs what it
+# needs, builds every binary, runs every test with nextest. Under CI=true (or
+# HOSTD_REQUIRE_PRIVILEGED=1) a privileged test that cannot run fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v bwrap >/dev/null || need_apt+=(bubblewrap)
+command -v cc >/dev/null || need_apt+=(gcc)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "==> apt-get install ${need_apt[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+fi
+if ! command -v cargo-nextest >/dev/null; then
+  echo "==> cargo install cargo-nextest"
+  cargo install --locked cargo-nextest
+fi
+
+echo "==> build (target dir: /var/tmp/hostd-target, see .cargo/config.toml)"
+cargo build --workspace --bins --locked
+
+echo "==> tests"
+cargo nextest run --workspace --locked --no-fail-fast "$@"
