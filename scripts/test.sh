@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v bwrap >/dev/null || need_apt+=(bubblewrap)
 command -v cc >/dev/null || need_apt+=(gcc)
+command -v qemu-system-x86_64 >/dev/null || need_apt+=(qemu-system-x86)
+[ -x /bin/busybox ] || need_apt+=(busybox-static)
+command -v cpio >/dev/null || need_apt+=(cpio)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> apt-get install ${need_apt[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"

@@ -125,12 +125,17 @@ fn classify(line: &str) -> Seen {
 /// secret in the launcher's environment and a leaked non-CLOEXEC fd, so the
 /// env and fd cases test what really reaches the sandbox.
 pub fn run_sandboxed(policy: &Policy, args: &[String]) -> Run {
+    run_sandboxed_with(policy, args, &["--timeout-ms", "30000"])
+}
+
+/// `run_sandboxed` with extra `hostd sandbox run` options.
+pub fn run_sandboxed_with(policy: &Policy, args: &[String], options: &[&str]) -> Run {
     let dir = Scratch::new("run");
     let policy_path = dir.0.join("policy.json");
     let outcome_path = dir.0.join("outcome.json");
     std::fs::write(&policy_path, serde_json::to_string(policy).unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
     let mut cmd = Command::new(hostd_bin());
-    cmd.args(["sandbox", "run", "--ipc", "--timeout-ms", "30000", "--policy"])
+    cmd.args(["sandbox", "run", "--ipc"]).args(options).arg("--policy")
         .arg(&policy_path)
         .arg("--outcome-json")
         .arg(&outcome_path)

@@ -56,6 +56,24 @@ fn run(case: &str, arg: &dyn Fn(usize) -> String) -> R {
                 R::Ok(String::new())
             }
             "read_path" => read_path(&arg(2)),
+            "cgroup_path" => match std::fs::read_to_string("/proc/self/cgroup") {
+                Ok(c) => R::Ok(c.trim().replace('\n', ";")),
+                Err(e) => R::Errno(e.raw_os_error().unwrap_or(0)),
+            },
+            // N children and the parent all sleeping: only a cgroup-wide kill ends them.
+            "sleepers" => {
+                let n: usize = arg(2).parse().unwrap_or(4);
+                for _ in 0..n {
+                    if libc::fork() == 0 {
+                        let ts = libc::timespec { tv_sec: 300, tv_nsec: 0 };
+                        libc::nanosleep(&ts, std::ptr::null_mut());
+                        libc::_exit(0);
+                    }
+                }
+                let ts = libc::timespec { tv_sec: 300, tv_nsec: 0 };
+                libc::nanosleep(&ts, std::ptr::null_mut());
+                R::Ok(String::new())
+            }
             "open_by_handle_at" => open_by_handle(),
             "create_file" => {
                 let p = c(&arg(2));
