@@ -135,7 +135,8 @@ fn run_sandboxed(
     let mut child = sandbox::spawn(&prepared, cgroups.as_ref(), cmd)?;
     let launch_us = start.elapsed().as_micros();
     let outcome = wait_child(&mut child, timeout_ms, &sigfd)?;
-    let usage = child.usage();
+    // Reading usage costs a few cgroup file reads; only do it for a report.
+    let usage = if outcome_json.is_some() { child.usage() } else { Usage::default() };
     let ipc_bytes = host_end.map(|s| drain(&s)).unwrap_or(0);
     let report = Report { outcome, launch_us, total_us: start.elapsed().as_micros(), ipc_bytes, usage, downgrades: prepared.downgrades.clone() };
     drop(child);

@@ -178,7 +178,11 @@ sys!(
 
 /// x86_64 syscall number for `name`, as used in policy files.
 pub fn resolve_syscall(name: &str) -> Option<i64> {
-    SYSCALLS.iter().find(|(n, _)| n.strip_prefix("SYS_") == Some(name)).map(|(_, v)| *v)
+    static INDEX: std::sync::OnceLock<std::collections::HashMap<&'static str, i64>> = std::sync::OnceLock::new();
+    let index = INDEX.get_or_init(|| {
+        SYSCALLS.iter().map(|(n, v)| (n.strip_prefix("SYS_").unwrap_or(n), *v)).collect()
+    });
+    index.get(name).copied()
 }
 
 /// errno names usable in `errno` rules.
@@ -229,9 +233,10 @@ impl SeccompPolicy {
         Ok(())
     }
 
-    /// Compile into the programs to install, in install order.
+    /// Compile into the programs to install, in install order. Call
+    /// `validate` first (`Policy::validate` does): compile only re-checks
+    /// what it must resolve.
     pub fn compile(&self) -> Result<Vec<BpfProgram>, String> {
-        self.validate()?;
         let mut programs = Vec::new();
         let mut by_errno: BTreeMap<u32, BTreeMap<i64, Alternatives>> = BTreeMap::new();
         for r in &self.errno {
