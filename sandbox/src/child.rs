@@ -306,6 +306,11 @@ unsafe fn make_mount_point(path: &CStr, file: bool) -> StepResult {
     Ok(())
 }
 
+/// Mount a fresh filesystem (`fstype` is also used as the source name).
+unsafe fn mount_fs(step: Step, fstype: &CStr, target: &CStr, flags: libc::c_ulong, opts: &CStr) -> StepResult {
+    check(step, libc::mount(fstype.as_ptr(), target.as_ptr(), fstype.as_ptr(), flags, opts.as_ptr().cast()) as _)
+}
+
 unsafe fn bind(source_fd: i32, target: &CStr, attrs: u64, step: Step) -> StepResult {
     let src = proc_fd_path(source_fd);
     check(
@@ -339,16 +344,7 @@ unsafe fn build_rootfs(p: &Prepared) -> StepResult {
             dev_fds.push(open_path(host, Step::OpenBindSource)?);
         }
     }
-    check(
-        Step::MountRootTmpfs,
-        libc::mount(
-            c"tmpfs".as_ptr(),
-            STAGING.as_ptr(),
-            c"tmpfs".as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            p.root_tmpfs_opts.as_ptr().cast(),
-        ) as _,
-    )?;
+    mount_fs(Step::MountRootTmpfs, c"tmpfs", STAGING, libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, &p.root_tmpfs_opts)?;
     if let (Some(d), Some(fd)) = (&p.data, data_fd) {
         make_mount_point(&d.staged_target, false)?;
         let mut attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
@@ -366,16 +362,7 @@ unsafe fn build_rootfs(p: &Prepared) -> StepResult {
     if p.policy.rootfs.dev {
         let dev = c"/tmp/dev";
         make_mount_point(dev, false)?;
-        check(
-            Step::MountDev,
-            libc::mount(
-                c"tmpfs".as_ptr(),
-                dev.as_ptr(),
-                c"tmpfs".as_ptr(),
-                libc::MS_NOSUID | libc::MS_NOEXEC,
-                c"mode=0755,size=16k,nr_inodes=16".as_ptr().cast(),
-            ) as _,
-        )?;
+        mount_fs(Step::MountDev, c"tmpfs", dev, libc::MS_NOSUID | libc::MS_NOEXEC, c"mode=0755,size=16k,nr_inodes=16")?;
         for ((_, staged), fd) in DEV_NODES.iter().zip(dev_fds) {
             make_mount_point(staged, true)?;
             bind(fd, staged, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, Step::MountDev)?;
@@ -386,15 +373,12 @@ unsafe fn build_rootfs(p: &Prepared) -> StepResult {
     if p.policy.rootfs.proc {
         let proc_dir = c"/tmp/proc";
         make_mount_point(proc_dir, false)?;
-        check(
+        mount_fs(
             Step::MountProc,
-            libc::mount(
-                c"proc".as_ptr(),
-                proc_dir.as_ptr(),
-                c"proc".as_ptr(),
-                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                c"hidepid=invisible,subset=pid".as_ptr().cast(),
-            ) as _,
+            c"proc",
+            proc_dir,
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            c"hidepid=invisible,subset=pid",
         )?;
     }
     // pivot_root(".", ".") stacks the old root on top of the new one; the

@@ -62,6 +62,16 @@ pub fn hostd_bin() -> PathBuf {
     workspace_bin("hostd")
 }
 
+/// The default (strict) policy for a sandbox named `name` running as host
+/// uid/gid `uid`, with `data` mounted at /data.
+pub fn policy_with_data(name: &str, uid: u32, data: &Path) -> Policy {
+    let mut p = Policy { name: name.into(), ..Policy::default() };
+    p.identity.host_uid = uid;
+    p.identity.host_gid = uid;
+    p.rootfs.data = Some(sandbox::policy::DataMount { source: data.into(), target: "/data".into(), allow_exec: false });
+    p
+}
+
 /// A scratch directory removed on drop.
 pub struct Scratch(pub PathBuf);
 

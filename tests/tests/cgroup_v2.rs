@@ -5,9 +5,9 @@
 
 use std::process::Command;
 
-use hostd_tests::{require_privileged, run_sandboxed, Scratch, Seen, SANDBOX_UID};
-use sandbox::policy::{CpuMax, DataMount, Feature};
-use sandbox::{CgroupMode, KernelFeatures, Policy};
+use hostd_tests::{policy_with_data, require_privileged, run_sandboxed, Scratch, Seen, SANDBOX_UID};
+use sandbox::policy::{CpuMax, Feature};
+use sandbox::{CgroupMode, KernelFeatures};
 
 fn in_vm() -> bool {
     std::env::var("HOSTD_IN_VM").map(|v| v == "1").unwrap_or(false)
@@ -48,10 +48,7 @@ fn inside_vm_cgroup_v2() {
     }
     let scratch = Scratch::new("v2");
     let data = scratch.owned_dir("data");
-    let mut policy = Policy { name: "v2".into(), ..Policy::default() };
-    policy.identity.host_uid = SANDBOX_UID;
-    policy.identity.host_gid = SANDBOX_UID;
-    policy.rootfs.data = Some(DataMount { source: data, target: "/data".into(), allow_exec: false });
+    let mut policy = policy_with_data("v2", SANDBOX_UID, &data);
     policy.cgroup.memory_max = Some(64 << 20);
     policy.cgroup.pids_max = Some(16);
     policy.cgroup.cpu_max = Some(CpuMax { quota_us: 10_000, period_us: 100_000 });

@@ -11,8 +11,8 @@ use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use hostd_tests::{require_privileged, run_sandboxed, run_unconfined, Run, Scratch, Seen, SANDBOX_UID};
-use sandbox::policy::{CpuMax, DataMount, FsAccess, FsRule};
+use hostd_tests::{policy_with_data, require_privileged, run_sandboxed, run_unconfined, Run, Scratch, Seen, SANDBOX_UID};
+use sandbox::policy::{CpuMax, FsAccess, FsRule};
 use sandbox::Policy;
 
 /// Ways a row may expect a run to end.
@@ -126,10 +126,7 @@ impl Env {
     }
 
     fn policy(&self) -> Policy {
-        let mut p = Policy { name: "escape".into(), ..Policy::default() };
-        p.identity.host_uid = SANDBOX_UID;
-        p.identity.host_gid = SANDBOX_UID;
-        p.rootfs.data = Some(DataMount { source: self.data.clone(), target: "/data".into(), allow_exec: false });
+        let mut p = policy_with_data("escape", SANDBOX_UID, &self.data);
         if let Some(ll) = p.landlock.as_mut() {
             ll.rules.push(FsRule {
                 path: "/data".into(),
@@ -167,10 +164,7 @@ impl Drop for Env {
 
 fn start_other_sandbox(data: &std::path::Path) -> (Child, i32) {
     let dir = std::env::temp_dir().join(format!("hostd-other-policy-{}.json", std::process::id()));
-    let mut p = Policy { name: "other".into(), ..Policy::default() };
-    p.identity.host_uid = SANDBOX_UID + 1;
-    p.identity.host_gid = SANDBOX_UID + 1;
-    p.rootfs.data = Some(DataMount { source: data.into(), target: "/data".into(), allow_exec: false });
+    let p = policy_with_data("other", SANDBOX_UID + 1, data);
     std::fs::write(&dir, serde_json::to_string(&p).unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
     let child = Command::new(hostd_tests::hostd_bin())
         .args(["sandbox", "run", "--policy"])
