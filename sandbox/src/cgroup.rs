@@ -160,11 +160,7 @@ impl CgroupRoot {
         for base in bases {
             let Ok(entries) = fs::read_dir(&base) else { continue };
             for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let Some(rest) = name.strip_prefix("hostd-") else { continue };
-                let mut parts = rest.rsplitn(3, '-');
-                let (_n, pid) = (parts.next(), parts.next().and_then(|p| p.parse::<u32>().ok()));
-                if let Some(pid) = pid {
+                if let Some(pid) = leaf_launcher_pid(&e.file_name().to_string_lossy()) {
                     if !Path::new(&format!("/proc/{pid}")).exists() {
                         let _ = fs::remove_dir(e.path());
                     }
@@ -179,7 +175,7 @@ impl CgroupRoot {
 
     /// Create the sandbox cgroup and write its limits.
     pub fn create(&self, name: &str, limits: &CgroupLimits) -> Result<Cgroup, SandboxError> {
-        let leaf = format!("hostd-{}-{}", name, unique_suffix());
+        let leaf = leaf_name(name);
         match &self.mode {
             CgroupMode::Unified { .. } => {
                 let base = self.v2_base.as_ref().ok_or_else(|| SandboxError::CgroupSetup("v2 base missing".into()))?;
@@ -233,10 +229,18 @@ impl CgroupRoot {
     }
 }
 
-fn unique_suffix() -> String {
+/// `hostd-<sandbox>-<launcher pid>-<n>`: unique per launcher, and the pid
+/// lets a later launcher recognise leftovers of a dead one.
+fn leaf_name(sandbox: &str) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!("hostd-{}-{}-{}", sandbox, std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The launcher pid in a name made by [`leaf_name`].
+fn leaf_launcher_pid(leaf: &str) -> Option<u32> {
+    let rest = leaf.strip_prefix("hostd-")?;
+    rest.rsplit('-').nth(1)?.parse().ok()
 }
 
 fn open_dir(dir: &Path) -> Result<OwnedFd, SandboxError> {
@@ -271,6 +275,16 @@ fn prepare_v2_base(own: &Path) -> Result<PathBuf, SandboxError> {
         write_file(&own.join("cgroup.subtree_control"), &ctl.join(" "))?;
     }
     Ok(own.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn leaf_names_carry_the_launcher_pid() {
+        let leaf = super::leaf_name("my-module");
+        assert_eq!(super::leaf_launcher_pid(&leaf), Some(std::process::id()));
+        assert_eq!(super::leaf_launcher_pid("not-ours"), None);
+    }
 }
 
 #[derive(Debug)]

@@ -119,7 +119,6 @@ pub fn prepare(policy: &Policy, kernel: &KernelFeatures) -> Result<Prepared, San
         }
     }
     let seccomp = match &policy.seccomp {
-        // Already validated above (Policy::validate covers the seccomp rules).
         Some(s) if kernel.seccomp_filter => s
             .compile()
             .map_err(|message| SandboxError::Seccomp { policy: policy.name.clone(), message })?,

@@ -233,10 +233,9 @@ impl SeccompPolicy {
         Ok(())
     }
 
-    /// Compile into the programs to install, in install order. Call
-    /// `validate` first (`Policy::validate` does): compile only re-checks
-    /// what it must resolve.
+    /// Compile into the programs to install, in install order.
     pub fn compile(&self) -> Result<Vec<BpfProgram>, String> {
+        self.validate()?;
         let mut programs = Vec::new();
         let mut by_errno: BTreeMap<u32, BTreeMap<i64, Alternatives>> = BTreeMap::new();
         for r in &self.errno {

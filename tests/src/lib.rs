@@ -120,6 +120,11 @@ pub struct Run {
     pub stderr: String,
 }
 
+/// The probe's `RESULT …` line, or "" when it printed none (killed first).
+fn result_line(stdout: &str) -> String {
+    stdout.lines().find(|l| l.starts_with("RESULT")).unwrap_or("").to_string()
+}
+
 fn classify(line: &str) -> Seen {
     let mut parts = line.split_whitespace();
     match (parts.next(), parts.next(), parts.next()) {
@@ -164,7 +169,7 @@ pub fn run_sandboxed_with(policy: &Policy, args: &[String], options: &[&str]) ->
     let out = cmd.output().unwrap_or_else(|e| panic!("spawn hostd: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    let line = stdout.lines().find(|l| l.starts_with("RESULT")).unwrap_or("").to_string();
+    let line = result_line(&stdout);
     let outcome: serde_json::Value = std::fs::read_to_string(&outcome_path)
         .ok()
         .and_then(|s| serde_json::from_str(&s).ok())
@@ -194,7 +199,7 @@ pub fn run_unconfined(args: &[String]) -> Run {
     }
     let out = cmd.output().unwrap_or_else(|e| panic!("spawn probe: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let line = stdout.lines().find(|l| l.starts_with("RESULT")).unwrap_or("").to_string();
+    let line = result_line(&stdout);
     use std::os::unix::process::ExitStatusExt;
     let seen = match out.status.signal() {
         Some(libc::SIGSYS) => Seen::SeccompKill,

@@ -40,7 +40,7 @@ fn inside_vm_cgroup_v2() {
         return;
     }
     let kernel = KernelFeatures::probe();
-    let CgroupMode::Unified { controllers, .. } = &kernel.cgroup else {
+    let CgroupMode::Unified { mount, own, controllers } = &kernel.cgroup else {
         panic!("expected a pure cgroup v2 host in the VM, found {:?}", kernel.cgroup);
     };
     for c in ["memory", "cpu", "pids"] {
@@ -77,10 +77,10 @@ fn inside_vm_cgroup_v2() {
     sleepers.cgroup.pids_max = Some(32);
     let run = hostd_tests::run_sandboxed_with(&sleepers, &["sleepers".to_string(), "8".to_string()], &["--timeout-ms", "1500"]);
     assert_eq!(run.outcome["outcome"].as_str(), Some("killed_by_host"), "{run:?}");
-    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    let base = format!("/sys/fs/cgroup{}", own.trim().trim_start_matches("0::").trim_end_matches("/supervisor"));
+    // Sandboxes are created in our own cgroup as probed before any launch.
+    let base = mount.join(own.strip_prefix("/").unwrap_or(own));
     let leftovers: Vec<String> = std::fs::read_dir(&base)
         .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with("hostd-")).collect())
         .unwrap_or_default();
-    assert!(leftovers.is_empty(), "cgroups left behind in {base}: {leftovers:?}");
+    assert!(leftovers.is_empty(), "cgroups left behind in {}: {leftovers:?}", base.display());
 }
