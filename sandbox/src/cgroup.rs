@@ -11,6 +11,7 @@
 //! ancestor's subtree_control (above our delegation) and ignores errors.
 
 use serde::Serialize;
+use std::cell::Cell;
 use std::fs;
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -36,7 +37,11 @@ pub struct V1Hierarchy {
     pub own_dir: PathBuf,
 }
 
-const V1_CONTROLLERS: [&str; 4] = ["memory", "cpu", "cpuacct", "pids"];
+/// The v1 hierarchies a sandbox gets a cgroup in. Each one costs a mkdir,
+/// a migration of the child (an RCU grace period) and an rmdir per launch,
+/// so accounting-only cpuacct is left out unless it shares cpu's hierarchy;
+/// CPU time is then summed from the members' /proc stat instead.
+const V1_CONTROLLERS: [&str; 3] = ["memory", "cpu", "pids"];
 
 impl CgroupMode {
     pub fn detect() -> CgroupMode {
@@ -182,7 +187,7 @@ impl CgroupRoot {
                 let dir = base.join(&leaf);
                 fs::create_dir(&dir).map_err(|e| SandboxError::Cgroup { path: dir.clone(), op: "mkdir", source: e })?;
                 // Built before the limits so a failed write removes the directory again.
-                let mut cg = Cgroup { kind: Kind::V2 { dir: dir.clone(), dirfd: None } };
+                let mut cg = Cgroup { kind: Kind::V2 { dir: dir.clone(), dirfd: None }, emptied: Cell::new(false) };
                 if let Some(m) = limits.memory_max {
                     write_file(&dir.join("memory.max"), &m.to_string())?;
                     if dir.join("memory.swap.max").exists() {
@@ -215,12 +220,12 @@ impl CgroupRoot {
                         }
                         Err(e) => {
                             // Dropping removes what was already created.
-                            drop(Cgroup { kind: Kind::V1 { dirs } });
+                            drop(Cgroup { kind: Kind::V1 { dirs }, emptied: Cell::new(false) });
                             return Err(SandboxError::Cgroup { path: dir, op: "mkdir", source: e });
                         }
                     }
                 }
-                let cg = Cgroup { kind: Kind::V1 { dirs } };
+                let cg = Cgroup { kind: Kind::V1 { dirs }, emptied: Cell::new(false) };
                 cg.write_v1_limits(limits)?;
                 Ok(cg)
             }
@@ -298,6 +303,9 @@ enum Kind {
 #[derive(Debug)]
 pub struct Cgroup {
     kind: Kind,
+    /// Seen empty after a kill: nothing can enter again (only we attach),
+    /// so teardown need not look a second time.
+    emptied: Cell<bool>,
 }
 
 /// Live usage read from the cgroup.
@@ -379,7 +387,11 @@ impl Cgroup {
                 Usage {
                     memory_current: mem.and_then(|d| read_u64(&d.join("memory.usage_in_bytes"))),
                     memory_peak: mem.and_then(|d| read_u64(&d.join("memory.max_usage_in_bytes"))),
-                    cpu_usage_usec: self.dir_for("cpuacct").and_then(|d| read_u64(&d.join("cpuacct.usage"))).map(|ns| ns / 1000),
+                    cpu_usage_usec: self
+                        .dir_for("cpu")
+                        .and_then(|d| read_u64(&d.join("cpuacct.usage")))
+                        .map(|ns| ns / 1000)
+                        .or_else(|| Some(self.pids().into_iter().filter_map(proc_cpu_usec).sum())),
                     pids_current: self.dir_for("pids").and_then(|d| read_u64(&d.join("pids.current"))),
                     oom_kills: mem.and_then(|d| read_keyed(&d.join("memory.oom_control"), "oom_kill")),
                     cpu_nr_throttled: self.dir_for("cpu").and_then(|d| read_keyed(&d.join("cpu.stat"), "nr_throttled")),
@@ -409,9 +421,13 @@ impl Cgroup {
                 return;
             }
         }
+        if self.emptied.get() {
+            return;
+        }
         for _ in 0..100 {
             let pids = self.pids();
             if pids.is_empty() {
+                self.emptied.set(true);
                 return;
             }
             for p in pids {
@@ -450,6 +466,17 @@ impl Cgroup {
             Kind::V1 { dirs } => dirs.iter().map(|(_, d)| d.clone()).collect(),
         }
     }
+}
+
+/// utime + stime of one live process, in microseconds.
+fn proc_cpu_usec(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace().skip(11);
+    let ticks: u64 = fields.next()?.parse::<u64>().ok()? + fields.next()?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Some(ticks * 1_000_000 / hz)
 }
 
 impl Drop for Cgroup {

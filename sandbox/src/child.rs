@@ -37,6 +37,7 @@ pub enum Step {
     Release = 1,
     Setsid,
     SetIds,
+    CgroupAttach,
     CgroupNamespace,
     Hostname,
     MountPrivate,
@@ -66,6 +67,7 @@ impl Step {
             Step::Release => "wait for the parent's release (parent gone)",
             Step::Setsid => "setsid",
             Step::SetIds => "setresuid/setresgid inside the user namespace",
+            Step::CgroupAttach => "wait for the parent to attach the cgroup (parent gone)",
             Step::CgroupNamespace => "unshare(CLONE_NEWCGROUP)",
             Step::Hostname => "sethostname",
             Step::MountPrivate => "make / recursively private",
@@ -91,10 +93,11 @@ impl Step {
     }
 
     pub fn from_u32(v: u32) -> Option<Step> {
-        const ALL: [Step; 24] = [
+        const ALL: [Step; 25] = [
             Step::Release,
             Step::Setsid,
             Step::SetIds,
+            Step::CgroupAttach,
             Step::CgroupNamespace,
             Step::Hostname,
             Step::MountPrivate,
@@ -144,6 +147,9 @@ pub(crate) struct ChildFds {
     pub stdout: i32,
     pub stderr: i32,
     pub ipc: Option<i32>,
+    /// A second byte on the release pipe follows once the parent has put us
+    /// into our (v1) cgroup; wait for it before anything of the module runs.
+    pub await_cgroup: bool,
     /// Parent-side fds to close first.
     pub parent_only: Vec<i32>,
 }
@@ -200,16 +206,24 @@ fn confine_and_exec(p: &Prepared, fds: &ChildFds, argv: &[CString]) -> StepResul
         if libc::poll(&mut pfd, 1, 0) > 0 && pfd.revents & libc::POLLHUP != 0 {
             return Err((Step::Release, libc::EPIPE));
         }
-        libc::close(fds.release_r);
-
-        if p.unshare_cgroup_late {
-            check(Step::CgroupNamespace, libc::unshare(libc::CLONE_NEWCGROUP) as _)?;
-        }
         if policy.namespaces.uts {
             check(Step::Hostname, libc::sethostname(p.hostname.as_ptr(), p.hostname.as_bytes().len()) as _)?;
         }
         if policy.namespaces.mount {
             build_rootfs(p)?;
+        }
+        if fds.await_cgroup {
+            // v1: the parent attaches us while we built the rootfs; nothing
+            // of the module runs before it says so.
+            let n = libc::read(fds.release_r, (&mut byte as *mut u8).cast(), 1);
+            if n != 1 {
+                return Err((Step::CgroupAttach, if n < 0 { errno() } else { libc::EPIPE }));
+            }
+        }
+        libc::close(fds.release_r);
+        if p.unshare_cgroup_late {
+            // Only now: the namespace's root is the cgroup we are in.
+            check(Step::CgroupNamespace, libc::unshare(libc::CLONE_NEWCGROUP) as _)?;
         }
         arrange_fds(fds)?;
         set_rlimits(p)?;
@@ -220,7 +234,7 @@ fn confine_and_exec(p: &Prepared, fds: &ChildFds, argv: &[CString]) -> StepResul
         if policy.landlock.is_some() && p.landlock_abi > 0 {
             apply_landlock(p)?;
         }
-        for prog in &p.seccomp {
+        if let Some(prog) = &p.seccomp {
             seccomp::install(prog).map_err(|e| (Step::Seccomp, e))?;
         }
         let argv: Vec<*const libc::c_char> =
@@ -311,13 +325,13 @@ unsafe fn mount_fs(step: Step, fstype: &CStr, target: &CStr, flags: libc::c_ulon
     check(step, libc::mount(fstype.as_ptr(), target.as_ptr(), fstype.as_ptr(), flags, opts.as_ptr().cast()) as _)
 }
 
-unsafe fn bind(source_fd: i32, target: &CStr, attrs: u64, step: Step) -> StepResult {
+unsafe fn bind_plain(source_fd: i32, target: &CStr) -> libc::c_long {
     let src = proc_fd_path(source_fd);
-    check(
-        step,
-        libc::mount(src.as_ptr(), target.as_ptr(), std::ptr::null(), libc::MS_BIND | libc::MS_REC, std::ptr::null())
-            as _,
-    )?;
+    libc::mount(src.as_ptr(), target.as_ptr(), std::ptr::null(), libc::MS_BIND | libc::MS_REC, std::ptr::null()) as _
+}
+
+unsafe fn bind(source_fd: i32, target: &CStr, attrs: u64, step: Step) -> StepResult {
+    check(step, bind_plain(source_fd, target))?;
     // mount_setattr only sets flags, so flags the host locked on the source
     // (which a user namespace may not clear) never make this fail.
     check(step, mount_setattr(target, true, attrs))
@@ -360,15 +374,15 @@ unsafe fn build_rootfs(p: &Prepared) -> StepResult {
         libc::close(fd);
     }
     if p.policy.rootfs.dev {
-        let dev = c"/tmp/dev";
-        make_mount_point(dev, false)?;
-        mount_fs(Step::MountDev, c"tmpfs", dev, libc::MS_NOSUID | libc::MS_NOEXEC, c"mode=0755,size=16k,nr_inodes=16")?;
+        // The nodes are bound into a plain directory of the root tmpfs, which
+        // becomes read-only with the root: no own tmpfs, no per-node flags
+        // (a character device cannot be executed, and set-id bits on it mean
+        // nothing), which keeps /dev at one bind per node.
         for ((_, staged), fd) in DEV_NODES.iter().zip(dev_fds) {
             make_mount_point(staged, true)?;
-            bind(fd, staged, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, Step::MountDev)?;
+            check(Step::MountDev, bind_plain(fd, staged))?;
             libc::close(fd);
         }
-        check(Step::MountDev, mount_setattr(dev, false, MOUNT_ATTR_RDONLY))?;
     }
     if p.policy.rootfs.proc {
         let proc_dir = c"/tmp/proc";

@@ -23,7 +23,7 @@ use crate::policy::{Feature, Policy};
 #[derive(Debug)]
 pub struct Prepared {
     pub policy: Policy,
-    pub(crate) seccomp: Vec<seccompiler::BpfProgram>,
+    pub(crate) seccomp: Option<seccompiler::BpfProgram>,
     pub(crate) hostname: CString,
     pub(crate) root_tmpfs_opts: CString,
     pub(crate) data: Option<StagedData>,
@@ -119,10 +119,10 @@ pub fn prepare(policy: &Policy, kernel: &KernelFeatures) -> Result<Prepared, San
         }
     }
     let seccomp = match &policy.seccomp {
-        Some(s) if kernel.seccomp_filter => s
-            .compile()
-            .map_err(|message| SandboxError::Seccomp { policy: policy.name.clone(), message })?,
-        _ => Vec::new(),
+        Some(s) if kernel.seccomp_filter => {
+            Some(s.compile().map_err(|message| SandboxError::Seccomp { policy: policy.name.clone(), message })?)
+        }
+        _ => None,
     };
     let data = match &policy.rootfs.data {
         Some(d) => Some(StagedData {
@@ -233,8 +233,8 @@ impl Outcome {
 pub struct Child {
     pid: i32,
     pidfd: OwnedFd,
+    /// Created fresh for this child, so any OOM kill it counts is this child's.
     cgroup: Option<Cgroup>,
-    oom_kills_at_start: u64,
     killed_by_host: bool,
     outcome: Option<Outcome>,
 }
@@ -297,12 +297,19 @@ pub fn spawn(prepared: &Prepared, cgroups: Option<&CgroupRoot>, cmd: Command) ->
         errno,
     };
     let wants_cgroup = policy.cgroup.enabled && !prepared.downgrades.iter().any(|d| d.feature == Feature::Cgroup);
-    let cgroup = match (wants_cgroup, cgroups) {
-        (true, Some(root)) => Some(root.create(&policy.name, &policy.cgroup)?),
+    let cgroup_root = match (wants_cgroup, cgroups) {
+        (true, Some(root)) => Some(root),
         (true, None) => return Err(SandboxError::CgroupSetup("policy sets cgroup limits but no cgroup root was given".into())),
         (false, _) => None,
     };
-    let oom_kills_at_start = cgroup.as_ref().and_then(|c| c.usage().oom_kills).unwrap_or(0);
+    // v2: the child is born in its cgroup (CLONE_INTO_CGROUP), so it must
+    // exist first. v1: the parent creates and attaches it while the child
+    // builds its rootfs, and the child waits for that before going on.
+    let born_in_cgroup = cgroup_root.is_some_and(|r| matches!(r.mode(), CgroupMode::Unified { .. }));
+    let cgroup = match cgroup_root {
+        Some(root) if born_in_cgroup => Some(root.create(&policy.name, &policy.cgroup)?),
+        _ => None,
+    };
 
     let devnull = || -> Result<OwnedFd, SandboxError> {
         std::fs::OpenOptions::new()
@@ -377,6 +384,7 @@ pub fn spawn(prepared: &Prepared, cgroups: Option<&CgroupRoot>, cmd: Command) ->
         stdout: stdout.as_raw_fd(),
         stderr: stderr.as_raw_fd(),
         ipc: cmd.ipc.as_ref().map(|f| f.as_raw_fd()),
+        await_cgroup: cgroup_root.is_some() && !born_in_cgroup,
         parent_only: vec![release_w.as_raw_fd(), err_r.as_raw_fd()],
     };
     // SAFETY: clone3 without CLONE_VM behaves like fork; the child runs only
@@ -393,19 +401,26 @@ pub fn spawn(prepared: &Prepared, cgroups: Option<&CgroupRoot>, cmd: Command) ->
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
     drop(release_r);
     drop(err_w);
-    let mut child = Child { pid, pidfd, cgroup, oom_kills_at_start, killed_by_host: false, outcome: None };
+    let mut child = Child { pid, pidfd, cgroup, killed_by_host: false, outcome: None };
 
     let ids = policy.identity;
     let setup = (|| -> Result<(), SandboxError> {
         write_proc(pid, "setgroups", "deny").map_err(|e| launch_err("write setgroups", e))?;
         write_proc(pid, "uid_map", &format!("{} {} 1\n", ids.inside_uid, ids.host_uid)).map_err(|e| launch_err("write uid_map", e))?;
         write_proc(pid, "gid_map", &format!("{} {} 1\n", ids.inside_gid, ids.host_gid)).map_err(|e| launch_err("write gid_map", e))?;
-        if let Some(cg) = &child.cgroup {
+        let release = || {
+            // SAFETY: one byte to the child's release pipe.
+            if unsafe { libc::write(release_w.as_raw_fd(), [1u8].as_ptr().cast(), 1) } != 1 {
+                return Err(launch_err("release child", last_err()));
+            }
+            Ok(())
+        };
+        release()?;
+        if let (Some(root), false) = (cgroup_root, born_in_cgroup) {
+            let cg = root.create(&policy.name, &policy.cgroup)?;
             cg.attach(pid)?;
-        }
-        // SAFETY: one byte to the child's release pipe.
-        if unsafe { libc::write(release_w.as_raw_fd(), [1u8].as_ptr().cast(), 1) } != 1 {
-            return Err(launch_err("release child", last_err()));
+            child.cgroup = Some(cg);
+            release()?;
         }
         Ok(())
     })();
@@ -516,7 +531,7 @@ impl Child {
             _ if status == libc::SIGSYS => Outcome::SeccompViolation,
             _ if status == libc::SIGKILL => {
                 let ooms = self.cgroup.as_ref().and_then(|c| c.usage().oom_kills).unwrap_or(0);
-                if ooms > self.oom_kills_at_start {
+                if ooms > 0 {
                     Outcome::OomKilled
                 } else if self.killed_by_host {
                     Outcome::KilledByHost

@@ -3,6 +3,7 @@
 //! Knows nothing about modules. See DESIGN.md for the launch order this
 //! crate implements (`launch::spawn` parent side, `child` child side).
 
+mod bpf;
 pub mod cgroup;
 mod child;
 pub mod error;

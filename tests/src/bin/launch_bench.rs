@@ -19,9 +19,18 @@ use std::time::{Duration, Instant};
 use sandbox::{CgroupRoot, KernelFeatures, Policy};
 
 fn main() {
-    let iterations: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(200);
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let breakdown_mode = args.first().is_some_and(|a| a == "breakdown");
+    if breakdown_mode {
+        args.remove(0);
+    }
+    let iterations: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(200);
     let dir = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)).unwrap_or_default();
     let payload = dir.join("hostd-payload");
+    if breakdown_mode {
+        breakdown(iterations, &payload);
+        return;
+    }
     let hostd = dir.join("hostd");
     for p in [&payload, &hostd] {
         if !p.exists() {
@@ -85,6 +94,49 @@ fn main() {
     }
 }
 
+/// `launch-bench breakdown N`: in-process spawn with one protection removed
+/// at a time, to show where the launch time goes.
+fn breakdown(iterations: usize, payload: &Path) {
+    let kernel = KernelFeatures::probe();
+    let cgroups = CgroupRoot::new(kernel.cgroup.clone()).unwrap_or_else(|e| die(&e.to_string()));
+    sandbox::clear_supplementary_groups().unwrap_or_else(|e| die(&e.to_string()));
+    let full = Policy { name: "bench".into(), ..Policy::default() };
+    type Tweak = fn(&mut Policy);
+    let variants: [(&str, Tweak); 8] = [
+        ("full", |_| {}),
+        ("-seccomp", |p| p.seccomp = None),
+        ("-landlock", |p| p.landlock = None),
+        ("-cgroup", |p| p.cgroup.enabled = false),
+        ("-netns", |p| p.namespaces.net = false),
+        ("-dev", |p| p.rootfs.dev = false),
+        ("-proc", |p| p.rootfs.proc = false),
+        ("-caps", |p| p.capabilities.drop_all = false),
+    ];
+    let prepared: Vec<_> = variants
+        .iter()
+        .map(|(name, tweak)| {
+            let mut p = full.clone();
+            tweak(&mut p);
+            (*name, sandbox::prepare(&p, &kernel).unwrap_or_else(|e| die(&e.to_string())))
+        })
+        .collect();
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); prepared.len()];
+    for i in 0..iterations + 10 {
+        for (j, (_, p)) in prepared.iter().enumerate() {
+            let t = time(|| run_spawn(p, &cgroups, payload));
+            if i >= 10 {
+                times[j].push(t);
+            }
+        }
+    }
+    let base = pct(&times[0], 50);
+    println!("in-process spawn, one protection removed at a time, {iterations} interleaved runs");
+    println!("{:<10} {:>10} {:>10} {:>12}", "variant", "p50 ms", "p95 ms", "saves ms");
+    for ((name, _), t) in prepared.iter().zip(&times) {
+        println!("{:<10} {:>10.3} {:>10.3} {:>12.3}", name, pct(t, 50), pct(t, 95), base - pct(t, 50));
+    }
+}
+
 fn die(msg: &str) -> ! {
     eprintln!("launch-bench: {msg}");
     std::process::exit(1)
@@ -108,15 +160,14 @@ fn pct(v: &[Duration], p: usize) -> f64 {
     ms[((ms.len() - 1) * p) / 100]
 }
 
-/// The baseline allowlist program as raw sock_filter bytes for bwrap
+/// The same program hostd installs, as raw sock_filter bytes for bwrap
 /// --seccomp, plus `execve` (bwrap execs by path after installing it).
 fn write_bpf(policy: &Policy, path: &Path) {
     let mut seccomp = policy.seccomp.clone().unwrap_or_else(sandbox::seccomp::SeccompPolicy::baseline);
     seccomp.rules.push(sandbox::seccomp::SyscallRule { syscall: "execve".into(), why: "bwrap's own exec".into(), args: vec![] });
-    let progs = seccomp.compile().unwrap_or_else(|e| die(&e));
-    let allow = progs.last().cloned().unwrap_or_default();
+    let prog = seccomp.compile().unwrap_or_else(|e| die(&e));
     let mut bytes = Vec::new();
-    for ins in &allow {
+    for ins in &prog {
         bytes.extend_from_slice(&ins.code.to_ne_bytes());
         bytes.push(ins.jt);
         bytes.push(ins.jf);
