@@ -365,6 +365,9 @@ unsafe fn build_rootfs(p: &Prepared) -> StepResult {
         if !d.allow_exec {
             attrs |= MOUNT_ATTR_NOEXEC;
         }
+        if d.read_only {
+            attrs |= MOUNT_ATTR_RDONLY;
+        }
         bind(fd, &d.staged_target, attrs, Step::BindData)?;
         libc::close(fd);
     }

@@ -51,6 +51,7 @@ pub(crate) struct StagedData {
     pub source: CString,
     pub staged_target: CString,
     pub allow_exec: bool,
+    pub read_only: bool,
 }
 
 #[derive(Debug)]
@@ -129,6 +130,7 @@ pub fn prepare(policy: &Policy, kernel: &KernelFeatures) -> Result<Prepared, San
             source: cstr(d.source.as_os_str().as_bytes(), "rootfs.data.source")?,
             staged_target: staged(&d.target)?,
             allow_exec: d.allow_exec,
+            read_only: d.read_only,
         }),
         None => None,
     };

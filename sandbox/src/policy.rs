@@ -128,6 +128,10 @@ pub struct DataMount {
     /// Drop noexec (weakened test controls only).
     #[serde(default)]
     pub allow_exec: bool,
+    /// Mount it read-only too (Landlock already denies writes when the
+    /// rules grant only reading; this makes the mount agree).
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 fn default_data_target() -> PathBuf {

@@ -68,7 +68,7 @@ pub fn policy_with_data(name: &str, uid: u32, data: &Path) -> Policy {
     let mut p = Policy { name: name.into(), ..Policy::default() };
     p.identity.host_uid = uid;
     p.identity.host_gid = uid;
-    p.rootfs.data = Some(sandbox::policy::DataMount { source: data.into(), target: "/data".into(), allow_exec: false });
+    p.rootfs.data = Some(sandbox::policy::DataMount { source: data.into(), target: "/data".into(), allow_exec: false, read_only: false });
     p
 }
 

@@ -80,6 +80,7 @@ fn run(case: &str, arg: &dyn Fn(usize) -> String) -> R {
                 rc(libc::open(p.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o644) as i64)
             }
             "write_file" => write_file(&arg(2), b"hostd-probe"),
+            "mkdir" => rc(libc::mkdir(c(&arg(2)).as_ptr(), 0o755) as i64),
             "list_dir" => {
                 let p = c(&arg(2));
                 let fd = libc::open(p.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC);

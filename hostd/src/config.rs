@@ -1,0 +1,199 @@
+//! Host config (`/etc/hostd/hostd.toml` in packages; `hostd.toml` next to the
+//! demo). Every key has a default, so an empty file is a valid, strict
+//! config. Errors name the file, the line and the key.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::manifest::{syntax_error, ManifestError};
+use sandbox::policy::Feature;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct HostConfig {
+    pub paths: Paths,
+    pub identity: IdRange,
+    pub limits: Limits,
+    /// Per-module limits set by the operator; they replace the defaults for
+    /// that module (a module's own `[resources]` may still tighten them).
+    pub module_limits: BTreeMap<String, Limits>,
+    pub trust: SignaturePolicy,
+    pub sandbox: SandboxSettings,
+    /// `[modules.<name>]`: values that override the module's `config.toml`
+    /// (host values win, as the seeds say).
+    pub modules: BTreeMap<String, toml::Table>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Paths {
+    pub modules_dir: PathBuf,
+    pub data_dir: PathBuf,
+    pub run_dir: PathBuf,
+}
+
+impl Default for Paths {
+    fn default() -> Self {
+        Paths {
+            modules_dir: "/var/lib/hostd/modules".into(),
+            data_dir: "/var/lib/hostd/data".into(),
+            run_dir: "/run/hostd".into(),
+        }
+    }
+}
+
+/// Host uids/gids handed to modules, one per module, never 0 and never
+/// hostd's own.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdRange {
+    pub first: u32,
+    pub count: u32,
+}
+
+impl Default for IdRange {
+    fn default() -> Self {
+        IdRange { first: 620_000, count: 10_000 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub memory_max_bytes: u64,
+    /// 100 = one full CPU.
+    pub cpu_percent: u32,
+    pub pids_max: u64,
+    pub nofile: u64,
+    pub fsize_bytes: u64,
+    /// Size of the module's empty read-only root tmpfs.
+    pub tmpfs_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_max_bytes: 256 << 20,
+            cpu_percent: 100,
+            pids_max: 64,
+            nofile: 256,
+            fsize_bytes: 1 << 30,
+            tmpfs_bytes: 1 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignaturePolicy {
+    /// Load modules without any signature at all (default: no).
+    pub allow_unsigned: bool,
+    /// Signatures required from distinct anchors even if a manifest asks
+    /// for fewer.
+    pub min_signatures: usize,
+    pub anchors: Vec<TrustAnchor>,
+}
+
+impl Default for SignaturePolicy {
+    fn default() -> Self {
+        SignaturePolicy { allow_unsigned: false, min_signatures: 1, anchors: Vec::new() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TrustAnchor {
+    pub name: String,
+    /// 33-byte compressed secp256k1 key, hex.
+    pub public_key: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxSettings {
+    /// Landlock ABI below which a module is not started.
+    pub min_landlock_abi: u32,
+    /// Kernel features modules may run without (loud: `policy show` and the
+    /// logs flag every one). Empty by default.
+    pub allow_downgrade: Vec<Feature>,
+}
+
+impl Default for SandboxSettings {
+    fn default() -> Self {
+        SandboxSettings { min_landlock_abi: 6, allow_downgrade: Vec::new() }
+    }
+}
+
+impl HostConfig {
+    pub fn load(file: &Path) -> Result<HostConfig, ManifestError> {
+        let text = std::fs::read_to_string(file).map_err(|source| ManifestError::Read { file: file.into(), source })?;
+        HostConfig::parse(&text, file)
+    }
+
+    pub fn parse(text: &str, file: &Path) -> Result<HostConfig, ManifestError> {
+        let mut c: HostConfig = toml::from_str(text).map_err(|e| syntax_error(file, text, &e))?;
+        let invalid = |key: &str, message: String| ManifestError::Invalid { file: file.into(), key: key.into(), message };
+        // Relative paths are relative to the config file's directory.
+        let base = file.parent().unwrap_or(Path::new("."));
+        for p in [&mut c.paths.modules_dir, &mut c.paths.data_dir, &mut c.paths.run_dir] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        if c.identity.first == 0 || c.identity.count == 0 || c.identity.first.checked_add(c.identity.count).is_none() {
+            return Err(invalid("identity", "first must be > 0 and first + count must fit in 32 bits".into()));
+        }
+        for (i, a) in c.trust.anchors.iter().enumerate() {
+            crate::trust::parse_public_key(&a.public_key).map_err(|m| invalid(&format!("trust.anchors[{i}] ({})", a.name), m))?;
+            if c.trust.anchors[..i].iter().any(|b| b.name == a.name || b.public_key == a.public_key) {
+                return Err(invalid(&format!("trust.anchors[{i}]"), format!("anchor {:?} or its key is listed twice", a.name)));
+            }
+        }
+        for name in c.module_limits.keys().chain(c.modules.keys()) {
+            crate::manifest::check_name(name).map_err(|m| invalid(&format!("modules.{name}"), m))?;
+        }
+        for (key, l) in std::iter::once(("limits".to_string(), &c.limits)).chain(c.module_limits.iter().map(|(n, l)| (format!("module_limits.{n}"), l))) {
+            if l.cpu_percent == 0 || l.pids_max == 0 || l.nofile < 4 || l.memory_max_bytes < (4 << 20) {
+                return Err(invalid(&key, "cpu_percent and pids_max must be > 0, nofile >= 4, memory_max_bytes >= 4 MiB".into()));
+            }
+        }
+        Ok(c)
+    }
+
+    pub fn limits_for(&self, module: &str) -> Limits {
+        self.module_limits.get(module).copied().unwrap_or(self.limits)
+    }
+
+    pub fn module_dir(&self, module: &str) -> PathBuf {
+        self.paths.modules_dir.join(module)
+    }
+
+    /// `data/modules/<name>/`; the module's own files are in `files/` below
+    /// it (its RocksDB, owned by hostd, will sit next to it in `db/`).
+    pub fn module_data_dir(&self, module: &str) -> PathBuf {
+        self.paths.data_dir.join("modules").join(module)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_is_strict_defaults() {
+        let c = HostConfig::parse("", Path::new("/etc/hostd/hostd.toml")).expect("valid");
+        assert!(!c.trust.allow_unsigned);
+        assert_eq!(c.trust.min_signatures, 1);
+        assert!(c.sandbox.allow_downgrade.is_empty());
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let e = HostConfig::parse("[trust]\nallow_unsinged = true\n", Path::new("/etc/hostd/hostd.toml")).unwrap_err().to_string();
+        assert!(e.contains("/etc/hostd/hostd.toml:2"), "{e}");
+        assert!(e.contains("did you mean `allow_unsigned`"), "{e}");
+        let e = HostConfig::parse("[[trust.anchors]]\nname = \"a\"\npublic_key = \"zz\"\n", Path::new("h.toml")).unwrap_err().to_string();
+        assert!(e.contains("trust.anchors[0]"), "{e}");
+    }
+}

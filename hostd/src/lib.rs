@@ -1,0 +1,11 @@
+//! hostd as a library: manifests, trust, permissions, host config, and the
+//! manifest → sandbox policy generator. The `hostd` binary is its CLI.
+
+pub mod config;
+pub mod manifest;
+pub mod modules;
+pub mod permissions;
+pub mod policy_show;
+pub mod policygen;
+pub mod spelling;
+pub mod trust;

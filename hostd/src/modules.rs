@@ -1,0 +1,125 @@
+//! Module directories: `modules_dir/<name>/{module.toml, <entry_point>, config.toml}`,
+//! discovery, the merged module config, and host uid allocation.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::config::HostConfig;
+use crate::manifest::{Manifest, ManifestError, ValidManifest};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModuleError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("{dir}: directory name {dir_name:?} differs from the manifest's name {name:?}; rename one of them")]
+    NameMismatch { dir: PathBuf, dir_name: String, name: String },
+    #[error("{file}: {message}")]
+    Ids { file: PathBuf, message: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct ModuleDir {
+    pub dir: PathBuf,
+    pub manifest: ValidManifest,
+    /// The module's `config.toml` with the host's `[modules.<name>]` on top.
+    pub config: toml::Table,
+}
+
+/// Load one module directory. `installed` requires the directory name to
+/// equal the manifest's name (a module cannot pose as another by its dir).
+pub fn load_dir(dir: &Path, host: &HostConfig, installed: bool) -> Result<ModuleDir, ModuleError> {
+    let manifest = Manifest::load(&dir.join("module.toml"))?;
+    let name = manifest.manifest.name.clone();
+    let dir_name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if installed && dir_name != name {
+        return Err(ModuleError::NameMismatch { dir: dir.into(), dir_name, name });
+    }
+    let config_file = dir.join("config.toml");
+    let mut config = match std::fs::read_to_string(&config_file) {
+        Ok(text) => toml::from_str::<toml::Table>(&text).map_err(|e| crate::manifest::syntax_error(&config_file, &text, &e))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => toml::Table::new(),
+        Err(source) => return Err(ManifestError::Read { file: config_file, source }.into()),
+    };
+    if let Some(overrides) = host.modules.get(&name) {
+        merge(&mut config, overrides);
+    }
+    Ok(ModuleDir { dir: dir.into(), manifest, config })
+}
+
+/// Host values win; tables merge key by key.
+fn merge(base: &mut toml::Table, over: &toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            _ => {
+                base.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+/// Every module under the modules dir; a bad one is reported and skipped,
+/// never taking the others down.
+pub fn discover(host: &HostConfig) -> (Vec<ModuleDir>, Vec<(PathBuf, ModuleError)>) {
+    let mut ok = Vec::new();
+    let mut bad = Vec::new();
+    let Ok(entries) = std::fs::read_dir(&host.paths.modules_dir) else { return (ok, bad) };
+    let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.join("module.toml").exists()).collect();
+    dirs.sort();
+    for d in dirs {
+        match load_dir(&d, host, true) {
+            Ok(m) => ok.push(m),
+            Err(e) => {
+                tracing::error!(dir = %d.display(), error = %e, "module skipped");
+                bad.push((d, e));
+            }
+        }
+    }
+    (ok, bad)
+}
+
+/// Host uid/gid per module, stable across restarts: `data_dir/module-ids.toml`.
+#[derive(Debug, Default)]
+pub struct IdMap {
+    file: PathBuf,
+    ids: BTreeMap<String, u32>,
+}
+
+impl IdMap {
+    pub fn load(host: &HostConfig) -> Result<IdMap, ModuleError> {
+        let file = host.paths.data_dir.join("module-ids.toml");
+        let ids = match std::fs::read_to_string(&file) {
+            Ok(t) => toml::from_str(&t).map_err(|e| ModuleError::Ids { file: file.clone(), message: e.to_string() })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(ModuleError::Ids { file, message: e.to_string() }),
+        };
+        Ok(IdMap { file, ids })
+    }
+
+    /// The module's id, or the one it would get (without recording it).
+    pub fn peek(&self, module: &str, host: &HostConfig) -> Result<u32, ModuleError> {
+        if let Some(id) = self.ids.get(module) {
+            return Ok(*id);
+        }
+        let r = host.identity;
+        (r.first..r.first + r.count).find(|id| !self.ids.values().any(|v| v == id)).ok_or_else(|| ModuleError::Ids {
+            file: self.file.clone(),
+            message: format!("all {} ids from {} are taken; widen [identity] in the host config", r.count, r.first),
+        })
+    }
+
+    /// Record the module's id (written atomically).
+    pub fn assign(&mut self, module: &str, host: &HostConfig) -> Result<u32, ModuleError> {
+        let id = self.peek(module, host)?;
+        if self.ids.insert(module.into(), id).is_none() {
+            let err = |e: std::io::Error| ModuleError::Ids { file: self.file.clone(), message: e.to_string() };
+            if let Some(parent) = self.file.parent() {
+                std::fs::create_dir_all(parent).map_err(err)?;
+            }
+            let tmp = self.file.with_extension("toml.tmp");
+            std::fs::write(&tmp, toml::to_string(&self.ids).unwrap_or_default()).map_err(err)?;
+            std::fs::rename(&tmp, &self.file).map_err(err)?;
+        }
+        Ok(id)
+    }
+}
