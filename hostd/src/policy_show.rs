@@ -117,8 +117,9 @@ pub fn build(m: &ModuleDir, host: &HostConfig, kernel: &KernelFeatures, installe
         }
         Err(e) => VerificationReport { ok: false, error: Some(e.to_string()), details: None, trusted_anchors: anchors(host) },
     };
-    let (downgrades, refused) = match sandbox::prepare(&policy, kernel) {
-        Ok(p) => (p.downgrades, None),
+    // Only the kernel can refuse a module here; its data dir is created at load.
+    let (downgrades, refused) = match sandbox::check_kernel(&policy, kernel) {
+        Ok(d) => (d, None),
         Err(e) => (Vec::new(), Some(e.to_string())),
     };
     let abi = kernel.landlock_abi;
@@ -304,9 +305,10 @@ pub fn render(r: &PolicyReport) -> String {
         let _ = writeln!(w, "  {} {}{}  — {}", e.errno, e.syscall, args, e.why);
     }
     let rl = r.rlimits;
-    let _ = writeln!(w, "\nrlimits: nofile {:?}, core {:?}, fsize {:?}, memlock {:?}", rl.nofile, rl.core, rl.fsize, rl.memlock);
+    let _ = writeln!(w, "\nrlimits: nofile {}, core {}, fsize {}, memlock {}", opt(rl.nofile), opt(rl.core), opt(rl.fsize), opt(rl.memlock));
     let cg = &r.cgroup;
-    let _ = writeln!(w, "cgroup: memory.max {:?}, swap {:?}, cpu.max {:?}, pids.max {:?}", cg.memory_max, cg.memory_swap_max, cg.cpu_max.map(|c| format!("{} {}", c.quota_us, c.period_us)), cg.pids_max);
+    let cpu = cg.cpu_max.map(|c| format!("{} {}", c.quota_us, c.period_us)).unwrap_or_else(|| "unlimited".into());
+    let _ = writeln!(w, "cgroup: memory.max {}, swap {}, cpu.max {cpu}, pids.max {}", opt(cg.memory_max), opt(cg.memory_swap_max), opt(cg.pids_max));
     let _ = writeln!(w, "environment (nothing inherited):");
     for (k, v) in &r.environment {
         let _ = writeln!(w, "  {k}={v}");
@@ -314,6 +316,10 @@ pub fn render(r: &PolicyReport) -> String {
     let k = &r.kernel;
     let _ = writeln!(w, "\nkernel: {} landlock ABI {}, seccomp filter {}, user namespaces {}, cgroups {}", k.release, k.landlock_abi, k.seccomp_filter, k.user_namespaces, k.cgroup);
     s
+}
+
+fn opt(v: Option<u64>) -> String {
+    v.map_or_else(|| "unlimited".into(), |n| n.to_string())
 }
 
 fn on(b: bool) -> &'static str {

@@ -78,6 +78,15 @@ fn staged(target: &Path) -> Result<CString, SandboxError> {
 /// Check the policy against the kernel and compile it.
 pub fn prepare(policy: &Policy, kernel: &KernelFeatures) -> Result<Prepared, SandboxError> {
     policy.validate("policy")?;
+    let downgrades = check_kernel(policy, kernel)?;
+    let landlock_abi = if policy.landlock.is_some() { kernel.landlock_abi } else { 0 };
+    prepare_checked(policy, kernel, downgrades, landlock_abi)
+}
+
+/// What the policy needs from this kernel: `Err(MissingFeature)` for the
+/// first missing feature the policy does not allow to be missing, else the
+/// downgrades it does allow (each one logged).
+pub fn check_kernel(policy: &Policy, kernel: &KernelFeatures) -> Result<Vec<Downgrade>, SandboxError> {
     let mut downgrades = Vec::new();
     let mut need = |feature: Feature, present: bool, detail: String| -> Result<(), SandboxError> {
         if present {
@@ -93,7 +102,6 @@ pub fn prepare(policy: &Policy, kernel: &KernelFeatures) -> Result<Prepared, San
     };
     need(Feature::UserNamespace, kernel.user_namespaces, "user namespaces are disabled".into())?;
     need(Feature::Seccomp, policy.seccomp.is_none() || kernel.seccomp_filter, "no seccomp filter mode".into())?;
-    let mut landlock_abi = kernel.landlock_abi;
     if let Some(ll) = &policy.landlock {
         need(
             Feature::Landlock,
@@ -106,8 +114,6 @@ pub fn prepare(policy: &Policy, kernel: &KernelFeatures) -> Result<Prepared, San
         if !ll.tcp_bind.is_empty() || !ll.tcp_connect.is_empty() {
             need(Feature::LandlockNet, kernel.landlock_abi >= 4, format!("Landlock ABI {} has no TCP rules (needs 4)", kernel.landlock_abi))?;
         }
-    } else {
-        landlock_abi = 0;
     }
     let cg = &policy.cgroup;
     if cg.enabled {
@@ -119,6 +125,15 @@ pub fn prepare(policy: &Policy, kernel: &KernelFeatures) -> Result<Prepared, San
             need(Feature::CgroupPids, cg.pids_max.is_none() || kernel.cgroup.has_controller("pids"), "no pids controller".into())?;
         }
     }
+    Ok(downgrades)
+}
+
+fn prepare_checked(
+    policy: &Policy,
+    kernel: &KernelFeatures,
+    downgrades: Vec<Downgrade>,
+    landlock_abi: u32,
+) -> Result<Prepared, SandboxError> {
     let seccomp = match &policy.seccomp {
         Some(s) if kernel.seccomp_filter => {
             Some(s.compile().map_err(|message| SandboxError::Seccomp { policy: policy.name.clone(), message })?)

@@ -208,3 +208,57 @@ pub fn run_unconfined(args: &[String]) -> Run {
     };
     Run { seen, line, outcome: serde_json::Value::Null, stderr: String::from_utf8_lossy(&out.stderr).to_string() }
 }
+
+/// Validate `value` against the JSON-schema subset our documented schemas
+/// use: type (one or a list), enum, required, properties, items. Returns
+/// every violation with its JSON path.
+pub fn schema_violations(schema: &serde_json::Value, value: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    check_schema(schema, value, "$", &mut out);
+    out
+}
+
+fn check_schema(schema: &serde_json::Value, value: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+    use serde_json::Value;
+    let type_ok = |t: &str| match t {
+        "object" => value.is_object(),
+        "array" => value.is_array(),
+        "string" => value.is_string(),
+        "integer" => value.is_i64() || value.is_u64(),
+        "number" => value.is_number(),
+        "boolean" => value.is_boolean(),
+        "null" => value.is_null(),
+        _ => false,
+    };
+    match schema.get("type") {
+        Some(Value::String(t)) if !type_ok(t) => return out.push(format!("{path}: expected {t}, got {value}")),
+        Some(Value::Array(ts)) if !ts.iter().filter_map(Value::as_str).any(type_ok) => {
+            return out.push(format!("{path}: expected one of {ts:?}, got {value}"))
+        }
+        _ => {}
+    }
+    if let Some(Value::Array(allowed)) = schema.get("enum") {
+        if !allowed.contains(value) {
+            out.push(format!("{path}: {value} not in {allowed:?}"));
+        }
+    }
+    if let (Some(Value::Array(req)), Some(obj)) = (schema.get("required"), value.as_object()) {
+        for k in req.iter().filter_map(Value::as_str) {
+            if !obj.contains_key(k) {
+                out.push(format!("{path}: missing required key {k:?}"));
+            }
+        }
+    }
+    if let (Some(Value::Object(props)), Some(obj)) = (schema.get("properties"), value.as_object()) {
+        for (k, sub) in props {
+            if let Some(v) = obj.get(k) {
+                check_schema(sub, v, &format!("{path}.{k}"), out);
+            }
+        }
+    }
+    if let (Some(items), Some(arr)) = (schema.get("items"), value.as_array()) {
+        for (i, v) in arr.iter().enumerate() {
+            check_schema(items, v, &format!("{path}[{i}]"), out);
+        }
+    }
+}
