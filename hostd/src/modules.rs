@@ -123,3 +123,38 @@ impl IdMap {
         Ok(id)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_module_is_reported_and_the_others_load() {
+        let root = std::env::temp_dir().join(format!("hostd-discover-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let write = |dir: &str, text: &str| {
+            let d = root.join(dir);
+            std::fs::create_dir_all(&d).expect("mkdir");
+            std::fs::write(d.join("module.toml"), text).expect("write");
+        };
+        write("alpha", "name = \"alpha\"\nversion = \"1.0.0\"\nentry_point = \"alpha\"\n");
+        write("broken", "name = \"broken\"\nversion = \"one\"\nentry_point = \"b\"\n");
+        write("impostor", "name = \"alpha2\"\nversion = \"1.0.0\"\nentry_point = \"x\"\n");
+        write("zeta", "name = \"zeta\"\nversion = \"2.0.0\"\nentry_point = \"zeta\"\ncapabilities = [\"read_utxo\"]\n");
+        let mut host = HostConfig::default();
+        host.paths.modules_dir = root.clone();
+        host.modules.insert("zeta".into(), toml::from_str("mode = \"host\"").expect("table"));
+        std::fs::write(root.join("zeta/config.toml"), "mode = \"module\"\nkeep = 1\n").expect("config");
+        let (ok, bad) = discover(&host);
+        let names: Vec<&str> = ok.iter().map(|m| m.manifest.manifest.name.as_str()).collect();
+        assert_eq!(names, ["alpha", "zeta"]);
+        let errors: Vec<String> = bad.iter().map(|(_, e)| e.to_string()).collect();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].contains("broken/module.toml") && errors[0].contains("`version`"), "{errors:?}");
+        assert!(errors[1].contains("differs from the manifest's name"), "{errors:?}");
+        // Host values win over the module's config.toml; other keys stay.
+        assert_eq!(ok[1].config.get("mode").and_then(|v| v.as_str()), Some("host"));
+        assert_eq!(ok[1].config.get("keep").and_then(|v| v.as_integer()), Some(1));
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}

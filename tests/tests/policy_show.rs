@@ -85,6 +85,20 @@ fn keygen_sign_verify_and_policy_show() {
     }
     std::fs::write(&config, &base_config).expect("config");
 
+    // Every example module, straight from the tree (not installed, no
+    // binary built yet): both forms print, the JSON fits the schema, and the
+    // missing binary is reported as a verification failure.
+    for dir in ["modules/examples/hello", "modules/examples/notes", "modules/mesh"] {
+        let d = root.join(dir);
+        let out = hostd(&["policy", "show", "--dir", d.to_str().unwrap_or_default(), "--json"], Some(&config));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{dir}: {e}: {}", text(&out)));
+        let violations = schema_violations(&schema, &json);
+        assert!(violations.is_empty(), "{dir}: schema violations:\n{}", violations.join("\n"));
+        assert_eq!(json["verification"]["ok"], false, "{dir}: no binary, yet verified");
+        let human = text(&hostd(&["policy", "show", "--dir", d.to_str().unwrap_or_default()], Some(&config)));
+        assert!(human.contains("verification: FAILED") && human.contains("seccomp: default KillProcess"), "{dir}:\n{human}");
+    }
+
     // Tampering after signing shows up in policy show and fails verify.
     let manifest = module.join("module.toml");
     let t = std::fs::read_to_string(&manifest).expect("read").replace("\"register_rpc_endpoint\",", "\"register_rpc_endpoint\", \"send_transactions\",");
