@@ -156,7 +156,7 @@ pub fn build(m: &ModuleDir, host: &HostConfig, kernel: &KernelFeatures, installe
         },
         seccomp: policy.seccomp.clone().unwrap_or_else(SeccompPolicy::baseline),
         rlimits: policy.rlimits,
-        cgroup: policy.cgroup.clone(),
+        cgroup: policy.cgroup,
         environment: policy.env.clone(),
         module_config: m.config.clone(),
         kernel: KernelReport {
