@@ -354,7 +354,7 @@ unsafe fn build_rootfs(p: &Prepared) -> StepResult {
     }
     let mut dev_fds = Vec::new();
     if p.policy.rootfs.dev {
-        for (host, _) in DEV_NODES {
+        for (host, _) in &p.dev_nodes {
             dev_fds.push(open_path(host, Step::OpenBindSource)?);
         }
     }
@@ -381,7 +381,7 @@ unsafe fn build_rootfs(p: &Prepared) -> StepResult {
         // becomes read-only with the root: no own tmpfs, no per-node flags
         // (a character device cannot be executed, and set-id bits on it mean
         // nothing), which keeps /dev at one bind per node.
-        for ((_, staged), fd) in DEV_NODES.iter().zip(dev_fds) {
+        for ((_, staged), fd) in p.dev_nodes.iter().zip(dev_fds) {
             make_mount_point(staged, true)?;
             check(Step::MountDev, bind_plain(fd, staged))?;
             libc::close(fd);
@@ -410,15 +410,6 @@ unsafe fn build_rootfs(p: &Prepared) -> StepResult {
     Ok(())
 }
 
-/// Host device node → where it is staged (read-write for null/zero/full,
-/// read-only for the random sources via Landlock).
-pub(crate) const DEV_NODES: [(&CStr, &CStr); 5] = [
-    (c"/dev/null", c"/tmp/dev/null"),
-    (c"/dev/zero", c"/tmp/dev/zero"),
-    (c"/dev/full", c"/tmp/dev/full"),
-    (c"/dev/random", c"/tmp/dev/random"),
-    (c"/dev/urandom", c"/tmp/dev/urandom"),
-];
 
 /// Leave exactly {0,1,2,3} plus the exec fd and the error pipe (both CLOEXEC).
 unsafe fn arrange_fds(fds: &ChildFds) -> StepResult {
@@ -561,17 +552,9 @@ fn apply_landlock(p: &Prepared) -> StepResult {
             ruleset = ruleset.scope(scopes).map_err(ll_err)?;
         }
     }
-    let mut paths: Vec<(&str, landlock::BitFlags<AccessFs>)> = Vec::new();
-    if p.policy.rootfs.dev {
-        paths.extend(["/dev/null", "/dev/zero", "/dev/full"].map(|n| (n, AccessFs::ReadFile | AccessFs::WriteFile)));
-        paths.extend(["/dev/random", "/dev/urandom"].map(|n| (n, AccessFs::ReadFile.into())));
-    }
-    if p.policy.rootfs.proc {
-        paths.push(("/proc", AccessFs::ReadFile | AccessFs::ReadDir));
-    }
-    let rule_paths: Vec<(String, landlock::BitFlags<AccessFs>)> =
-        ll.rules.iter().map(|r| (r.path.to_string_lossy().into_owned(), fs_access(&r.access, abi))).collect();
-    paths.extend(rule_paths.iter().filter(|(_, a)| !a.is_empty()).map(|(p, a)| (p.as_str(), *a)));
+    let rules = p.policy.implicit_landlock_rules().into_iter().chain(ll.rules.iter().cloned());
+    let paths: Vec<(std::path::PathBuf, landlock::BitFlags<AccessFs>)> =
+        rules.map(|r| (r.path, fs_access(&r.access, abi))).filter(|(_, a)| !a.is_empty()).collect();
     let mut path_rules = Vec::with_capacity(paths.len());
     for (path, access) in paths {
         let fd = PathFd::new(path).map_err(|_| (Step::Landlock, libc::ENOENT))?;

@@ -28,6 +28,8 @@ pub struct Prepared {
     pub(crate) root_tmpfs_opts: CString,
     pub(crate) data: Option<StagedData>,
     pub(crate) ro_binds: Vec<StagedBind>,
+    /// (host node, staged path) for each /dev node, when the policy has /dev.
+    pub(crate) dev_nodes: Vec<(CString, CString)>,
     pub(crate) envp: Vec<CString>,
     pub(crate) rlimits: Vec<(libc::__rlimit_resource_t, u64)>,
     pub(crate) cap_last_cap: u32,
@@ -167,6 +169,12 @@ fn prepare_checked(
             });
         }
     }
+    let mut dev_nodes = Vec::new();
+    if policy.rootfs.dev {
+        for node in crate::policy::DEV_NODES {
+            dev_nodes.push((cstr(node, "dev node")?, staged(Path::new(node))?));
+        }
+    }
     let envp = policy.env.iter().map(|(k, v)| cstr(format!("{k}={v}"), "env")).collect::<Result<_, _>>()?;
     let r = policy.rlimits;
     let rlimits = [
@@ -185,6 +193,7 @@ fn prepare_checked(
         root_tmpfs_opts: cstr(format!("mode=0755,size={},nr_inodes=256", policy.rootfs.tmpfs_size_bytes), "rootfs")?,
         data,
         ro_binds,
+        dev_nodes,
         envp,
         rlimits,
         cap_last_cap: kernel.cap_last_cap,

@@ -281,7 +281,29 @@ impl std::fmt::Display for Feature {
     }
 }
 
+/// Device nodes of the minimal /dev (bound from the host's).
+pub const DEV_NODES: [&str; 5] = ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"];
+
 impl Policy {
+    /// Landlock grants the launcher adds to every ruleset besides
+    /// `landlock.rules` (and besides the verified binary's fd, which gets
+    /// execute + read_file): the /dev nodes and /proc this policy mounts.
+    /// `hostd policy show` prints exactly these.
+    pub fn implicit_landlock_rules(&self) -> Vec<FsRule> {
+        let mut rules = Vec::new();
+        if self.rootfs.dev {
+            for node in DEV_NODES {
+                let writable = !node.ends_with("random");
+                let access = if writable { vec![FsAccess::ReadFile, FsAccess::WriteFile] } else { vec![FsAccess::ReadFile] };
+                rules.push(FsRule { path: node.into(), access });
+            }
+        }
+        if self.rootfs.proc {
+            rules.push(FsRule { path: "/proc".into(), access: vec![FsAccess::ReadFile, FsAccess::ReadDir] });
+        }
+        rules
+    }
+
     /// Parse a policy file (TOML, or JSON when the text starts with `{`).
     pub fn from_text(text: &str, origin: &str) -> Result<Policy, crate::SandboxError> {
         let parsed = if text.trim_start().starts_with('{') {
