@@ -104,15 +104,7 @@ pub fn build(m: &ModuleDir, host: &HostConfig, kernel: &KernelFeatures, installe
     let policy = policygen::generate(&m.manifest, host, id);
     let verification = match trust::inspect(name, &m.dir, &m.manifest.manifest, m.manifest.declared_threshold, &host.trust) {
         Ok((_fd, v)) => {
-            let error = if !v.threshold_met {
-                Some(if v.signed_by.is_empty() && !v.unsigned_allowed && v.rejected.is_empty() {
-                    "unsigned, and the host does not allow unsigned modules".to_string()
-                } else {
-                    format!("{} of {} required signatures from trusted maintainers", v.signed_by.len(), v.required)
-                })
-            } else {
-                None
-            };
+            let error = v.refusal(name).map(|e| e.to_string());
             VerificationReport { ok: error.is_none(), error, details: Some(v), trusted_anchors: anchors(host) }
         }
         Err(e) => VerificationReport { ok: false, error: Some(e.to_string()), details: None, trusted_anchors: anchors(host) },
@@ -215,8 +207,8 @@ fn mounts(p: &Policy) -> Vec<MountReport> {
         });
     }
     if r.dev {
-        for n in ["null", "zero", "full", "random", "urandom"] {
-            out.push(MountReport { target: format!("/dev/{n}"), source: format!("/dev/{n}"), fstype: "bind", options: vec!["rw".into()] });
+        for n in sandbox::policy::DEV_NODES {
+            out.push(MountReport { target: n.into(), source: n.into(), fstype: "bind", options: vec!["rw".into()] });
         }
     }
     if r.proc {
@@ -230,15 +222,13 @@ fn mounts(p: &Policy) -> Vec<MountReport> {
     out
 }
 
-/// Rules the launcher adds to every Landlock ruleset.
+/// Rules the launcher adds to every Landlock ruleset (from the sandbox
+/// crate's own list, so this cannot drift from what is enforced).
 fn implicit_rules(p: &Policy) -> Vec<String> {
     let mut v = vec!["the verified binary (by fd): execute, read_file".to_string()];
-    if p.rootfs.dev {
-        v.push("/dev/null, /dev/zero, /dev/full: read_file, write_file".into());
-        v.push("/dev/random, /dev/urandom: read_file".into());
-    }
-    if p.rootfs.proc {
-        v.push("/proc: read_file, read_dir".into());
+    for rule in p.implicit_landlock_rules() {
+        let access: Vec<String> = rule.access.iter().map(|a| format!("{a:?}")).collect();
+        v.push(format!("{}: {}", rule.path.display(), access.join(", ")));
     }
     v
 }

@@ -57,7 +57,23 @@ pub struct Verification {
     pub rejected: Vec<String>,
     pub required: usize,
     pub threshold_met: bool,
+    /// The manifest carries no signature at all.
+    pub unsigned: bool,
     pub unsigned_allowed: bool,
+}
+
+impl Verification {
+    /// Why the module may not load despite a matching binary, if it may not.
+    pub fn refusal(&self, module: &str) -> Option<TrustError> {
+        if self.unsigned && !self.unsigned_allowed {
+            return Some(TrustError::Unsigned { module: module.into() });
+        }
+        if !self.threshold_met {
+            let detail = if self.rejected.is_empty() { String::new() } else { format!(" ({})", self.rejected.join("; ")) };
+            return Some(TrustError::BelowThreshold { module: module.into(), valid: self.signed_by.len(), required: self.required, detail });
+        }
+        None
+    }
 }
 
 /// The verified binary: the fd that was hashed is the fd that will be exec'd.
@@ -148,16 +164,10 @@ pub fn verify(
     policy: &SignaturePolicy,
 ) -> Result<VerifiedBinary, TrustError> {
     let (fd, verification) = inspect(module, dir, m, declared_threshold, policy)?;
-    let unsigned = m.signatures.as_ref().is_none_or(|s| s.maintainers.is_empty());
-    if unsigned && !policy.allow_unsigned {
-        return Err(TrustError::Unsigned { module: module.into() });
+    match verification.refusal(module) {
+        Some(e) => Err(e),
+        None => Ok(VerifiedBinary { fd, verification }),
     }
-    if !verification.threshold_met {
-        let v = &verification;
-        let detail = if v.rejected.is_empty() { String::new() } else { format!(" ({})", v.rejected.join("; ")) };
-        return Err(TrustError::BelowThreshold { module: module.into(), valid: v.signed_by.len(), required: v.required, detail });
-    }
-    Ok(VerifiedBinary { fd, verification })
 }
 
 /// Open the entry point inside `dir` without following a symlink out of it,
@@ -199,6 +209,7 @@ pub fn inspect(
         rejected,
         required,
         threshold_met,
+        unsigned,
         unsigned_allowed: policy.allow_unsigned,
     };
     Ok((OwnedFd::from(file), verification))
