@@ -23,6 +23,84 @@ pub struct HostConfig {
     /// `[modules.<name>]`: values that override the module's `config.toml`
     /// (host values win, as the seeds say).
     pub modules: BTreeMap<String, toml::Table>,
+    pub daemon: DaemonSettings,
+}
+
+/// `[daemon]`: how `hostd run` serves modules.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonSettings {
+    /// Control socket; default `<run_dir>/control.sock`.
+    pub control_socket: Option<PathBuf>,
+    /// Group allowed on the control socket besides root (mode 0660).
+    pub control_group: Option<String>,
+    /// Largest IPC frame either side may send.
+    pub max_frame_bytes: u32,
+    /// Requests one module may have in flight.
+    pub max_in_flight: u32,
+    /// Token bucket per module: sustained requests per second and burst.
+    pub requests_per_sec: u32,
+    pub request_burst: u32,
+    pub storage_quota_bytes: u64,
+    /// Shared by every module's database.
+    pub storage_block_cache_bytes: u64,
+    pub storage_write_buffer_bytes: u64,
+    /// Time between Shutdown/SIGTERM and killing the sandbox's cgroup.
+    pub grace_ms: u32,
+    pub handshake_timeout_ms: u32,
+    /// Limit on a module-to-module call or CLI invocation.
+    pub call_timeout_ms: u32,
+    pub restart: RestartPolicy,
+    /// Module stdout/stderr lines per second into hostd's log (the rest is counted).
+    pub output_lines_per_sec: u32,
+    /// Modules discovered but not started at `hostd run`.
+    pub disabled: Vec<String>,
+    /// Publish DiskSpaceLow below this share of free space in the data dir.
+    pub disk_low_percent: u8,
+    /// Publish ResourceLimitWarning above this share of a cgroup limit.
+    pub resource_warn_percent: u8,
+}
+
+impl Default for DaemonSettings {
+    fn default() -> Self {
+        DaemonSettings {
+            control_socket: None,
+            control_group: None,
+            max_frame_bytes: hostd_protocol::DEFAULT_MAX_FRAME,
+            max_in_flight: 1024,
+            requests_per_sec: 1_000_000,
+            request_burst: 200_000,
+            storage_quota_bytes: 256 << 20,
+            storage_block_cache_bytes: 64 << 20,
+            storage_write_buffer_bytes: 64 << 20,
+            grace_ms: 5000,
+            handshake_timeout_ms: 10_000,
+            call_timeout_ms: 10_000,
+            restart: RestartPolicy::default(),
+            output_lines_per_sec: 200,
+            disabled: Vec::new(),
+            disk_low_percent: 5,
+            resource_warn_percent: 90,
+        }
+    }
+}
+
+/// Crash supervision: restart with exponential backoff; give up after
+/// `max_restarts` crashes within `window_secs` (a crash loop).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RestartPolicy {
+    pub enabled: bool,
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    pub max_restarts: u32,
+    pub window_secs: u64,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        RestartPolicy { enabled: true, backoff_initial_ms: 500, backoff_max_ms: 30_000, max_restarts: 5, window_secs: 300 }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -153,6 +231,16 @@ impl HostConfig {
         for name in c.module_limits.keys().chain(c.modules.keys()) {
             crate::manifest::check_name(name).map_err(|m| invalid(&format!("modules.{name}"), m))?;
         }
+        let d = &c.daemon;
+        if d.max_frame_bytes < 1024 || d.max_frame_bytes > hostd_protocol::HARD_MAX_FRAME {
+            return Err(invalid("daemon.max_frame_bytes", format!("must be between 1024 and {}", hostd_protocol::HARD_MAX_FRAME)));
+        }
+        if d.max_in_flight == 0 || d.requests_per_sec == 0 || d.request_burst == 0 {
+            return Err(invalid("daemon", "max_in_flight, requests_per_sec and request_burst must be > 0".into()));
+        }
+        for name in &d.disabled {
+            crate::manifest::check_name(name).map_err(|m| invalid("daemon.disabled", m))?;
+        }
         for (key, l) in std::iter::once(("limits".to_string(), &c.limits)).chain(c.module_limits.iter().map(|(n, l)| (format!("module_limits.{n}"), l))) {
             if l.cpu_percent == 0 || l.pids_max == 0 || l.nofile < 4 || l.memory_max_bytes < (4 << 20) {
                 return Err(invalid(&key, "cpu_percent and pids_max must be > 0, nofile >= 4, memory_max_bytes >= 4 MiB".into()));
@@ -171,6 +259,10 @@ impl HostConfig {
 
     /// `data/modules/<name>/`; the module's own files are in `files/` below
     /// it (its RocksDB, owned by hostd, will sit next to it in `db/`).
+    pub fn control_socket(&self) -> PathBuf {
+        self.daemon.control_socket.clone().unwrap_or_else(|| self.paths.run_dir.join("control.sock"))
+    }
+
     pub fn module_data_dir(&self, module: &str) -> PathBuf {
         self.paths.data_dir.join("modules").join(module)
     }

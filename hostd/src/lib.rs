@@ -1,7 +1,9 @@
 //! hostd as a library: manifests, trust, permissions, host config, and the
 //! manifest → sandbox policy generator. The `hostd` binary is its CLI.
 
+pub mod beneath;
 pub mod config;
+pub mod daemon;
 pub mod manifest;
 pub mod modules;
 pub mod permissions;

@@ -1,5 +1,6 @@
 //! hostd: the module host daemon and its CLI.
 
+mod daemon_cmd;
 mod sandbox_cmd;
 mod trust_cmd;
 
@@ -47,6 +48,10 @@ enum Command {
     },
     /// Check a module directory's binary hash and signatures against the host's trust anchors.
     Verify { dir: PathBuf },
+    /// Run the daemon: every enabled module, sandboxed, plus the control socket.
+    Run,
+    #[command(flatten)]
+    Daemon(daemon_cmd::DaemonCommand),
 }
 
 #[derive(Subcommand)]
@@ -128,5 +133,13 @@ fn main() -> ExitCode {
         Command::Keygen { out } => trust_cmd::keygen(&out),
         Command::Sign { dir, key, name } => trust_cmd::sign(&dir, &key, name),
         Command::Verify { dir } => with_config(config, |c| trust_cmd::verify(&dir, &c)),
+        Command::Run => with_config(config, |c| match hostd::daemon::run::run(c) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("hostd: {e}");
+                ExitCode::from(1)
+            }
+        }),
+        Command::Daemon(cmd) => with_config(config, |c| daemon_cmd::run(cmd, &c.control_socket())),
     }
 }

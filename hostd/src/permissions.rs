@@ -77,122 +77,8 @@ impl std::str::FromStr for Permission {
     }
 }
 
-/// Every request a module can send (the IPC protocol's request kinds).
-/// Requests that need no permission (handshake, health, logging, CLI spec
-/// registration) are listed too, so the table is complete.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RequestKind {
-    Handshake,
-    Log,
-    ReportHealth,
-    RegisterCliSpec,
-    GetBlock,
-    GetBlockHeader,
-    GetTransaction,
-    HasTransaction,
-    GetUtxo,
-    GetChainTip,
-    GetBlockHeight,
-    GetChainInfo,
-    SubscribeEvents,
-    UnsubscribeEvents,
-    SendTransaction,
-    GetMempoolTransactions,
-    GetMempoolTransaction,
-    GetMempoolSize,
-    GetFeeEstimate,
-    GetNetworkStats,
-    GetNetworkPeers,
-    SendMeshPacket,
-    GetLightningNodeUrl,
-    GetLightningInfo,
-    GetPaymentState,
-    StorageGet,
-    StorageIterPrefix,
-    StoragePut,
-    StorageDelete,
-    StorageBatch,
-    StorageOpenTree,
-    StorageDropTree,
-    StorageQuota,
-    FsRead,
-    FsWrite,
-    FsDelete,
-    FsMkdir,
-    RegisterRpcEndpoint,
-    UnregisterRpcEndpoint,
-    TimerCreate,
-    TimerCancel,
-    ScheduleTask,
-    ReportMetric,
-    GetMetrics,
-    DiscoverModules,
-    GetModuleInfo,
-    PublishEvent,
-    CallModule,
-    RegisterModuleApi,
-    UnregisterModuleApi,
-    SubmitBlock,
-    QueueInboundBlock,
-}
-
-impl RequestKind {
-    pub const ALL: &'static [RequestKind] = &[
-        RequestKind::Handshake,
-        RequestKind::Log,
-        RequestKind::ReportHealth,
-        RequestKind::RegisterCliSpec,
-        RequestKind::GetBlock,
-        RequestKind::GetBlockHeader,
-        RequestKind::GetTransaction,
-        RequestKind::HasTransaction,
-        RequestKind::GetUtxo,
-        RequestKind::GetChainTip,
-        RequestKind::GetBlockHeight,
-        RequestKind::GetChainInfo,
-        RequestKind::SubscribeEvents,
-        RequestKind::UnsubscribeEvents,
-        RequestKind::SendTransaction,
-        RequestKind::GetMempoolTransactions,
-        RequestKind::GetMempoolTransaction,
-        RequestKind::GetMempoolSize,
-        RequestKind::GetFeeEstimate,
-        RequestKind::GetNetworkStats,
-        RequestKind::GetNetworkPeers,
-        RequestKind::SendMeshPacket,
-        RequestKind::GetLightningNodeUrl,
-        RequestKind::GetLightningInfo,
-        RequestKind::GetPaymentState,
-        RequestKind::StorageGet,
-        RequestKind::StorageIterPrefix,
-        RequestKind::StoragePut,
-        RequestKind::StorageDelete,
-        RequestKind::StorageBatch,
-        RequestKind::StorageOpenTree,
-        RequestKind::StorageDropTree,
-        RequestKind::StorageQuota,
-        RequestKind::FsRead,
-        RequestKind::FsWrite,
-        RequestKind::FsDelete,
-        RequestKind::FsMkdir,
-        RequestKind::RegisterRpcEndpoint,
-        RequestKind::UnregisterRpcEndpoint,
-        RequestKind::TimerCreate,
-        RequestKind::TimerCancel,
-        RequestKind::ScheduleTask,
-        RequestKind::ReportMetric,
-        RequestKind::GetMetrics,
-        RequestKind::DiscoverModules,
-        RequestKind::GetModuleInfo,
-        RequestKind::PublishEvent,
-        RequestKind::CallModule,
-        RequestKind::RegisterModuleApi,
-        RequestKind::UnregisterModuleApi,
-        RequestKind::SubmitBlock,
-        RequestKind::QueueInboundBlock,
-    ];
-}
+/// Request kinds live with the wire types; this table gives their permissions.
+pub use hostd_protocol::RequestKind;
 
 /// The permission a request needs; `None` for the few every module may send.
 /// This match is the whole access-control table: exhaustive, so a new
@@ -234,14 +120,6 @@ pub fn required_permission(kind: RequestKind) -> Option<Permission> {
 /// The requests `p` unlocks.
 pub fn unlocks(p: Permission) -> Vec<RequestKind> {
     RequestKind::ALL.iter().copied().filter(|k| required_permission(*k) == Some(p)).collect()
-}
-
-impl fmt::Display for RequestKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The serde name is the stable spelling.
-        let v = serde_json::to_value(self).ok();
-        f.write_str(v.as_ref().and_then(|v| v.as_str()).unwrap_or("?"))
-    }
 }
 
 #[cfg(test)]

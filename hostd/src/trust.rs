@@ -19,7 +19,7 @@ use secp256k1::{ecdsa, Message, PublicKey, SecretKey};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::io::Read;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use crate::config::{SignaturePolicy, TrustAnchor};
@@ -218,34 +218,14 @@ pub fn inspect(
 /// Open `rel` beneath `dir`, refusing `..`, absolute paths and symlinks that
 /// resolve outside (openat2 RESOLVE_BENEATH).
 pub fn open_inside(dir: &Path, rel: &str) -> Result<std::fs::File, String> {
-    use std::os::unix::ffi::OsStrExt;
     let dirf = std::fs::File::open(dir).map_err(|e| format!("open module dir {}: {e}", dir.display()))?;
-    let crel = std::ffi::CString::new(Path::new(rel).as_os_str().as_bytes()).map_err(|_| "NUL in path".to_string())?;
-    #[repr(C)]
-    struct OpenHow {
-        flags: u64,
-        mode: u64,
-        resolve: u64,
-    }
-    const RESOLVE_BENEATH: u64 = 0x08;
-    const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
-    let how = OpenHow { flags: (libc::O_RDONLY | libc::O_CLOEXEC) as u64, mode: 0, resolve: RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS };
-    use std::os::fd::{AsRawFd, FromRawFd};
-    // SAFETY: openat2 with a valid dirfd, a NUL-terminated path and a
-    // correctly sized open_how; the returned fd is owned by the File.
-    let fd = unsafe {
-        libc::syscall(libc::SYS_openat2, dirf.as_fd().as_raw_fd(), crel.as_ptr(), &how, std::mem::size_of::<OpenHow>())
-    };
-    if fd < 0 {
-        let e = std::io::Error::last_os_error();
-        return Err(if e.raw_os_error() == Some(libc::EXDEV) {
+    crate::beneath::open(&dirf, rel, libc::O_RDONLY, 0).map_err(|e| {
+        if e.raw_os_error() == Some(libc::EXDEV) {
             format!("{rel} resolves outside the module directory (symlink escape)")
         } else {
             format!("open {rel}: {e}")
-        });
-    }
-    // SAFETY: fresh fd from openat2.
-    Ok(unsafe { std::fs::File::from_raw_fd(fd as i32) })
+        }
+    })
 }
 
 /// A new secret key from the kernel's CSPRNG.

@@ -309,7 +309,7 @@ pub struct Cgroup {
 }
 
 /// Live usage read from the cgroup.
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Usage {
     pub memory_current: Option<u64>,
     pub memory_peak: Option<u64>,

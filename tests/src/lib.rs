@@ -7,6 +7,8 @@ use std::process::{Command, Stdio};
 
 use sandbox::Policy;
 
+pub mod daemon_env;
+
 /// The host uid/gid the test sandboxes map to.
 pub const SANDBOX_UID: u32 = 62000;
 

@@ -1,0 +1,347 @@
+//! One module connection: handshake, then a reader loop dispatching
+//! requests to the hub and a writer task that sends responses, invocations
+//! and events. Everything toward the module is bounded: responses and
+//! invocations share a queue of `max_in_flight` + slack; events have their
+//! own queue of [`bus::EVENT_BUFFER`]. A module that stops reading loses
+//! events (counted) and, once its response queue is full, its connection.
+
+use super::bus::{self, EventFrame};
+use super::{hub, Host};
+use hostd_protocol::{
+    self as proto, negotiate, CrashReason, ErrorBody, ErrorCode, HostMessage, Invocation, LogLevel, ModuleMessage, Welcome,
+    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tokio::sync::{mpsc, oneshot};
+
+/// hostd's side of a live connection, for anything that must reach the module.
+pub struct ConnHandle {
+    ctrl: mpsc::Sender<Vec<u8>>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Result<Vec<u8>, ErrorBody>>>>,
+    next_invoke: AtomicU64,
+    max_frame: u32,
+    in_flight: AtomicU32,
+}
+
+impl ConnHandle {
+    /// Queue a message without waiting; false if the queue is full or closed.
+    pub fn try_send(&self, msg: &HostMessage) -> bool {
+        match proto::encode(msg, self.max_frame) {
+            Ok(f) => self.ctrl.try_send(f).is_ok(),
+            Err(e) => {
+                tracing::warn!("message to module does not fit a frame: {e}");
+                false
+            }
+        }
+    }
+
+    /// Call the module and wait for its `InvocationResult`.
+    pub async fn invoke(&self, invocation: Invocation, timeout: Duration) -> Result<Vec<u8>, ErrorBody> {
+        let id = self.next_invoke.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        lock(&self.pending).insert(id, tx);
+        let frame = proto::encode(&HostMessage::Invoke { id, invocation }, self.max_frame)
+            .map_err(|e| ErrorBody::new(ErrorCode::InvalidArgument, e.to_string()))?;
+        if self.ctrl.send(frame).await.is_err() {
+            lock(&self.pending).remove(&id);
+            return Err(ErrorBody::new(ErrorCode::ModuleUnavailable, "the module's connection closed"));
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(ErrorBody::new(ErrorCode::ModuleUnavailable, "the module's connection closed")),
+            Err(_) => {
+                lock(&self.pending).remove(&id);
+                Err(ErrorBody::new(ErrorCode::Timeout, format!("no answer within {} ms", timeout.as_millis())))
+            }
+        }
+    }
+
+    fn complete(&self, id: u64, result: Result<Vec<u8>, ErrorBody>) {
+        if let Some(tx) = lock(&self.pending).remove(&id) {
+            let _ = tx.send(result);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Token bucket: `rate` per second, up to `burst` at once.
+struct RateLimiter {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl RateLimiter {
+    fn new(rate: u32, burst: u32) -> RateLimiter {
+        RateLimiter { rate: f64::from(rate), burst: f64::from(burst), tokens: f64::from(burst), last: Instant::now() }
+    }
+
+    fn allow(&mut self) -> bool {
+        if self.tokens < 1.0 {
+            let now = Instant::now();
+            self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
+            self.last = now;
+        }
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Why a connection ended.
+#[derive(Debug)]
+pub enum ConnEnd {
+    /// EOF: the module closed it (usually by exiting).
+    Closed,
+    /// hostd closed it; the module is faulty.
+    Violation(CrashReason),
+}
+
+fn violation(detail: impl Into<String>) -> ConnEnd {
+    ConnEnd::Violation(CrashReason::ProtocolViolation { detail: detail.into() })
+}
+
+/// Per-connection facts the hub needs.
+pub struct ConnCtx {
+    pub module: String,
+    pub handle: Arc<ConnHandle>,
+    pub timers: Mutex<HashMap<u64, tokio::task::AbortHandle>>,
+    pub next_timer: AtomicU64,
+}
+
+/// Serve one module connection until it ends. `module` is the identity
+/// hostd gave this socket; the handshake must name it.
+pub async fn serve(host: Arc<Host>, module: String, version: String, stream: UnixStream) -> ConnEnd {
+    let d = &host.config.daemon;
+    let max_frame = d.max_frame_bytes;
+    let (mut rd, mut wr) = stream.into_split();
+
+    // ---- handshake
+    let hello = tokio::time::timeout(Duration::from_millis(u64::from(d.handshake_timeout_ms)), async {
+        let mut header = [0u8; proto::FRAME_HEADER];
+        rd.read_exact(&mut header).await.map_err(|e| format!("reading the handshake: {e}"))?;
+        let len = proto::frame::body_len(header, max_frame).map_err(|e| e.to_string())?;
+        let mut body = vec![0u8; len];
+        rd.read_exact(&mut body).await.map_err(|e| format!("reading the handshake: {e}"))?;
+        proto::decode::<ModuleMessage>(&body).map_err(|e| e.to_string())
+    })
+    .await;
+    let hello = match hello {
+        Err(_) => return violation("no handshake within the timeout"),
+        Ok(Err(e)) => return violation(format!("bad handshake frame: {e}")),
+        Ok(Ok(ModuleMessage::Hello(h))) => h,
+        Ok(Ok(_)) => return violation("first message was not a handshake"),
+    };
+    if hello.name != module {
+        return refuse(
+            &mut wr,
+            max_frame,
+            ErrorCode::IdentityMismatch,
+            format!("handshake names module {:?} but this connection belongs to {module:?}", hello.name),
+        )
+        .await;
+    }
+    let Some(protocol) = negotiate((MIN_PROTOCOL_VERSION, PROTOCOL_VERSION), (hello.protocol_min, hello.protocol_max)) else {
+        return refuse(
+            &mut wr,
+            max_frame,
+            ErrorCode::VersionMismatch,
+            format!(
+                "module speaks protocol {}..={}, hostd speaks {MIN_PROTOCOL_VERSION}..={PROTOCOL_VERSION}",
+                hello.protocol_min, hello.protocol_max
+            ),
+        )
+        .await;
+    };
+    let granted: Vec<String> =
+        host.with_slot(&module, |s| s.permissions.iter().map(|p| p.as_str().to_string()).collect()).unwrap_or_default();
+    let welcome = HostMessage::Welcome(Welcome {
+        protocol,
+        module: module.clone(),
+        host_version: env!("CARGO_PKG_VERSION").to_string(),
+        granted,
+        max_frame,
+        max_in_flight: d.max_in_flight,
+    });
+    match proto::encode(&welcome, max_frame) {
+        Ok(f) => {
+            if wr.write_all(&f).await.is_err() {
+                return ConnEnd::Closed;
+            }
+        }
+        Err(e) => return violation(format!("welcome does not encode: {e}")),
+    }
+
+    // ---- live connection
+    let (ctrl_tx, ctrl_rx) = mpsc::channel::<Vec<u8>>(d.max_in_flight as usize + 64);
+    let handle = Arc::new(ConnHandle {
+        ctrl: ctrl_tx,
+        pending: Mutex::new(HashMap::new()),
+        next_invoke: AtomicU64::new(1),
+        max_frame,
+        in_flight: AtomicU32::new(0),
+    });
+    let events = host.bus.attach(&module, &version);
+    host.with_slot(&module, |s| {
+        s.conn = Some(handle.clone());
+        s.handshaken = true;
+    });
+    tracing::info!(module = %module, protocol, "module handshaken");
+    let writer = tokio::spawn(write_loop(wr, ctrl_rx, events));
+    let ctx = Arc::new(ConnCtx {
+        module: module.clone(),
+        handle: handle.clone(),
+        timers: Mutex::new(HashMap::new()),
+        next_timer: AtomicU64::new(1),
+    });
+    let end = read_loop(&host, &ctx, &mut rd, max_frame).await;
+
+    // ---- teardown
+    writer.abort();
+    host.bus.detach(&module);
+    for (_, t) in lock(&ctx.timers).drain() {
+        t.abort();
+    }
+    lock(&handle.pending).clear();
+    host.with_slot(&module, |s| {
+        if s.conn.as_ref().is_some_and(|c| Arc::ptr_eq(c, &handle)) {
+            s.conn = None;
+            s.api.clear();
+            s.rpc.clear();
+        }
+    });
+    end
+}
+
+async fn refuse(wr: &mut tokio::net::unix::OwnedWriteHalf, max_frame: u32, code: ErrorCode, message: String) -> ConnEnd {
+    if let Ok(f) = proto::encode(&HostMessage::Refused(ErrorBody::new(code, message.clone())), max_frame) {
+        let _ = wr.write_all(&f).await;
+    }
+    violation(message)
+}
+
+async fn write_loop(mut wr: tokio::net::unix::OwnedWriteHalf, mut ctrl: mpsc::Receiver<Vec<u8>>, mut events: mpsc::Receiver<EventFrame>) {
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    loop {
+        buf.clear();
+        tokio::select! {
+            biased;
+            Some(f) = ctrl.recv() => buf.extend_from_slice(&f),
+            Some(f) = events.recv() => buf.extend_from_slice(&f),
+            else => return,
+        }
+        // Coalesce what is already queued into one write.
+        while buf.len() < 256 * 1024 {
+            if let Ok(f) = ctrl.try_recv() {
+                buf.extend_from_slice(&f);
+            } else if let Ok(f) = events.try_recv() {
+                buf.extend_from_slice(&f);
+            } else {
+                break;
+            }
+        }
+        if wr.write_all(&buf).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn read_loop(host: &Arc<Host>, ctx: &Arc<ConnCtx>, rd: &mut tokio::net::unix::OwnedReadHalf, max_frame: u32) -> ConnEnd {
+    let d = &host.config.daemon;
+    let mut limiter = RateLimiter::new(d.requests_per_sec, d.request_burst);
+    let max_in_flight = d.max_in_flight;
+    let mut fb = proto::FrameBuf::new(max_frame);
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = match rd.read(&mut chunk).await {
+            Ok(0) => {
+                return if fb.pending() > 0 { violation(format!("connection closed inside a frame ({} bytes pending)", fb.pending())) } else { ConnEnd::Closed };
+            }
+            Ok(n) => n,
+            Err(e) => return violation(format!("read error: {e}")),
+        };
+        fb.push(&chunk[..n]);
+        loop {
+            let msg = match fb.next::<ModuleMessage>() {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(e) => return violation(format!("bad frame: {e}")),
+            };
+            match msg {
+                ModuleMessage::Hello(_) => return violation("second handshake on a live connection"),
+                ModuleMessage::Log(rec) => log_record(host, &ctx.module, rec),
+                ModuleMessage::InvocationResult { id, result } => ctx.handle.complete(id, result),
+                ModuleMessage::Request { id, request } => {
+                    let early = if !limiter.allow() {
+                        Some(ErrorBody::new(ErrorCode::RateLimited, format!("more than {} requests/s", d.requests_per_sec)))
+                    } else if ctx.handle.in_flight.load(Ordering::Relaxed) >= max_in_flight {
+                        Some(ErrorBody::new(ErrorCode::TooManyInFlight, format!("more than {max_in_flight} requests in flight")))
+                    } else {
+                        None
+                    };
+                    if let Some(err) = early {
+                        if !ctx.handle.try_send(&HostMessage::Response { id, result: Err(err) }) {
+                            return violation("request flood: the module does not read its responses");
+                        }
+                        continue;
+                    }
+                    if hub::is_blocking(&request) {
+                        ctx.handle.in_flight.fetch_add(1, Ordering::Relaxed);
+                        let (host, ctx) = (host.clone(), ctx.clone());
+                        tokio::spawn(async move {
+                            let result = hub::handle(&host, &ctx, request).await;
+                            ctx.handle.in_flight.fetch_sub(1, Ordering::Relaxed);
+                            respond(&ctx, id, result);
+                        });
+                    } else {
+                        let result = hub::handle(host, ctx, request).await;
+                        if !respond(ctx, id, result) {
+                            return violation("request flood: the module does not read its responses");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn respond(ctx: &ConnCtx, id: u64, result: Result<proto::Response, ErrorBody>) -> bool {
+    let msg = HostMessage::Response { id, result };
+    if ctx.handle.try_send(&msg) {
+        return true;
+    }
+    // Too big for a frame (a huge read result) is the module's request's
+    // fault, not a flood: answer with an error instead.
+    if proto::encode(&msg, ctx.handle.max_frame).is_err() {
+        let err = ErrorBody::new(ErrorCode::InvalidArgument, "the result does not fit in one frame; ask for less");
+        return ctx.handle.try_send(&HostMessage::Response { id, result: Err(err) });
+    }
+    false
+}
+
+fn log_record(host: &Host, module: &str, rec: proto::LogRecord) {
+    let fields: String = rec.fields.iter().map(|(k, v)| format!(" {k}={v}")).collect();
+    let line = format!("{:?} {}: {}{}", rec.level, rec.target, rec.message, fields);
+    match rec.level {
+        LogLevel::Error => tracing::error!(module, "{line}"),
+        LogLevel::Warn => tracing::warn!(module, "{line}"),
+        LogLevel::Info => tracing::info!(module, "{line}"),
+        LogLevel::Debug => tracing::debug!(module, "{line}"),
+        LogLevel::Trace => tracing::trace!(module, "{line}"),
+    }
+    host.log_line(module, line);
+}
+
+pub use bus::EVENT_BUFFER;

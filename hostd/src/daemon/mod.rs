@@ -1,0 +1,131 @@
+//! `hostd run`: the module host daemon.
+//!
+//! - [`launcher`]: the single-threaded process that creates sandboxes;
+//! - [`conn`]: one task per module connection (handshake, frames, limits);
+//! - [`hub`]: permission-checked request handlers;
+//! - [`bus`]: the event bus;
+//! - [`storage`]: per-module RocksDB;
+//! - [`supervisor`]: discovery order, start, stop, crash restarts;
+//! - [`control`]: the control socket and its CLI.
+
+pub mod bus;
+pub mod conn;
+pub mod control;
+pub mod deps;
+pub mod hub;
+pub mod launcher;
+pub mod node;
+pub mod storage;
+pub mod run;
+pub mod supervisor;
+
+use crate::config::HostConfig;
+use crate::modules::ModuleDir;
+use crate::permissions::Permission;
+use hostd_protocol::{CliSpec, HealthStatus};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Lines of module output and logs kept per module for `hostd logs`.
+pub const LOG_RING: usize = 2000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModState {
+    Starting,
+    Running,
+    Stopping,
+    /// Crashed; waiting out the backoff before the next start.
+    Backoff,
+    /// Crash loop or unstartable; stays down until `hostd load`.
+    Failed,
+    Stopped,
+}
+
+/// What hostd knows about one module while it is loaded.
+pub struct Slot {
+    pub module: ModuleDir,
+    pub permissions: BTreeSet<Permission>,
+    pub state: ModState,
+    pub pid: Option<i32>,
+    pub sandbox_key: Option<u64>,
+    pub started_at: Option<Instant>,
+    pub handshaken: bool,
+    pub restarts: u32,
+    pub last_exit: Option<String>,
+    pub conn: Option<Arc<conn::ConnHandle>>,
+    pub store: Option<Arc<storage::ModuleStore>>,
+    pub api: Vec<String>,
+    pub cli: Option<CliSpec>,
+    pub rpc: BTreeMap<String, String>,
+    pub health: Option<(HealthStatus, String)>,
+    pub logs: VecDeque<String>,
+    pub suppressed_lines: u64,
+    pub control: Option<tokio::sync::mpsc::Sender<supervisor::Command>>,
+}
+
+impl Slot {
+    pub fn new(module: ModuleDir) -> Slot {
+        Slot {
+            permissions: module.manifest.permissions.clone(),
+            module,
+            state: ModState::Stopped,
+            pid: None,
+            sandbox_key: None,
+            started_at: None,
+            handshaken: false,
+            restarts: 0,
+            last_exit: None,
+            conn: None,
+            store: None,
+            api: Vec::new(),
+            cli: None,
+            rpc: BTreeMap::new(),
+            health: None,
+            logs: VecDeque::new(),
+            suppressed_lines: 0,
+            control: None,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.module.manifest.manifest.name
+    }
+
+    pub fn push_log(&mut self, line: String) {
+        if self.logs.len() == LOG_RING {
+            self.logs.pop_front();
+        }
+        self.logs.push_back(line);
+    }
+}
+
+/// Everything the daemon's tasks share.
+pub struct Host {
+    pub config: HostConfig,
+    pub bus: bus::Bus,
+    pub storage: storage::StorageEnv,
+    pub launcher: launcher::Launcher,
+    pub node: Box<dyn node::NodeBackend>,
+    pub slots: Mutex<BTreeMap<String, Slot>>,
+    pub metrics: Mutex<BTreeMap<(String, String), (f64, Vec<(String, String)>)>>,
+    pub ids: Mutex<crate::modules::IdMap>,
+    pub started: Instant,
+}
+
+impl Host {
+    pub fn slots(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Slot>> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Run `f` on the module's slot, if it is loaded.
+    pub fn with_slot<R>(&self, module: &str, f: impl FnOnce(&mut Slot) -> R) -> Option<R> {
+        self.slots().get_mut(module).map(f)
+    }
+
+    pub fn log_line(&self, module: &str, line: String) {
+        self.with_slot(module, |s| s.push_log(line));
+    }
+}

@@ -1,0 +1,107 @@
+//! `hostd run`: fork the launcher, start the runtime, load every enabled
+//! module in dependency order, serve the control socket, and stop it all
+//! in reverse order on SIGTERM/SIGINT.
+
+use super::{bus, control, deps, launcher, node, storage, supervisor, Host};
+use crate::config::HostConfig;
+use hostd_protocol::{Event, EventPayload, EventType};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("hostd run needs root (it creates user namespaces with mapped ids and cgroups); run it as root or via the systemd unit")]
+    NotRoot,
+    #[error("{0}")]
+    Launcher(#[from] launcher::LauncherError),
+    #[error("tokio runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("{path}: {source}")]
+    Dir { path: std::path::PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Ids(#[from] crate::modules::ModuleError),
+    #[error("{0}")]
+    Control(#[from] control::ControlError),
+}
+
+pub fn run(config: HostConfig) -> Result<(), RunError> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(RunError::NotRoot);
+    }
+    for dir in [&config.paths.data_dir, &config.paths.run_dir] {
+        std::fs::create_dir_all(dir).map_err(|source| RunError::Dir { path: dir.clone(), source })?;
+    }
+    // Before any thread exists (DESIGN.md launch step 0).
+    let launcher = launcher::fork_launcher()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("hostd").build().map_err(RunError::Runtime)?;
+    runtime.block_on(serve(config, launcher))
+}
+
+async fn serve(config: HostConfig, launcher: launcher::Launcher) -> Result<(), RunError> {
+    launcher.start_reader();
+    let d = &config.daemon;
+    let host = Arc::new(Host {
+        bus: bus::Bus::new(d.max_frame_bytes),
+        storage: storage::StorageEnv::new(d.storage_block_cache_bytes as usize, d.storage_write_buffer_bytes as usize),
+        launcher,
+        node: Box::new(node::Standalone),
+        slots: Mutex::new(BTreeMap::new()),
+        metrics: Mutex::new(BTreeMap::new()),
+        ids: Mutex::new(crate::modules::IdMap::load(&config)?),
+        started: std::time::Instant::now(),
+        config,
+    });
+    let control_path = host.config.control_socket();
+    let control_host = host.clone();
+    let mut control = tokio::spawn(async move { control::serve(control_host, &control_path).await });
+    tokio::spawn(supervisor::monitor(host.clone()));
+
+    let (found, bad) = crate::modules::discover(&host.config);
+    for (dir, e) in &bad {
+        tracing::error!(dir = %dir.display(), "module not loaded: {e}");
+    }
+    let enabled: Vec<&crate::modules::ModuleDir> =
+        found.iter().filter(|m| !host.config.daemon.disabled.contains(&m.manifest.manifest.name)).collect();
+    let (order, unloadable) = deps::resolve(&enabled);
+    for (name, e) in &unloadable {
+        tracing::error!(module = %name, "module not loaded: {e}");
+    }
+    for name in &order {
+        if let Some(m) = found.iter().find(|m| &m.manifest.manifest.name == name) {
+            if let Err(e) = supervisor::load(&host, m.clone()) {
+                tracing::error!(module = %name, "module not loaded: {e}");
+            }
+        }
+    }
+    host.bus.publish(Event {
+        event_type: EventType::ConfigLoaded,
+        publisher: None,
+        payload: EventPayload::ConfigLoaded { changed: Vec::new() },
+    });
+    host.bus.publish(Event { event_type: EventType::NodeStartupCompleted, publisher: None, payload: EventPayload::None });
+    tracing::info!(modules = order.len(), "hostd running");
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(RunError::Runtime)?;
+    let failed = tokio::select! {
+        _ = tokio::signal::ctrl_c() => None,
+        _ = term.recv() => None,
+        r = &mut control => Some(r),
+    };
+    tracing::info!("shutting down");
+    host.bus.publish(Event { event_type: EventType::NodeShutdown, publisher: None, payload: EventPayload::None });
+    let loaded: Vec<String> = host.slots().keys().cloned().collect();
+    // Modules loaded at runtime first, then the start order reversed, so
+    // dependents stop before what they depend on.
+    let mut stop_order: Vec<String> = loaded.iter().filter(|n| !order.contains(n)).cloned().collect();
+    stop_order.extend(order.iter().rev().filter(|n| loaded.contains(n)).cloned());
+    for name in &stop_order {
+        supervisor::stop(&host, name).await;
+    }
+    host.bus.publish(Event { event_type: EventType::NodeShutdownCompleted, publisher: None, payload: EventPayload::None });
+    let _ = std::fs::remove_file(host.config.control_socket());
+    match failed {
+        Some(Ok(Err(e))) => Err(e.into()),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,288 @@
+//! Per-module storage: one RocksDB per module at `data/modules/<name>/db/`,
+//! opened by hostd and never mounted into the sandbox. Named trees are
+//! column families. Every acknowledged write was synced to the WAL first,
+//! so it survives `kill -9` of hostd. All databases share one block cache
+//! and one write-buffer budget, so memory does not grow per module.
+
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBWithThreadMode, Direction, IteratorMode, MultiThreaded, Options,
+    WriteBatch, WriteBufferManager, WriteOptions,
+};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+type Db = DBWithThreadMode<MultiThreaded>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("tree name {0:?} is invalid: use 1-64 of a-z 0-9 _ - . and do not start with \"__\"")]
+    BadTreeName(String),
+    #[error("tree {0:?} does not exist; create it with StorageOpenTree (needs manage_storage)")]
+    NoSuchTree(String),
+    #[error("storage quota exceeded: {used} of {limit} bytes used, this write needs {needed} more; nothing was written")]
+    QuotaExceeded { used: u64, needed: u64, limit: u64 },
+    #[error("the default tree cannot be dropped")]
+    DropDefault,
+    #[error("storage of module {module} at {path}: {source}")]
+    Db { module: String, path: PathBuf, source: rocksdb::Error },
+}
+
+/// Memory shared by every module's database.
+pub struct StorageEnv {
+    cache: Cache,
+    write_buffers: WriteBufferManager,
+}
+
+impl StorageEnv {
+    pub fn new(block_cache_bytes: usize, write_buffer_bytes: usize) -> StorageEnv {
+        let cache = Cache::new_lru_cache(block_cache_bytes);
+        // Memtable memory is charged to the block cache, so the two budgets
+        // together bound what all modules' databases hold in memory.
+        let write_buffers = WriteBufferManager::new_write_buffer_manager_with_cache(write_buffer_bytes, false, cache.clone());
+        StorageEnv { cache, write_buffers }
+    }
+
+    fn options(&self) -> Options {
+        let mut o = Options::default();
+        o.create_if_missing(true);
+        o.create_missing_column_families(true);
+        o.set_write_buffer_manager(&self.write_buffers);
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&self.cache);
+        o.set_block_based_table_factory(&table);
+        // Modest per-database footprint: many modules share one host.
+        o.set_max_open_files(64);
+        o.set_max_background_jobs(2);
+        o.set_keep_log_file_num(2);
+        o.set_write_buffer_size(4 << 20);
+        o
+    }
+
+    /// Open (creating if needed) the module's database with a byte quota.
+    pub fn open(&self, module: &str, dir: &Path, quota_bytes: u64) -> Result<ModuleStore, StorageError> {
+        let opts = self.options();
+        let db_err = |source| StorageError::Db { module: module.into(), path: dir.to_path_buf(), source };
+        let mut existing = if dir.join("CURRENT").exists() { Db::list_cf(&opts, dir).map_err(db_err)? } else { Vec::new() };
+        // "default" always exists in RocksDB but has a handle only if opened by name.
+        if !existing.iter().any(|n| n == "default") {
+            existing.push("default".into());
+        }
+        let cfs = existing.iter().map(|n| ColumnFamilyDescriptor::new(n, self.options()));
+        let db = Db::open_cf_descriptors(&opts, dir, cfs).map_err(db_err)?;
+        let store = ModuleStore {
+            module: module.into(),
+            path: dir.to_path_buf(),
+            opts,
+            quota: quota_bytes,
+            used: Mutex::new(0),
+            db,
+        };
+        let used = store.scan_used()?;
+        *store.used_lock() = used;
+        Ok(store)
+    }
+}
+
+/// One module's database.
+pub struct ModuleStore {
+    module: String,
+    path: PathBuf,
+    opts: Options,
+    quota: u64,
+    /// Logical bytes (keys + values) stored; the lock also serialises writes
+    /// so the quota check and the write cannot interleave.
+    used: Mutex<u64>,
+    db: Db,
+}
+
+pub fn check_tree_name(tree: &str) -> Result<(), StorageError> {
+    let ok = !tree.is_empty()
+        && tree.len() <= 64
+        && !tree.starts_with("__")
+        && tree.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(StorageError::BadTreeName(tree.into()))
+    }
+}
+
+fn entry_size(key: &[u8], value: &[u8]) -> u64 {
+    (key.len() + value.len()) as u64
+}
+
+impl ModuleStore {
+    fn db_err(&self, source: rocksdb::Error) -> StorageError {
+        StorageError::Db { module: self.module.clone(), path: self.path.clone(), source }
+    }
+
+    fn used_lock(&self) -> std::sync::MutexGuard<'_, u64> {
+        self.used.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn scan_used(&self) -> Result<u64, StorageError> {
+        let mut total = 0u64;
+        let names = Db::list_cf(&self.opts, &self.path).map_err(|e| self.db_err(e))?;
+        for name in names {
+            let Some(cf) = self.db.cf_handle(&name) else { continue };
+            for item in self.db.iterator_cf(&cf, IteratorMode::Start) {
+                let (k, v) = item.map_err(|e| self.db_err(e))?;
+                total += entry_size(&k, &v);
+            }
+        }
+        Ok(total)
+    }
+
+    fn tree(&self, tree: &str) -> Result<std::sync::Arc<rocksdb::BoundColumnFamily<'_>>, StorageError> {
+        check_tree_name(tree)?;
+        self.db.cf_handle(tree).ok_or_else(|| StorageError::NoSuchTree(tree.into()))
+    }
+
+    fn sync_opts() -> WriteOptions {
+        let mut w = WriteOptions::default();
+        // Acknowledged means on disk: the module may rely on it after a crash of hostd.
+        w.set_sync(true);
+        w
+    }
+
+    pub fn quota(&self) -> (u64, u64) {
+        (*self.used_lock(), self.quota)
+    }
+
+    pub fn get(&self, tree: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        let cf = self.tree(tree)?;
+        self.db.get_cf(&cf, key).map_err(|e| self.db_err(e))
+    }
+
+    pub fn iter_prefix(&self, tree: &str, prefix: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+        let cf = self.tree(tree)?;
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(&cf, IteratorMode::From(prefix, Direction::Forward)) {
+            let (k, v) = item.map_err(|e| self.db_err(e))?;
+            if !k.starts_with(prefix) || out.len() >= limit {
+                break;
+            }
+            out.push((k.into_vec(), v.into_vec()));
+        }
+        Ok(out)
+    }
+
+    pub fn put(&self, tree: &str, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
+        self.batch(tree, &[hostd_protocol::BatchOp::Put { key: key.to_vec(), value: value.to_vec() }])
+    }
+
+    pub fn delete(&self, tree: &str, key: &[u8]) -> Result<(), StorageError> {
+        self.batch(tree, &[hostd_protocol::BatchOp::Delete { key: key.to_vec() }])
+    }
+
+    /// Apply all ops atomically, or none if the quota would be exceeded.
+    pub fn batch(&self, tree: &str, ops: &[hostd_protocol::BatchOp]) -> Result<(), StorageError> {
+        use hostd_protocol::BatchOp;
+        let cf = self.tree(tree)?;
+        let mut used = self.used_lock();
+        // Size change of the whole batch, with later ops on a key replacing earlier ones.
+        let mut current: std::collections::HashMap<&[u8], Option<u64>> = std::collections::HashMap::new();
+        let mut batch = WriteBatch::default();
+        let (mut grow, mut shrink) = (0u64, 0u64);
+        for op in ops {
+            let key: &[u8] = match op {
+                BatchOp::Put { key, .. } | BatchOp::Delete { key } => key,
+            };
+            let before = match current.get(key) {
+                Some(s) => *s,
+                None => self.db.get_pinned_cf(&cf, key).map_err(|e| self.db_err(e))?.map(|v| entry_size(key, &v)),
+            };
+            let after = match op {
+                BatchOp::Put { key, value } => {
+                    batch.put_cf(&cf, key, value);
+                    Some(entry_size(key, value))
+                }
+                BatchOp::Delete { key } => {
+                    batch.delete_cf(&cf, key);
+                    None
+                }
+            };
+            grow += after.unwrap_or(0);
+            shrink += before.unwrap_or(0);
+            current.insert(key, after);
+        }
+        let new_used = (*used + grow).saturating_sub(shrink);
+        if new_used > self.quota && grow > shrink {
+            return Err(StorageError::QuotaExceeded { used: *used, needed: grow - shrink, limit: self.quota });
+        }
+        self.db.write_opt(batch, &Self::sync_opts()).map_err(|e| self.db_err(e))?;
+        *used = new_used;
+        Ok(())
+    }
+
+    pub fn open_tree(&self, tree: &str) -> Result<(), StorageError> {
+        check_tree_name(tree)?;
+        if self.db.cf_handle(tree).is_some() {
+            return Ok(());
+        }
+        self.db.create_cf(tree, &self.opts).map_err(|e| self.db_err(e))
+    }
+
+    pub fn drop_tree(&self, tree: &str) -> Result<(), StorageError> {
+        check_tree_name(tree)?;
+        if tree == "default" {
+            return Err(StorageError::DropDefault);
+        }
+        let mut used = self.used_lock();
+        let size = {
+            let cf = self.tree(tree)?;
+            let mut n = 0u64;
+            for item in self.db.iterator_cf(&cf, IteratorMode::Start) {
+                let (k, v) = item.map_err(|e| self.db_err(e))?;
+                n += entry_size(&k, &v);
+            }
+            n
+        };
+        self.db.drop_cf(tree).map_err(|e| self.db_err(e))?;
+        *used = used.saturating_sub(size);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hostd_protocol::BatchOp;
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("hostd-storage-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn trees_quota_and_reopen() {
+        let env = StorageEnv::new(8 << 20, 8 << 20);
+        let dir = tmp("quota");
+        {
+            let s = env.open("m", &dir, 100).expect("opens");
+            s.put("default", b"", b"").expect("the default tree always exists");
+            assert!(matches!(s.put("nope", b"k", b"v"), Err(StorageError::NoSuchTree(_))));
+            assert!(matches!(s.open_tree("__meta"), Err(StorageError::BadTreeName(_))));
+            s.open_tree("t").expect("tree");
+            s.put("t", b"a1", &[7; 40]).expect("fits");
+            s.put("t", b"a2", &[7; 40]).expect("fits");
+            assert_eq!(s.quota(), (84, 100));
+            let e = s.put("t", b"a3", &[7; 40]).unwrap_err();
+            assert!(matches!(e, StorageError::QuotaExceeded { used: 84, needed: 42, limit: 100 }), "{e}");
+            // Overwriting with a smaller value and deleting are always allowed.
+            s.put("t", b"a2", &[1; 10]).expect("shrinks");
+            s.batch("t", &[BatchOp::Delete { key: b"a1".to_vec() }, BatchOp::Put { key: b"b".to_vec(), value: vec![2; 5] }])
+                .expect("batch");
+            assert_eq!(s.iter_prefix("t", b"a", 10).expect("iter"), vec![(b"a2".to_vec(), vec![1; 10])]);
+            assert_eq!(s.quota().0, 12 + 6);
+        }
+        let s = env.open("m", &dir, 100).expect("reopens");
+        assert_eq!(s.quota().0, 18, "usage is recomputed from the data");
+        assert_eq!(s.get("t", b"b").expect("get"), Some(vec![2; 5]));
+        s.drop_tree("t").expect("drop");
+        assert_eq!(s.quota().0, 0);
+        drop(s);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

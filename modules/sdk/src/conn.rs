@@ -1,0 +1,217 @@
+//! The connection: fd pickup, handshake, reader and writer tasks.
+
+use crate::client::{Client, Shared};
+use hostd_protocol::{
+    self as proto, ErrorBody, Event, Hello, HostMessage, Invocation, ModuleMessage, FRAME_HEADER, MIN_PROTOCOL_VERSION,
+    PROTOCOL_VERSION,
+};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::UnixStream;
+use tokio::sync::mpsc;
+
+/// Capacity of the module-side queue of pushed messages (events, invocations,
+/// timers). Bounded like the host's: when the module does not keep up,
+/// events beyond it are dropped and counted ([`Client::dropped_events`]);
+/// invocations and timers are never dropped but wait for room.
+const INCOMING_CAPACITY: usize = 100;
+/// Outgoing frames queued before `send` waits for the writer.
+const OUTGOING_CAPACITY: usize = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SdkError {
+    #[error("HOSTD_IPC_FD is {0:?}, not a file descriptor number; is this running under hostd?")]
+    BadFdVariable(String),
+    #[error("fd {fd} is not the hostd connection: {source}; is this running under hostd?")]
+    NotASocket { fd: RawFd, source: std::io::Error },
+    #[error("connection to hostd: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("frame: {0}")]
+    Frame(#[from] proto::FrameError),
+    #[error("hostd refused the handshake: {0}")]
+    Refused(ErrorBody),
+    #[error("hostd answered the handshake with an unexpected message")]
+    UnexpectedHandshake,
+    #[error("hostd: {0}")]
+    Host(ErrorBody),
+    #[error("hostd answered {request} with an unexpected {got}")]
+    UnexpectedResponse { request: &'static str, got: String },
+    #[error("the connection to hostd is closed")]
+    Closed,
+}
+
+impl SdkError {
+    /// The host's error code, when the host answered with an error.
+    pub fn code(&self) -> Option<proto::ErrorCode> {
+        match self {
+            SdkError::Host(e) | SdkError::Refused(e) => Some(e.code),
+            _ => None,
+        }
+    }
+}
+
+/// Something the host pushed to the module.
+#[derive(Debug)]
+pub enum Incoming {
+    Event(Event),
+    Invoke(InvocationCall),
+    TimerFired { timer_id: u64, task: Option<String> },
+    /// Stop within `grace_ms`, after which the host kills the sandbox.
+    Shutdown { grace_ms: u32 },
+}
+
+/// A host → module call; answer it exactly once with [`InvocationCall::reply`].
+#[derive(Debug)]
+pub struct InvocationCall {
+    pub id: u64,
+    pub invocation: Invocation,
+    client: Client,
+}
+
+impl InvocationCall {
+    pub fn reply(self, result: Result<Vec<u8>, ErrorBody>) {
+        self.client.send_message(ModuleMessage::InvocationResult { id: self.id, result });
+    }
+}
+
+/// The module's inbox of pushed messages.
+#[derive(Debug)]
+pub struct IncomingStream {
+    rx: mpsc::Receiver<Incoming>,
+}
+
+impl IncomingStream {
+    /// The next pushed message; `None` once the host closed the connection.
+    pub async fn next(&mut self) -> Option<Incoming> {
+        self.rx.recv().await
+    }
+}
+
+/// Connect on the fd named by `HOSTD_IPC_FD` (3 if unset) and handshake.
+pub async fn connect(name: &str, version: &str) -> Result<(Client, IncomingStream), SdkError> {
+    let fd = match std::env::var("HOSTD_IPC_FD") {
+        Ok(v) => v.parse::<RawFd>().map_err(|_| SdkError::BadFdVariable(v))?,
+        Err(_) => 3,
+    };
+    // SAFETY: hostd hands this fd to the module and nothing else in the
+    // process owns it; taking it once is the contract of HOSTD_IPC_FD.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    connect_fd(owned, name, version).await
+}
+
+/// Connect on an already-open socket (tests, benchmarks).
+pub async fn connect_fd(fd: OwnedFd, name: &str, version: &str) -> Result<(Client, IncomingStream), SdkError> {
+    let std_stream = std::os::unix::net::UnixStream::from(fd);
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&std_stream);
+    std_stream.set_nonblocking(true).map_err(|source| SdkError::NotASocket { fd: raw, source })?;
+    let stream = UnixStream::from_std(std_stream).map_err(|source| SdkError::NotASocket { fd: raw, source })?;
+    let (mut rd, mut wr) = stream.into_split();
+
+    let hello = ModuleMessage::Hello(Hello {
+        name: name.to_string(),
+        version: version.to_string(),
+        protocol_min: MIN_PROTOCOL_VERSION,
+        protocol_max: PROTOCOL_VERSION,
+    });
+    wr.write_all(&proto::encode(&hello, proto::DEFAULT_MAX_FRAME)?).await?;
+    let welcome = match read_frame::<HostMessage>(&mut rd, proto::HARD_MAX_FRAME).await? {
+        Some(HostMessage::Welcome(w)) => w,
+        Some(HostMessage::Refused(e)) => return Err(SdkError::Refused(e)),
+        Some(_) => return Err(SdkError::UnexpectedHandshake),
+        None => return Err(SdkError::Closed),
+    };
+    let max_frame = welcome.max_frame;
+    let (out_tx, out_rx) = mpsc::channel::<ModuleMessage>(OUTGOING_CAPACITY);
+    let (in_tx, in_rx) = mpsc::channel::<Incoming>(INCOMING_CAPACITY);
+    let shared = Arc::new(Shared::new(welcome, out_tx));
+    let client = Client::from_shared(shared.clone());
+    tokio::spawn(writer(wr, out_rx, max_frame));
+    tokio::spawn(reader(rd, shared, in_tx, client.clone(), max_frame));
+    Ok((client, IncomingStream { rx: in_rx }))
+}
+
+async fn read_frame<T: proto::bincode::Decode<()>>(rd: &mut OwnedReadHalf, max: u32) -> Result<Option<T>, SdkError> {
+    let mut header = [0u8; FRAME_HEADER];
+    match rd.read_exact(&mut header).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = proto::frame::body_len(header, max)?;
+    let mut body = vec![0u8; len];
+    rd.read_exact(&mut body).await?;
+    Ok(Some(proto::decode(&body)?))
+}
+
+async fn writer(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<ModuleMessage>, max_frame: u32) {
+    let mut buf = Vec::with_capacity(64 * 1024);
+    while let Some(first) = rx.recv().await {
+        buf.clear();
+        let mut next = Some(first);
+        // Coalesce whatever is already queued into one write.
+        while let Some(msg) = next {
+            if let Err(e) = proto::encode_into(&msg, &mut buf, max_frame) {
+                eprintln!("hostd-sdk: dropping a message that does not fit a frame: {e}");
+            }
+            next = if buf.len() < 256 * 1024 { rx.try_recv().ok() } else { None };
+        }
+        if wr.write_all(&buf).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn reader(
+    mut rd: OwnedReadHalf,
+    shared: Arc<Shared>,
+    inbox: mpsc::Sender<Incoming>,
+    client: Client,
+    max_frame: u32,
+) {
+    let mut fb = proto::FrameBuf::new(max_frame);
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = match rd.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        fb.push(&chunk[..n]);
+        loop {
+            let msg = match fb.next::<HostMessage>() {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(e) => {
+                    eprintln!("hostd-sdk: undecodable frame from hostd: {e}");
+                    shared.close();
+                    return;
+                }
+            };
+            match msg {
+                HostMessage::Response { id, result } => shared.complete(id, result),
+                HostMessage::Event(ev) => {
+                    if inbox.try_send(Incoming::Event(ev)).is_err() {
+                        shared.count_dropped_event();
+                    }
+                }
+                HostMessage::Invoke { id, invocation } => {
+                    let call = InvocationCall { id, invocation, client: client.clone() };
+                    if inbox.send(Incoming::Invoke(call)).await.is_err() {
+                        break;
+                    }
+                }
+                HostMessage::TimerFired { timer_id, task } => {
+                    if inbox.send(Incoming::TimerFired { timer_id, task }).await.is_err() {
+                        break;
+                    }
+                }
+                HostMessage::Shutdown { grace_ms } => {
+                    let _ = inbox.send(Incoming::Shutdown { grace_ms }).await;
+                }
+                HostMessage::Welcome(_) | HostMessage::Refused(_) => {}
+            }
+        }
+    }
+    shared.close();
+}

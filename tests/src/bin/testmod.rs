@@ -1,0 +1,157 @@
+//! A module for end-to-end tests. What it does is chosen by its name
+//! (HOSTD_MODULE), so one binary can play a well-behaved module and each
+//! kind of hostile one inside a real sandbox.
+
+use hostd_protocol::{self as proto, Hello, ModuleMessage};
+use hostd_sdk::{CliCommand, CliSpec, ErrorBody, ErrorCode, EventType, Incoming, Invocation};
+use std::io::Write;
+use std::os::fd::FromRawFd;
+
+fn raw_fd3() -> std::fs::File {
+    // SAFETY: fd 3 is the IPC socket hostd gave this process.
+    unsafe { std::fs::File::from_raw_fd(3) }
+}
+
+fn raw_hello(f: &mut std::fs::File, name: &str) {
+    let hello = ModuleMessage::Hello(Hello { name: name.into(), version: "1.0.0".into(), protocol_min: 1, protocol_max: 1 });
+    let _ = f.write_all(&proto::encode(&hello, proto::DEFAULT_MAX_FRAME).unwrap_or_default());
+    // Give hostd time to answer; the reply is not read on purpose.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+}
+
+fn sleep_forever() -> ! {
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
+}
+
+fn main() {
+    let name = std::env::var("HOSTD_MODULE").unwrap_or_default();
+    let role = name.split('-').nth(1).unwrap_or("good").to_string();
+    match role.as_str() {
+        "garbage" => {
+            let mut f = raw_fd3();
+            raw_hello(&mut f, &name);
+            let _ = f.write_all(&[5, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff]);
+            sleep_forever();
+        }
+        "oversized" => {
+            let mut f = raw_fd3();
+            raw_hello(&mut f, &name);
+            let _ = f.write_all(&(100u32 << 20).to_le_bytes());
+            sleep_forever();
+        }
+        "truncated" => {
+            let mut f = raw_fd3();
+            raw_hello(&mut f, &name);
+            let _ = f.write_all(&[50, 0, 0, 0, 1, 2, 3]);
+            drop(f);
+            sleep_forever();
+        }
+        "noread" => {
+            // Handshake and subscribe by hand, then never read a byte.
+            let mut f = raw_fd3();
+            raw_hello(&mut f, &name);
+            let sub = ModuleMessage::Request {
+                id: 1,
+                request: proto::Request::SubscribeEvents { types: vec![EventType::Custom] },
+            };
+            let _ = f.write_all(&proto::encode(&sub, proto::DEFAULT_MAX_FRAME).unwrap_or_default());
+            sleep_forever();
+        }
+        _ => sdk_main(&name, &role),
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn sdk_main(name: &str, role: &str) {
+    // The impostor claims another module's name.
+    let claimed = if role == "impostor" { "t-good" } else { name };
+    let (client, mut incoming) = match hostd_sdk::connect(claimed, "1.0.0").await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("testmod {name}: {e}");
+            std::process::exit(3);
+        }
+    };
+    match role {
+        "exit" => std::process::exit(7),
+        "panic" => panic!("testmod asked to panic"),
+        "sigsys" => {
+            // Not in the allowlist: the filter's default action kills us.
+            // SAFETY: a syscall that seccomp refuses before it does anything.
+            unsafe { libc::syscall(libc::SYS_kexec_load, 0usize, 0usize, std::ptr::null::<u8>(), 0usize) };
+            std::process::exit(0);
+        }
+        "oom" => {
+            let mut hog: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hog.push(vec![1u8; 8 << 20]);
+            }
+        }
+        _ => {}
+    }
+    let commands = ["try-utxo", "put", "get", "flood", "call", "quota"];
+    let spec = CliSpec {
+        about: "test module".into(),
+        commands: commands.iter().map(|c| CliCommand { name: c.to_string(), about: String::new(), args: vec![] }).collect(),
+    };
+    let _ = client.register_cli_spec(spec).await;
+    let _ = client.register_module_api(&["ping"]).await;
+    let _ = client.subscribe_events(vec![EventType::Custom, EventType::ModuleCrashed]).await;
+    while let Some(msg) = incoming.next().await {
+        match msg {
+            Incoming::Invoke(call) => {
+                let result = match &call.invocation {
+                    Invocation::Cli { command, args } => run_cli(&client, command, args).await,
+                    Invocation::Api { method, params, caller } if method == "ping" => {
+                        Ok(format!("pong to {caller}: {}", String::from_utf8_lossy(params)).into_bytes())
+                    }
+                    _ => Err(ErrorBody::new(ErrorCode::Unsupported, "unknown")),
+                };
+                call.reply(result);
+            }
+            Incoming::Shutdown { .. } => break,
+            _ => {}
+        }
+    }
+}
+
+async fn run_cli(client: &hostd_sdk::Client, command: &str, args: &[String]) -> Result<Vec<u8>, ErrorBody> {
+    let arg = |i: usize| args.get(i).cloned().unwrap_or_default();
+    let show = |r: Result<String, hostd_sdk::SdkError>| match r {
+        Ok(s) => s,
+        Err(e) => format!("error {:?}: {e}", e.code()),
+    };
+    let out = match command {
+        // A request this module has no permission for, then one it has:
+        // the connection must survive the denial.
+        "try-utxo" => {
+            let denied = show(client.get_utxo([0; 32], 0).await.map(|u| format!("{u:?}")));
+            let after = show(client.get_module_info("t-good").await.map(|m| m.name));
+            format!("{denied}\nafter: {after}\n")
+        }
+        "put" => show(client.storage_put("default", arg(0).as_bytes(), arg(1).as_bytes()).await.map(|_| "stored".into())),
+        "get" => show(
+            client
+                .storage_get("default", arg(0).as_bytes())
+                .await
+                .map(|v| v.map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_else(|| "<none>".into())),
+        ),
+        "quota" => show(client.storage_quota().await.map(|(u, l)| format!("{u}/{l}"))),
+        "flood" => {
+            let n: usize = arg(0).parse().unwrap_or(1000);
+            let mut failed = 0;
+            for i in 0..n {
+                if client.publish_event(EventType::Custom, (i as u64).to_le_bytes().to_vec()).await.is_err() {
+                    failed += 1;
+                }
+            }
+            let forged = show(client.publish_event(EventType::NewBlock, vec![]).await.map(|_| "forged".into()));
+            format!("published {} failed {failed}\nforge: {forged}", n - failed)
+        }
+        "call" => show(client.call_module(&arg(0), "ping", arg(1).into_bytes()).await.map(|r| String::from_utf8_lossy(&r).into_owned())),
+        other => format!("unknown command {other}"),
+    };
+    Ok(out.into_bytes())
+}

@@ -1,0 +1,180 @@
+//! End to end: `hostd run` with real sandboxed module processes (the
+//! hostd-testmod binary plays each role), driven through the CLI.
+
+use hostd_tests::daemon_env::HostdEnv;
+use hostd_tests::require_privileged;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(30);
+
+fn running(m: &serde_json::Value) -> bool {
+    m["state"] == "running" && m["handshaken"] == true
+}
+
+fn last_exit(m: &serde_json::Value) -> String {
+    m["last_exit"].as_str().unwrap_or("").to_string()
+}
+
+#[test]
+fn denial_keeps_the_connection_impostor_is_refused_cli_dispatch_works() {
+    if !require_privileged("hostd run") {
+        return;
+    }
+    let mut env = HostdEnv::new("deny", "");
+    env.install_testmod("t-good", &["discover_modules", "read_storage", "write_storage"], "");
+    env.install_testmod("t-impostor", &[], "");
+    env.start();
+    env.wait_module("t-good", "running", T, running);
+    let out = env.ctl_ok(&["module", "t-good", "try-utxo"]);
+    assert!(out.contains("PermissionDenied") && out.contains("read_utxo"), "{out}");
+    assert!(out.contains("after: t-good"), "the connection survived the denial: {out}");
+    let spec = env.ctl_ok(&["module", "t-good"]);
+    assert!(spec.contains("try-utxo") && spec.contains("flood"), "{spec}");
+    let unknown = env.ctl(&["module", "t-good", "nope"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    let m = env.wait_module("t-impostor", "refused handshake", T, |m| last_exit(m).contains("belongs to"));
+    assert!(last_exit(&m).contains("\"t-good\""), "{m:#}");
+    assert!(m["handshaken"] != true);
+    // The impostor never became t-good: t-good is untouched.
+    assert_eq!(env.module("t-good")["restarts"], 0);
+}
+
+#[test]
+fn garbage_oversized_and_truncated_frames_close_only_that_connection() {
+    if !require_privileged("hostd run") {
+        return;
+    }
+    let mut env = HostdEnv::new("frames", "");
+    env.install_testmod("t-good", &["read_storage", "write_storage", "manage_storage"], "");
+    for bad in ["t-garbage", "t-oversized", "t-truncated"] {
+        env.install_testmod(bad, &[], "");
+    }
+    env.start();
+    let good = env.wait_module("t-good", "running", T, running);
+    for (bad, why) in [("t-garbage", "bad frame"), ("t-oversized", "exceeds the maximum"), ("t-truncated", "inside a frame")] {
+        let m = env.wait_module(bad, "protocol violation", T, |m| last_exit(m).contains("protocol violation"));
+        assert!(last_exit(&m).contains(why), "{bad}: {m:#}");
+    }
+    let after = env.module("t-good");
+    assert_eq!(after["pid"], good["pid"], "t-good kept its process");
+    assert_eq!(after["restarts"], 0);
+    assert!(env.ctl_ok(&["module", "t-good", "quota"]).contains('/'));
+}
+
+#[test]
+fn crashes_publish_their_reason_and_restart_with_backoff_until_the_crash_loop_limit() {
+    if !require_privileged("hostd run") {
+        return;
+    }
+    let mut env = HostdEnv::new("crash", "");
+    env.install_testmod("t-good", &["subscribe_events"], "");
+    env.install_testmod("t-exit", &[], "");
+    env.install_testmod("t-panic", &[], "");
+    env.install_testmod("t-sigsys", &[], "");
+    env.install_testmod("t-oom", &[], "[resources]\nmemory_max_bytes = 33554432\n");
+    env.start();
+    env.wait_module("t-good", "running", T, running);
+    for (m, why) in [
+        ("t-exit", "exited with code 7"),
+        ("t-panic", "exited with code 101"),
+        ("t-sigsys", "seccomp violation"),
+        ("t-oom", "out of memory"),
+    ] {
+        let row = env.wait_module(m, why, T, |r| last_exit(r).contains(why) && r["restarts"].as_u64().unwrap_or(0) >= 1);
+        assert!(row["restarts"].as_u64().unwrap_or(0) >= 1, "{row:#}");
+    }
+    // Default policy: 5 restarts, then the module is left failed.
+    let failed = env.wait_module("t-exit", "failed", Duration::from_secs(60), |r| r["state"] == "failed");
+    assert_eq!(failed["restarts"], 5, "{failed:#}");
+    // t-good subscribed to ModuleCrashed and received them.
+    let good = env.module("t-good");
+    assert!(good["events"]["delivered"].as_u64().unwrap_or(0) >= 4, "{good:#}");
+    let log = env.log();
+    assert!(log.contains("restarting in 100 ms") && log.contains("restarting in 200 ms"), "exponential backoff:\n{log}");
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:").and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok()))
+        .unwrap_or(0)
+}
+
+#[test]
+fn an_event_flood_to_a_module_that_never_reads_is_dropped_and_counted() {
+    if !require_privileged("hostd run") {
+        return;
+    }
+    let mut env = HostdEnv::new("flood", "");
+    env.install_testmod("t-good", &["publish_events", "subscribe_events"], "");
+    env.install_testmod("t-noread", &["subscribe_events"], "");
+    env.start();
+    env.wait_module("t-good", "running", T, running);
+    env.wait_module("t-noread", "subscribed", T, |m| m["subscriptions"].as_array().is_some_and(|a| !a.is_empty()));
+    let pid = env.pid().expect("hostd pid");
+    let out = env.ctl_ok(&["module", "t-good", "flood", "20000"]);
+    assert!(out.contains("published 20000 failed 0"), "{out}");
+    assert!(out.contains("Forbidden"), "a module cannot forge host events: {out}");
+    let before = rss_kib(pid);
+    let out = env.ctl_ok(&["module", "t-good", "flood", "100000"]);
+    assert!(out.contains("published 100000"), "{out}");
+    let after = rss_kib(pid);
+    let m = env.module("t-noread");
+    let dropped = m["events"]["dropped_full"].as_u64().unwrap_or(0);
+    let delivered = m["events"]["delivered"].as_u64().unwrap_or(0);
+    assert!(dropped >= 100_000, "drops are counted: {m:#}");
+    assert!(delivered < 20_000, "only what fits in the buffers was taken: {m:#}");
+    assert_eq!(m["state"], "running", "a slow module is not killed for being slow");
+    assert!(after < before + 8 * 1024, "hostd memory stayed flat: {before} KiB -> {after} KiB");
+}
+
+#[test]
+fn acknowledged_writes_survive_kill_9_of_hostd() {
+    if !require_privileged("hostd run") {
+        return;
+    }
+    let mut env = HostdEnv::new("durable", "");
+    env.install_testmod("t-good", &["read_storage", "write_storage"], "");
+    env.start();
+    env.wait_module("t-good", "running", T, running);
+    for i in 0..20 {
+        let out = env.ctl_ok(&["module", "t-good", "put", &format!("k{i}"), &format!("value-{i}")]);
+        assert!(out.contains("stored"), "{out}");
+    }
+    env.kill9();
+    env.start();
+    env.wait_module("t-good", "running", T, running);
+    for i in 0..20 {
+        let out = env.ctl_ok(&["module", "t-good", "get", &format!("k{i}")]);
+        assert_eq!(out.trim(), format!("value-{i}"));
+    }
+}
+
+#[test]
+fn unload_and_reload_at_runtime_with_dependents() {
+    if !require_privileged("hostd run") {
+        return;
+    }
+    let mut env = HostdEnv::new("deps", "");
+    env.install_testmod("t-good", &[], "");
+    env.install_testmod("t-dep", &["call_module"], "[dependencies]\nt-good = \"^1\"\n");
+    env.start();
+    let first = env.wait_module("t-good", "running", T, running);
+    env.wait_module("t-dep", "running", T, running);
+    let out = env.ctl_ok(&["module", "t-dep", "call", "t-good", "hi"]);
+    assert_eq!(out.trim(), "pong to t-dep: hi");
+    let refused = env.ctl(&["unload", "t-good"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("needed by t-dep"), "{refused:?}");
+    env.ctl_ok(&["reload", "t-good"]);
+    let second = env.wait_module("t-good", "running again", T, |m| running(m) && m["pid"] != first["pid"]);
+    assert_ne!(second["pid"], first["pid"]);
+    let out = env.ctl_ok(&["module", "t-dep", "call", "t-good", "again"]);
+    assert_eq!(out.trim(), "pong to t-dep: again");
+    let out = env.ctl_ok(&["unload", "t-good", "--cascade"]);
+    assert!(out.contains("t-dep") && out.contains("t-good"), "{out}");
+    assert!(env.module("t-dep").is_null() && env.module("t-good").is_null());
+    env.ctl_ok(&["load", "t-good"]);
+    env.wait_module("t-good", "loaded again", T, running);
+}
