@@ -157,10 +157,11 @@ fn unload_and_reload_at_runtime_with_dependents() {
         return;
     }
     let mut env = HostdEnv::new("deps", "");
-    env.install_testmod("t-good", &[], "");
+    env.install_testmod("t-good", &["register_module_api"], "");
     env.install_testmod("t-dep", &["call_module"], "[dependencies]\nt-good = \"^1\"\n");
     env.start();
-    let first = env.wait_module("t-good", "running", T, running);
+    let serving = |m: &serde_json::Value| running(m) && m["api"].as_array().is_some_and(|a| !a.is_empty());
+    let first = env.wait_module("t-good", "API registered", T, serving);
     env.wait_module("t-dep", "running", T, running);
     let out = env.ctl_ok(&["module", "t-dep", "call", "t-good", "hi"]);
     assert_eq!(out.trim(), "pong to t-dep: hi");
@@ -168,7 +169,7 @@ fn unload_and_reload_at_runtime_with_dependents() {
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("needed by t-dep"), "{refused:?}");
     env.ctl_ok(&["reload", "t-good"]);
-    let second = env.wait_module("t-good", "running again", T, |m| running(m) && m["pid"] != first["pid"]);
+    let second = env.wait_module("t-good", "running again", T, |m| serving(m) && m["pid"] != first["pid"]);
     assert_ne!(second["pid"], first["pid"]);
     let out = env.ctl_ok(&["module", "t-dep", "call", "t-good", "again"]);
     assert_eq!(out.trim(), "pong to t-dep: again");

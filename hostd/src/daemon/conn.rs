@@ -266,12 +266,18 @@ async fn read_loop(host: &Arc<Host>, ctx: &Arc<ConnCtx>, rd: &mut tokio::net::un
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
         let n = match rd.read(&mut chunk).await {
-            Ok(0) => {
-                return if fb.pending() > 0 { violation(format!("connection closed inside a frame ({} bytes pending)", fb.pending())) } else { ConnEnd::Closed };
-            }
             Ok(n) => n,
+            // A reset is the peer closing with unread data queued: still a close.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => 0,
             Err(e) => return violation(format!("read error: {e}")),
         };
+        if n == 0 {
+            return if fb.pending() > 0 {
+                violation(format!("connection closed inside a frame ({} bytes pending)", fb.pending()))
+            } else {
+                ConnEnd::Closed
+            };
+        }
         fb.push(&chunk[..n]);
         loop {
             let msg = match fb.next::<ModuleMessage>() {

@@ -15,8 +15,10 @@ fn raw_fd3() -> std::fs::File {
 fn raw_hello(f: &mut std::fs::File, name: &str) {
     let hello = ModuleMessage::Hello(Hello { name: name.into(), version: "1.0.0".into(), protocol_min: 1, protocol_max: 1 });
     let _ = f.write_all(&proto::encode(&hello, proto::DEFAULT_MAX_FRAME).unwrap_or_default());
-    // Give hostd time to answer; the reply is not read on purpose.
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    // Read the Welcome (one read is enough for its few bytes), so closing
+    // later leaves no unread data behind (that would turn EOF into a reset).
+    let mut welcome = [0u8; 4096];
+    let _ = std::io::Read::read(f, &mut welcome);
 }
 
 fn sleep_forever() -> ! {
