@@ -2,11 +2,11 @@
 //! requests to the hub and a writer task that sends responses, invocations
 //! and events. Everything toward the module is bounded: responses and
 //! invocations share a queue of `max_in_flight` + slack; events have their
-//! own queue of [`bus::EVENT_BUFFER`]. A module that stops reading loses
+//! own queue of [`super::bus::EVENT_BUFFER`]. A module that stops reading loses
 //! events (counted) and, once its response queue is full, its connection.
 
-use super::bus::{self, EventFrame};
-use super::{hub, Host};
+use super::bus::EventFrame;
+use super::{hub, lock, Host};
 use hostd_protocol::{
     self as proto, negotiate, CrashReason, ErrorBody, ErrorCode, HostMessage, Invocation, LogLevel, ModuleMessage, Welcome,
     MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
@@ -20,9 +20,11 @@ use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot};
 
 /// hostd's side of a live connection, for anything that must reach the module.
+type InvocationWaiters = HashMap<u64, oneshot::Sender<Result<Vec<u8>, ErrorBody>>>;
+
 pub struct ConnHandle {
     ctrl: mpsc::Sender<Vec<u8>>,
-    pending: Mutex<HashMap<u64, oneshot::Sender<Result<Vec<u8>, ErrorBody>>>>,
+    pending: Mutex<InvocationWaiters>,
     next_invoke: AtomicU64,
     max_frame: u32,
     in_flight: AtomicU32,
@@ -66,10 +68,6 @@ impl ConnHandle {
             let _ = tx.send(result);
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Token bucket: `rate` per second, up to `burst` at once.
@@ -280,7 +278,7 @@ async fn read_loop(host: &Arc<Host>, ctx: &Arc<ConnCtx>, rd: &mut tokio::net::un
         }
         fb.push(&chunk[..n]);
         loop {
-            let msg = match fb.next::<ModuleMessage>() {
+            let msg = match fb.next_message::<ModuleMessage>() {
                 Ok(Some(m)) => m,
                 Ok(None) => break,
                 Err(e) => return violation(format!("bad frame: {e}")),
@@ -349,5 +347,3 @@ fn log_record(host: &Host, module: &str, rec: proto::LogRecord) {
     }
     host.log_line(module, line);
 }
-
-pub use bus::EVENT_BUFFER;

@@ -122,7 +122,7 @@ pub async fn handle(host: &Arc<Host>, ctx: &Arc<ConnCtx>, req: Request) -> Resul
         | Q::StorageQuota => storage(host, module, req).await,
         Q::FsRead { .. } | Q::FsWrite { .. } | Q::FsDelete { .. } | Q::FsMkdir { .. } => {
             let dir = host.config.module_data_dir(module).join("files");
-            let uid = host.ids.lock().unwrap_or_else(|p| p.into_inner()).peek(module, &host.config).ok();
+            let uid = super::lock(&host.ids).peek(module, &host.config).ok();
             let perms_manage = host
                 .with_slot(module, |s| s.permissions.contains(&crate::permissions::Permission::ManageFilesystem))
                 .unwrap_or(false);
@@ -141,7 +141,7 @@ pub async fn handle(host: &Arc<Host>, ctx: &Arc<ConnCtx>, req: Request) -> Resul
         }
         Q::TimerCreate { interval_ms, repeat } => start_timer(ctx, interval_ms, repeat, None),
         Q::ScheduleTask { delay_ms, task } => start_timer(ctx, delay_ms, false, Some(task)),
-        Q::TimerCancel { timer_id } => match ctx.timers.lock().unwrap_or_else(|p| p.into_inner()).remove(&timer_id) {
+        Q::TimerCancel { timer_id } => match super::lock(&ctx.timers).remove(&timer_id) {
             Some(t) => {
                 t.abort();
                 Ok(Response::Ack)
@@ -149,7 +149,7 @@ pub async fn handle(host: &Arc<Host>, ctx: &Arc<ConnCtx>, req: Request) -> Resul
             None => Err(err(ErrorCode::NotFound, format!("no timer {timer_id}"))),
         },
         Q::ReportMetric { name, value, labels } => {
-            let mut m = host.metrics.lock().unwrap_or_else(|p| p.into_inner());
+            let mut m = super::lock(&host.metrics);
             let key = (module.to_string(), name);
             if !m.contains_key(&key) && m.keys().filter(|(owner, _)| owner == module).count() >= MAX_METRICS {
                 return Err(err(ErrorCode::QuotaExceeded, format!("at most {MAX_METRICS} metrics per module")));
@@ -158,7 +158,7 @@ pub async fn handle(host: &Arc<Host>, ctx: &Arc<ConnCtx>, req: Request) -> Resul
             Ok(Response::Ack)
         }
         Q::GetMetrics { module: filter } => {
-            let m = host.metrics.lock().unwrap_or_else(|p| p.into_inner());
+            let m = super::lock(&host.metrics);
             let samples = m
                 .iter()
                 .filter(|((owner, _), _)| filter.as_ref().is_none_or(|f| f == owner))
@@ -221,7 +221,7 @@ fn start_timer(ctx: &Arc<ConnCtx>, ms: u64, repeat: bool, task: Option<String>) 
     if ms < MIN_TIMER_MS {
         return Err(err(ErrorCode::InvalidArgument, format!("timers fire at most every {MIN_TIMER_MS} ms")));
     }
-    let mut timers = ctx.timers.lock().unwrap_or_else(|p| p.into_inner());
+    let mut timers = super::lock(&ctx.timers);
     timers.retain(|_, t| !t.is_finished());
     if timers.len() >= MAX_TIMERS {
         return Err(err(ErrorCode::QuotaExceeded, format!("at most {MAX_TIMERS} timers per module")));

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use super::lock;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
@@ -371,6 +372,9 @@ impl Launcher {
                                 if !list.is_empty() {
                                     let _ = list.remove(0).send(usage);
                                 }
+                                if list.is_empty() {
+                                    w.usage.remove(&key);
+                                }
                             }
                         }
                     }
@@ -387,7 +391,7 @@ impl Launcher {
     }
 
     fn send(&self, msg: &ToLauncher, fds: &[RawFd]) -> Result<(), LauncherError> {
-        let _g = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _g = lock(&self.send_lock);
         send_json(self.sock.as_raw_fd(), msg, fds).map_err(|_| LauncherError::Gone)
     }
 
@@ -440,8 +444,4 @@ impl Launcher {
         }
         rx.await.unwrap_or_default()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -102,6 +102,12 @@ impl Slot {
     }
 }
 
+/// Lock a mutex; a panic elsewhere while holding it leaves our maps
+/// consistent (single inserts and removes), so poisoning is ignored.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Everything the daemon's tasks share.
 pub struct Host {
     pub config: HostConfig,
@@ -110,6 +116,7 @@ pub struct Host {
     pub launcher: launcher::Launcher,
     pub node: Box<dyn node::NodeBackend>,
     pub slots: Mutex<BTreeMap<String, Slot>>,
+    /// (module, metric name) → (value, labels).
     pub metrics: Mutex<BTreeMap<(String, String), (f64, Vec<(String, String)>)>>,
     pub ids: Mutex<crate::modules::IdMap>,
     pub started: Instant,
@@ -117,7 +124,7 @@ pub struct Host {
 
 impl Host {
     pub fn slots(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Slot>> {
-        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.slots)
     }
 
     /// Run `f` on the module's slot, if it is loaded.

@@ -117,7 +117,7 @@ impl ModuleStore {
     }
 
     fn used_lock(&self) -> std::sync::MutexGuard<'_, u64> {
-        self.used.lock().unwrap_or_else(|p| p.into_inner())
+        super::lock(&self.used)
     }
 
     fn scan_used(&self) -> Result<u64, StorageError> {

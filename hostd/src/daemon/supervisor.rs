@@ -70,7 +70,7 @@ pub fn load(host: &Arc<Host>, module: ModuleDir) -> Result<(), LifecycleError> {
             return Err(e.into());
         }
     }
-    let uid = host.ids.lock().unwrap_or_else(|p| p.into_inner()).assign(&name, &host.config)?;
+    let uid = super::lock(&host.ids).assign(&name, &host.config)?;
     prepare_data_dirs(host, &name, uid)?;
     let store = host.storage.open(&name, &host.config.module_data_dir(&name).join("db"), host.config.daemon.storage_quota_bytes)?;
     let (tx, rx) = mpsc::channel(4);
@@ -191,7 +191,7 @@ async fn supervise(host: Arc<Host>, name: String, mut control: mpsc::Receiver<Co
                             }
                         }
                         cmd = control.recv() => {
-                            let done = match cmd { Some(Command::Stop { done }) => Some(done), None => None };
+                            let done = cmd.map(|Command::Stop { done }| done);
                             graceful_stop(&host, &name, &mut run).await;
                             set_state(&host, &name, ModState::Stopped);
                             host.with_slot(&name, |s| { s.pid = None; s.sandbox_key = None; s.started_at = None; });
@@ -300,7 +300,7 @@ async fn start_once(host: &Arc<Host>, name: &str) -> Result<Running, StartError>
     let m = &module.manifest;
     // Hash and signatures are checked on every start, against the fd that is exec'd.
     let verified = crate::trust::verify(name, &module.dir, &m.manifest, m.declared_threshold, &host.config.trust)?;
-    let uid = host.ids.lock().unwrap_or_else(|p| p.into_inner()).assign(name, &host.config)?;
+    let uid = super::lock(&host.ids).assign(name, &host.config)?;
     let policy = crate::policygen::generate(m, &host.config, uid);
     let io = |op| move |source| StartError::Io { op, source };
     let (host_end, module_end) = std::os::unix::net::UnixStream::pair().map_err(io("socketpair"))?;

@@ -121,7 +121,7 @@ impl FrameBuf {
     }
 
     /// Decode the next whole frame.
-    pub fn next<T: Decode<()>>(&mut self) -> Result<Option<T>, FrameError> {
+    pub fn next_message<T: Decode<()>>(&mut self) -> Result<Option<T>, FrameError> {
         match self.next_body()? {
             Some(body) => decode(body).map(Some),
             None => Ok(None),
@@ -158,7 +158,7 @@ mod tests {
         let mut got = Vec::new();
         for piece in stream.chunks(5) {
             fb.push(piece);
-            while let Some(m) = fb.next::<ModuleMessage>().expect("decodes") {
+            while let Some(m) = fb.next_message::<ModuleMessage>().expect("decodes") {
                 got.push(m);
             }
         }

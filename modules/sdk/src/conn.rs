@@ -179,7 +179,7 @@ async fn reader(
         };
         fb.push(&chunk[..n]);
         loop {
-            let msg = match fb.next::<HostMessage>() {
+            let msg = match fb.next_message::<HostMessage>() {
                 Ok(Some(m)) => m,
                 Ok(None) => break,
                 Err(e) => {
