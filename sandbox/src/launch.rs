@@ -269,7 +269,8 @@ fn last_err() -> std::io::Error {
     std::io::Error::last_os_error()
 }
 
-fn pipe() -> Result<(OwnedFd, OwnedFd), std::io::Error> {
+/// A pipe with both ends close-on-exec.
+pub fn pipe() -> Result<(OwnedFd, OwnedFd), std::io::Error> {
     let mut fds = [0; 2];
     // SAFETY: pipe2 fills two fds we then own.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {

@@ -15,7 +15,7 @@ pub mod seccomp;
 pub use cgroup::{CgroupMode, CgroupRoot, Usage};
 pub use error::SandboxError;
 pub use features::KernelFeatures;
-pub use launch::{check_kernel, prepare, spawn, Child, Command, Downgrade, Outcome, Prepared};
+pub use launch::{check_kernel, pipe, prepare, spawn, Child, Command, Downgrade, Outcome, Prepared};
 pub use policy::{Feature, Policy};
 
 /// Drop supplementary groups: a root parent's group 0 would otherwise stay

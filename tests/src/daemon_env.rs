@@ -2,7 +2,7 @@
 //! data and run directories, a signing key that is the only trust anchor,
 //! and a `hostd run` child that is stopped (by pid) when dropped.
 
-use crate::{bin_dir, hostd_bin, Scratch};
+use crate::{bin_dir, hostd_bin, output_text as text, Scratch};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -14,9 +14,6 @@ pub struct HostdEnv {
     child: Option<Child>,
 }
 
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
 
 impl HostdEnv {
     /// `daemon_toml` is appended to the `[daemon]` section.

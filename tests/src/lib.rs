@@ -9,6 +9,11 @@ use sandbox::Policy;
 
 pub mod daemon_env;
 
+/// A finished command's stdout then stderr, for assertion messages.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
 /// The host uid/gid the test sandboxes map to.
 pub const SANDBOX_UID: u32 = 62000;
 

@@ -2,7 +2,7 @@
 //! two of three anchored maintainers, verify, then `policy show` in both
 //! forms, the JSON checked against docs/policy-show.schema.json.
 
-use hostd_tests::{bin_dir, hostd_bin, schema_violations, Scratch};
+use hostd_tests::{bin_dir, hostd_bin, output_text as text, schema_violations, Scratch};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -14,9 +14,6 @@ fn hostd(args: &[&str], config: Option<&Path>) -> Output {
     c.args(args).output().unwrap_or_else(|e| panic!("run hostd: {e}"))
 }
 
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
 
 #[test]
 fn keygen_sign_verify_and_policy_show() {

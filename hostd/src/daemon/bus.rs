@@ -74,16 +74,6 @@ impl Bus {
         self.inner.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn encode(&self, event: Event) -> Option<EventFrame> {
-        match proto::encode(&HostMessage::Event(event), self.max_frame) {
-            Ok(f) => Some(Arc::new(f)),
-            Err(e) => {
-                tracing::warn!("event dropped: it does not encode into a frame: {e}");
-                None
-            }
-        }
-    }
-
     /// A connection came up: its queue is where this module's events go.
     pub fn attach(&self, module: &str, version: &str) -> mpsc::Receiver<EventFrame> {
         let (tx, rx) = mpsc::channel(EVENT_BUFFER);
@@ -123,8 +113,8 @@ impl Bus {
                         publisher: None,
                         payload: EventPayload::ModuleLoaded { module_name: name.clone(), version: version.clone() },
                     };
-                    if let Ok(f) = proto::encode(&HostMessage::Event(ev), self.max_frame) {
-                        deliver(&sub.tx, Arc::new(f), &st);
+                    if let Some(f) = encode_event(ev, self.max_frame) {
+                        deliver(&sub.tx, f, &st);
                     }
                 }
             }
@@ -156,7 +146,7 @@ impl Bus {
     /// Returns how many queues took it.
     pub fn publish(&self, event: Event) -> usize {
         let ty = event.event_type;
-        let Some(frame) = self.encode(event) else { return 0 };
+        let Some(frame) = encode_event(event, self.max_frame) else { return 0 };
         let mut closed = Vec::new();
         let mut delivered = 0;
         {
@@ -189,6 +179,16 @@ impl Bus {
         let mut v: Vec<EventType> = self.read().subs.get(module).map(|s| s.types.iter().copied().collect()).unwrap_or_default();
         v.sort();
         v
+    }
+}
+
+fn encode_event(event: Event, max_frame: u32) -> Option<EventFrame> {
+    match proto::encode(&HostMessage::Event(event), max_frame) {
+        Ok(f) => Some(Arc::new(f)),
+        Err(e) => {
+            tracing::warn!("event dropped: it does not encode into a frame: {e}");
+            None
+        }
     }
 }
 

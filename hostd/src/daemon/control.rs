@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -114,8 +114,6 @@ async fn client_session(host: Arc<Host>, stream: UnixStream) -> std::io::Result<
     out.push(b'\n');
     wr.write_all(&out).await
 }
-
-use tokio::io::AsyncReadExt;
 
 async fn handle(host: &Arc<Host>, req: ControlRequest) -> ControlResponse {
     match req {

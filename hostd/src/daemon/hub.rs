@@ -279,7 +279,7 @@ async fn storage(host: &Arc<Host>, module: &str, req: Request) -> Result<Respons
                 let (used_bytes, limit_bytes) = store.quota();
                 Ok(Response::Quota { used_bytes, limit_bytes })
             }
-            _ => Ok(Response::Ack),
+            other => return Err(err(ErrorCode::Internal, format!("{} is not a storage request", other.kind()))),
         }
         .map_err(storage_error)
     })
@@ -362,6 +362,6 @@ fn files(dir: &std::path::Path, uid: Option<u32>, may_manage: bool, req: Request
             chown(&made);
             Ok(Response::Ack)
         }
-        _ => Ok(Response::Ack),
+        other => Err(err(ErrorCode::Internal, format!("{} is not a file request", other.kind()))),
     }
 }

@@ -94,6 +94,14 @@ impl Slot {
         &self.module.manifest.manifest.name
     }
 
+    /// The sandbox is gone (stopped or crashed).
+    pub fn process_gone(&mut self) {
+        self.pid = None;
+        self.sandbox_key = None;
+        self.started_at = None;
+        self.handshaken = false;
+    }
+
     pub fn push_log(&mut self, line: String) {
         if self.logs.len() == LOG_RING {
             self.logs.pop_front();

@@ -125,10 +125,16 @@ impl ModuleStore {
         let names = Db::list_cf(&self.opts, &self.path).map_err(|e| self.db_err(e))?;
         for name in names {
             let Some(cf) = self.db.cf_handle(&name) else { continue };
-            for item in self.db.iterator_cf(&cf, IteratorMode::Start) {
-                let (k, v) = item.map_err(|e| self.db_err(e))?;
-                total += entry_size(&k, &v);
-            }
+            total += self.tree_bytes(&cf)?;
+        }
+        Ok(total)
+    }
+
+    fn tree_bytes(&self, cf: &std::sync::Arc<rocksdb::BoundColumnFamily<'_>>) -> Result<u64, StorageError> {
+        let mut total = 0u64;
+        for item in self.db.iterator_cf(cf, IteratorMode::Start) {
+            let (k, v) = item.map_err(|e| self.db_err(e))?;
+            total += entry_size(&k, &v);
         }
         Ok(total)
     }
@@ -229,15 +235,7 @@ impl ModuleStore {
             return Err(StorageError::DropDefault);
         }
         let mut used = self.used_lock();
-        let size = {
-            let cf = self.tree(tree)?;
-            let mut n = 0u64;
-            for item in self.db.iterator_cf(&cf, IteratorMode::Start) {
-                let (k, v) = item.map_err(|e| self.db_err(e))?;
-                n += entry_size(&k, &v);
-            }
-            n
-        };
+        let size = self.tree_bytes(&self.tree(tree)?)?;
         self.db.drop_cf(tree).map_err(|e| self.db_err(e))?;
         *used = used.saturating_sub(size);
         Ok(())

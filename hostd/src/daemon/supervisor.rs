@@ -8,7 +8,7 @@ use crate::modules::ModuleDir;
 use hostd_protocol::{CrashReason, Event, EventPayload, EventType, HostMessage};
 use sandbox::Outcome;
 use std::collections::VecDeque;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncBufReadExt;
@@ -106,11 +106,7 @@ pub async fn unload(host: &Arc<Host>, name: &str, cascade: bool) -> Result<Vec<S
     }
     stop(host, name).await;
     host.slots().remove(name);
-    host.bus.publish(Event {
-        event_type: EventType::ModuleUnloaded,
-        publisher: None,
-        payload: EventPayload::ModuleUnloaded { module_name: name.into() },
-    });
+    publish_unloaded(host, name);
     tracing::info!(module = name, "unloaded");
     unloaded.push(name.to_string());
     Ok(unloaded)
@@ -135,14 +131,18 @@ pub async fn reload(host: &Arc<Host>, name: &str) -> Result<(), LifecycleError> 
     let fresh = crate::modules::load_dir(&dir, &host.config, true)?;
     stop(host, name).await;
     let restarts = host.slots().remove(name).map(|s| s.restarts).unwrap_or(0);
+    publish_unloaded(host, name);
+    load(host, fresh)?;
+    host.with_slot(name, |s| s.restarts = restarts);
+    Ok(())
+}
+
+fn publish_unloaded(host: &Host, name: &str) {
     host.bus.publish(Event {
         event_type: EventType::ModuleUnloaded,
         publisher: None,
         payload: EventPayload::ModuleUnloaded { module_name: name.into() },
     });
-    load(host, fresh)?;
-    host.with_slot(name, |s| s.restarts = restarts);
-    Ok(())
 }
 
 fn crash_reason(outcome: Outcome, violation: Option<CrashReason>) -> CrashReason {
@@ -194,7 +194,7 @@ async fn supervise(host: Arc<Host>, name: String, mut control: mpsc::Receiver<Co
                             let done = cmd.map(|Command::Stop { done }| done);
                             graceful_stop(&host, &name, &mut run).await;
                             set_state(&host, &name, ModState::Stopped);
-                            host.with_slot(&name, |s| { s.pid = None; s.sandbox_key = None; s.started_at = None; });
+                            host.with_slot(&name, Slot::process_gone);
                             if let Some(d) = done { let _ = d.send(()); }
                             return;
                         }
@@ -211,10 +211,7 @@ async fn supervise(host: Arc<Host>, name: String, mut control: mpsc::Receiver<Co
         }
         let restarts = host
             .with_slot(&name, |s| {
-                s.pid = None;
-                s.sandbox_key = None;
-                s.started_at = None;
-                s.handshaken = false;
+                s.process_gone();
                 if let Some(r) = &reason {
                     s.last_exit = Some(r.to_string());
                 }
@@ -271,16 +268,6 @@ async fn graceful_stop(host: &Arc<Host>, name: &str, run: &mut Running) {
     run.conn.abort();
 }
 
-fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills two fds we then own.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: fresh fds.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
 #[derive(Debug, thiserror::Error)]
 enum StartError {
     #[error("{0}")]
@@ -306,8 +293,8 @@ async fn start_once(host: &Arc<Host>, name: &str) -> Result<Running, StartError>
     let (host_end, module_end) = std::os::unix::net::UnixStream::pair().map_err(io("socketpair"))?;
     host_end.set_nonblocking(true).map_err(io("set_nonblocking"))?;
     let stream = tokio::net::UnixStream::from_std(host_end).map_err(io("register socket"))?;
-    let (out_r, out_w) = pipe().map_err(io("pipe"))?;
-    let (err_r, err_w) = pipe().map_err(io("pipe"))?;
+    let (out_r, out_w) = sandbox::pipe().map_err(io("pipe"))?;
+    let (err_r, err_w) = sandbox::pipe().map_err(io("pipe"))?;
     let argv = vec![m.manifest.entry_point.clone()];
     let spawned = host.launcher.spawn(&policy, argv, verified.fd, module_end.into(), out_w, err_w).await?;
     host.with_slot(name, |s| {
