@@ -179,3 +179,32 @@ fn unload_and_reload_at_runtime_with_dependents() {
     env.ctl_ok(&["load", "t-good"]);
     env.wait_module("t-good", "loaded again", T, running);
 }
+
+#[test]
+fn file_requests_stay_inside_the_module_data_directory() {
+    if !require_privileged("hostd run") {
+        return;
+    }
+    let mut env = HostdEnv::new("fsreq", "");
+    env.install_testmod("t-good", &["read_filesystem", "write_filesystem"], "");
+    env.start();
+    env.wait_module("t-good", "running", T, running);
+    // Control: the same requests succeed inside the directory.
+    assert_eq!(env.ctl_ok(&["module", "t-good", "fs-write", "ok.txt", "inside"]).trim(), "written");
+    assert_eq!(env.ctl_ok(&["module", "t-good", "fs-read", "ok.txt"]).trim(), "inside");
+    let files = env.data_dir().join("modules/t-good/files");
+    std::fs::write(env.scratch.0.join("host-secret"), "SECRET").expect("write secret");
+    std::os::unix::fs::symlink(env.scratch.0.join("host-secret"), files.join("escape")).expect("symlink");
+    for (cmd, path) in [
+        ("fs-read", "escape"),
+        ("fs-read", "../../module-ids.toml"),
+        ("fs-read", "/etc/passwd"),
+        ("fs-write", "escape"),
+        ("fs-write", "../../../hostd.toml"),
+    ] {
+        let out = env.ctl_ok(&["module", "t-good", cmd, path, "pwned"]);
+        assert!(out.contains("InvalidArgument") && !out.contains("SECRET") && !out.contains("written"), "{cmd} {path}: {out}");
+    }
+    assert_eq!(std::fs::read_to_string(env.scratch.0.join("host-secret")).expect("secret"), "SECRET");
+    assert!(std::fs::read_to_string(&env.config).expect("config").contains("[daemon]"), "config untouched");
+}

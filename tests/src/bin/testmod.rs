@@ -93,7 +93,7 @@ async fn sdk_main(name: &str, role: &str) {
         }
         _ => {}
     }
-    let commands = ["try-utxo", "put", "get", "flood", "call", "quota"];
+    let commands = ["try-utxo", "put", "get", "flood", "call", "quota", "fs-write", "fs-read"];
     let spec = CliSpec {
         about: "test module".into(),
         commands: commands.iter().map(|c| CliCommand { name: c.to_string(), about: String::new(), args: vec![] }).collect(),
@@ -152,6 +152,8 @@ async fn run_cli(client: &hostd_sdk::Client, command: &str, args: &[String]) -> 
             let forged = show(client.publish_event(EventType::NewBlock, vec![]).await.map(|_| "forged".into()));
             format!("published {} failed {failed}\nforge: {forged}", n - failed)
         }
+        "fs-write" => show(client.fs_write(&arg(0), arg(1).as_bytes(), false).await.map(|_| "written".into())),
+        "fs-read" => show(client.fs_read(&arg(0), 0, 4096).await.map(|b| String::from_utf8_lossy(&b).into_owned())),
         "call" => show(client.call_module(&arg(0), "ping", arg(1).into_bytes()).await.map(|r| String::from_utf8_lossy(&r).into_owned())),
         other => format!("unknown command {other}"),
     };
