@@ -12,6 +12,11 @@ ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 || need_apt+=(clang libclang-
 if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
 fi
+# hostd run drops root to this user (the packages create it with sysusers.d).
+if ! id hostd >/dev/null 2>&1; then
+  echo "==> useradd --system hostd"
+  useradd --system --no-create-home --home-dir /var/lib/hostd --shell /usr/sbin/nologin hostd
+fi
 echo "==> build (first build compiles RocksDB: ~20 min on 2 cores)"
 cargo build --workspace --bins --locked -q
 bin=/var/tmp/hostd-target/x86_64-unknown-linux-gnu/debug
@@ -27,10 +32,15 @@ run_dir = "run"
 [[trust.anchors]]
 name = "demo-maintainer"
 public_key = "$(cat "$demo/demo-maintainer.pub")"
+
+# The operator's values win over the module's own config.toml.
+[modules.hello]
+greeting = "good morning"
 TOML
 for m in hello notes; do
   mkdir -p "$demo/modules/$m"
   cp "modules/examples/$m/module.toml" "$demo/modules/$m/"
+  [ -f "modules/examples/$m/config.toml" ] && cp "modules/examples/$m/config.toml" "$demo/modules/$m/"
   cp "$bin/$m" "$demo/modules/$m/$m"
   "$bin/hostd" sign "$demo/modules/$m" --key "$demo/demo-maintainer.key" --name demo-maintainer >/dev/null
 done
@@ -53,6 +63,8 @@ echo "==> hostd module notes add / list"
 "$bin/hostd" module notes list
 echo "==> the module's own file, written inside its sandbox to /data"
 cat "$demo/data/modules/notes/files/notes.txt"
+echo "==> hostd rpc hello_greet '\"node operator\"'"
+"$bin/hostd" rpc hello_greet '"node operator"'
 echo "==> hostd logs hello"
 "$bin/hostd" logs hello -n 5
 echo "==> hostd policy show hello (first lines)"

@@ -22,6 +22,11 @@ if ! command -v cargo-nextest >/dev/null; then
   cargo install --locked cargo-nextest
 fi
 
+# hostd run drops root to this user (the packages create it with sysusers.d).
+if ! id hostd >/dev/null 2>&1; then
+  echo "==> useradd --system hostd"
+  useradd --system --no-create-home --home-dir /var/lib/hostd --shell /usr/sbin/nologin hostd
+fi
 echo "==> build (target dir: /var/tmp/hostd-target, see .cargo/config.toml)"
 cargo build --workspace --bins --locked
 

@@ -30,6 +30,9 @@ pub struct HostConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DaemonSettings {
+    /// The unprivileged user `hostd run` drops to after start-up (see
+    /// privdrop.rs for the capabilities it keeps).
+    pub user: String,
     /// Control socket; default `<run_dir>/control.sock`.
     pub control_socket: Option<PathBuf>,
     /// Group allowed on the control socket besides root (mode 0660).
@@ -64,6 +67,7 @@ pub struct DaemonSettings {
 impl Default for DaemonSettings {
     fn default() -> Self {
         DaemonSettings {
+            user: "hostd".into(),
             control_socket: None,
             control_group: None,
             max_frame_bytes: hostd_protocol::DEFAULT_MAX_FRAME,

@@ -40,6 +40,15 @@ pub enum DaemonCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Call an RPC endpoint a module registered (without a method: list them).
+    Rpc {
+        method: Option<String>,
+        /// Parameters as JSON text.
+        #[arg(default_value = "null")]
+        params: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Exit codes: 0 done, 1 hostd refused or the operation failed, 4 hostd unreachable.
@@ -71,6 +80,14 @@ pub fn run(cmd: DaemonCommand, socket: &Path) -> ExitCode {
                     finish(r, json, render_spec)
                 }
             };
+        }
+        DaemonCommand::Rpc { method: None, json, .. } => (ControlRequest::RpcEndpoints, json, |d| {
+            d.as_object()
+                .map(|o| o.iter().map(|(m, v)| format!("{m}  ({}) {}\n", v["module"].as_str().unwrap_or(""), v["description"].as_str().unwrap_or(""))).collect())
+                .unwrap_or_default()
+        }),
+        DaemonCommand::Rpc { method: Some(method), params, json } => {
+            (ControlRequest::Rpc { method, params }, json, |d| format!("{}\n", d["result"].as_str().unwrap_or("")))
         }
         DaemonCommand::Module { name, command: Some(command), args, json } => {
             (ControlRequest::RunCli { module: name, command, args }, json, |d| d["output"].as_str().unwrap_or("").to_string())
@@ -134,6 +151,18 @@ fn render_status(d: &serde_json::Value) -> String {
         h["pid"],
         h["uptime_secs"],
         h["node"].as_str().unwrap_or("")
+    );
+    let caps = |v: &serde_json::Value| {
+        let list: Vec<&str> = v["effective"].as_array().map(|a| a.iter().filter_map(|c| c.as_str()).collect()).unwrap_or_default();
+        if list.is_empty() { "none".to_string() } else { list.join(", ") }
+    };
+    out += &format!(
+        "running as {} (uid {}); capabilities: daemon {}; launcher (pid {}) {}\n",
+        h["user"].as_str().unwrap_or("?"),
+        h["uid"],
+        caps(&h["capabilities"]),
+        h["launcher"]["pid"],
+        caps(&h["launcher"]["capabilities"])
     );
     out += &format!(
         "{:<16} {:<9} {:<9} {:>7} {:>7} {:>4} {:>8} {:>9} {:>4} {:>16}\n",

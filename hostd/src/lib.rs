@@ -9,5 +9,6 @@ pub mod modules;
 pub mod permissions;
 pub mod policy_show;
 pub mod policygen;
+pub mod privdrop;
 pub mod spelling;
 pub mod trust;

@@ -96,6 +96,11 @@ impl IdMap {
         Ok(IdMap { file, ids })
     }
 
+    /// Every recorded (module, id).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, u32)> {
+        self.ids.iter().map(|(m, id)| (m.as_str(), *id))
+    }
+
     /// The module's id, or the one it would get (without recording it).
     pub fn peek(&self, module: &str, host: &HostConfig) -> Result<u32, ModuleError> {
         if let Some(id) = self.ids.get(module) {

@@ -64,6 +64,9 @@ pub fn generate(m: &ValidManifest, config: &HostConfig, host_id: u32) -> Policy 
     policy.identity.host_uid = host_id;
     policy.identity.host_gid = host_id;
     policy.rootfs.tmpfs_size_bytes = limits.tmpfs_bytes;
+    // The module's files/ is group hostd (setgid): files it creates stay
+    // readable and writable by hostd's file requests, and by nobody else.
+    policy.umask = 0o007;
     if !access.is_empty() {
         policy.rootfs.data = Some(DataMount {
             source: config.module_data_dir(name).join("files"),

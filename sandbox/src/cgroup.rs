@@ -140,7 +140,14 @@ pub struct CgroupRoot {
     /// v2: the directory sandboxes are created in (our own cgroup, whose
     /// processes were moved to `supervisor/`).
     v2_base: Option<PathBuf>,
+    /// v1, once delegated: the subdirectory of our own cgroup, in every
+    /// hierarchy, that belongs to the unprivileged user.
+    v1_sub: Option<&'static str>,
 }
+
+/// v1 directory (beneath our own cgroup) handed to hostd's service user:
+/// on v1 our own cgroup may be a hierarchy's root, which is not ours to chown.
+const V1_DELEGATED: &str = "hostd-sandboxes";
 
 impl CgroupRoot {
     pub fn new(mode: CgroupMode) -> Result<CgroupRoot, SandboxError> {
@@ -148,7 +155,7 @@ impl CgroupRoot {
             CgroupMode::Unified { mount, own, .. } => Some(prepare_v2_base(&join_cgroup(mount, own.to_string_lossy().as_ref()))?),
             _ => None,
         };
-        let root = CgroupRoot { mode, v2_base };
+        let root = CgroupRoot { mode, v2_base, v1_sub: None };
         root.sweep_stale();
         Ok(root)
     }
@@ -159,7 +166,7 @@ impl CgroupRoot {
     fn sweep_stale(&self) {
         let bases: Vec<PathBuf> = match &self.mode {
             CgroupMode::Unified { .. } => self.v2_base.iter().cloned().collect(),
-            CgroupMode::Legacy { hierarchies } => hierarchies.iter().map(|h| h.own_dir.clone()).collect(),
+            CgroupMode::Legacy { hierarchies } => hierarchies.iter().map(|h| self.v1_base(h)).collect(),
             CgroupMode::Unavailable { .. } => Vec::new(),
         };
         for base in bases {
@@ -176,6 +183,52 @@ impl CgroupRoot {
 
     pub fn mode(&self) -> &CgroupMode {
         &self.mode
+    }
+
+    fn v1_base(&self, h: &V1Hierarchy) -> PathBuf {
+        match self.v1_sub {
+            Some(sub) => h.own_dir.join(sub),
+            None => h.own_dir.clone(),
+        }
+    }
+
+    /// Hand the sandbox subtree to `uid`/`gid` so a process that dropped
+    /// root can still create, limit, populate and remove sandbox cgroups
+    /// (what systemd's Delegate= does for a service user). v2: our own
+    /// cgroup and the files a delegate writes; v1: a subdirectory of our own
+    /// cgroup in every hierarchy. Cgroups the user then creates are its own.
+    pub fn delegate(&mut self, uid: u32, gid: u32) -> Result<(), SandboxError> {
+        let chown = |p: &Path| {
+            std::os::unix::fs::chown(p, Some(uid), Some(gid)).map_err(|e| SandboxError::Cgroup { path: p.into(), op: "chown", source: e })
+        };
+        match &self.mode {
+            CgroupMode::Unified { .. } => {
+                if let Some(base) = &self.v2_base {
+                    chown(base)?;
+                    for f in ["cgroup.procs", "cgroup.subtree_control", "cgroup.threads"] {
+                        chown(&base.join(f))?;
+                    }
+                }
+            }
+            CgroupMode::Legacy { hierarchies } => {
+                for h in hierarchies {
+                    let dir = h.own_dir.join(V1_DELEGATED);
+                    match fs::create_dir(&dir) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                        Err(e) => return Err(SandboxError::Cgroup { path: dir, op: "mkdir", source: e }),
+                    }
+                    chown(&dir)?;
+                    for f in ["cgroup.procs", "tasks"] {
+                        chown(&dir.join(f))?;
+                    }
+                }
+                self.v1_sub = Some(V1_DELEGATED);
+                self.sweep_stale();
+            }
+            CgroupMode::Unavailable { .. } => {}
+        }
+        Ok(())
     }
 
     /// Create the sandbox cgroup and write its limits.
@@ -211,7 +264,7 @@ impl CgroupRoot {
             CgroupMode::Legacy { hierarchies } => {
                 let mut dirs = Vec::new();
                 for h in hierarchies {
-                    let dir = h.own_dir.join(&leaf);
+                    let dir = self.v1_base(h).join(&leaf);
                     match fs::create_dir(&dir) {
                         Ok(()) => dirs.push((h.controller.clone(), dir)),
                         // cpu and cpuacct are often co-mounted: one directory serves both.

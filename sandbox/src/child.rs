@@ -227,6 +227,7 @@ fn confine_and_exec(p: &Prepared, fds: &ChildFds, argv: &[CString]) -> StepResul
         }
         arrange_fds(fds)?;
         set_rlimits(p)?;
+        libc::umask((policy.umask & 0o777) as libc::mode_t);
         if policy.capabilities.drop_all {
             drop_capabilities(p.cap_last_cap)?;
         }

@@ -15,7 +15,7 @@ pub enum SandboxError {
     Seccomp { policy: String, message: String },
     #[error("the launcher must be single-threaded (found {threads} threads): fork it before starting any runtime")]
     NotSingleThreaded { threads: u32 },
-    #[error("launching needs root on the host (to map the sandbox to uid {uid}); run as root or via the hostd service")]
+    #[error("launching needs root, or CAP_SETUID and CAP_SETGID, on the host (to map the sandbox to uid {uid}); run as root or via the hostd service")]
     NotRoot { uid: u32 },
     #[error("cgroup {path}: {op}: {source}")]
     Cgroup { path: PathBuf, op: &'static str, source: std::io::Error },

@@ -305,6 +305,19 @@ struct CloneArgs {
 
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
+/// CAP_SETUID and CAP_SETGID in our effective set.
+fn has_id_capabilities() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:").and_then(|v| u64::from_str_radix(v.trim(), 16).ok()))
+        .unwrap_or(0);
+    const CAP_SETGID: u32 = 6;
+    const CAP_SETUID: u32 = 7;
+    let needed = (1u64 << CAP_SETUID) | (1u64 << CAP_SETGID);
+    eff & needed == needed
+}
+
 /// Launch `cmd` under `prepared`. `cgroups` is required when the policy
 /// enables cgroup limits and the kernel has them.
 pub fn spawn(prepared: &Prepared, cgroups: Option<&CgroupRoot>, cmd: Command) -> Result<Child, SandboxError> {
@@ -313,9 +326,11 @@ pub fn spawn(prepared: &Prepared, cgroups: Option<&CgroupRoot>, cmd: Command) ->
     if threads != 1 {
         return Err(SandboxError::NotSingleThreaded { threads });
     }
+    // Mapping the sandbox to its own host uid takes root, or (hostd's
+    // launcher after it dropped root) CAP_SETUID and CAP_SETGID.
     // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    if euid != 0 {
+    let privileged = unsafe { libc::geteuid() } == 0;
+    if !privileged && !has_id_capabilities() {
         return Err(SandboxError::NotRoot { uid: policy.identity.host_uid });
     }
     let launch_err = |step: &'static str, errno: std::io::Error| SandboxError::Launch {
@@ -442,11 +457,26 @@ pub fn spawn(prepared: &Prepared, cgroups: Option<&CgroupRoot>, cmd: Command) ->
             }
             Ok(())
         };
-        release()?;
-        if let (Some(root), false) = (cgroup_root, born_in_cgroup) {
-            let cg = root.create(&policy.name, &policy.cgroup)?;
-            cg.attach(pid)?;
-            child.cgroup = Some(cg);
+        let attach_v1 = |child: &mut Child| -> Result<(), SandboxError> {
+            if let (Some(root), false) = (cgroup_root, born_in_cgroup) {
+                let cg = root.create(&policy.name, &policy.cgroup)?;
+                cg.attach(pid)?;
+                child.cgroup = Some(cg);
+            }
+            Ok(())
+        };
+        let v1 = cgroup_root.is_some() && !born_in_cgroup;
+        if privileged {
+            // Overlapped: the child builds its rootfs while we attach it.
+            release()?;
+            attach_v1(&mut child)?;
+        } else {
+            // v1 lets a non-root writer move only a task with its own uid:
+            // attach before the child switches to the sandbox's ids.
+            attach_v1(&mut child)?;
+            release()?;
+        }
+        if v1 {
             release()?;
         }
         Ok(())

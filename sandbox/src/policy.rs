@@ -30,6 +30,8 @@ pub struct Policy {
     pub capabilities: CapabilityPolicy,
     /// The complete environment of the sandboxed process; nothing is inherited.
     pub env: BTreeMap<String, String>,
+    /// File mode creation mask of the sandboxed process.
+    pub umask: u32,
     /// Kernel features this policy may run without. Anything missing that is
     /// not listed here makes the launch fail.
     pub allow_downgrade: Vec<Feature>,
@@ -49,6 +51,7 @@ impl Default for Policy {
             seccomp: Some(SeccompPolicy::baseline()),
             capabilities: CapabilityPolicy::default(),
             env: BTreeMap::new(),
+            umask: 0o077,
             allow_downgrade: Vec::new(),
         }
     }

@@ -46,13 +46,19 @@ pub fn require_privileged(what: &str) -> bool {
 }
 
 /// Where the workspace binaries are: `HOSTD_BIN_DIR`, or the profile
-/// directory above the running test (`…/debug/deps/<test>` → `…/debug`).
+/// directory of the running executable (a test in `…/debug/deps/<test>`,
+/// a bench binary in `…/release/<bin>`).
 pub fn bin_dir() -> PathBuf {
     if let Ok(d) = std::env::var("HOSTD_BIN_DIR") {
         return PathBuf::from(d);
     }
     let exe = std::env::current_exe().unwrap_or_default();
-    exe.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default()
+    let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().map(Path::to_path_buf).unwrap_or_default()
+    } else {
+        dir
+    }
 }
 
 fn workspace_bin(name: &str) -> PathBuf {

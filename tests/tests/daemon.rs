@@ -208,3 +208,66 @@ fn file_requests_stay_inside_the_module_data_directory() {
     assert_eq!(std::fs::read_to_string(env.scratch.0.join("host-secret")).expect("secret"), "SECRET");
     assert!(std::fs::read_to_string(&env.config).expect("config").contains("[daemon]"), "config untouched");
 }
+
+/// One line of /proc/<pid>/status, split into fields.
+fn proc_status(pid: u64, key: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .map(|v| v.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+fn cap_mask(pid: u64, key: &str) -> u64 {
+    u64::from_str_radix(&proc_status(pid, key).concat(), 16).unwrap_or(u64::MAX)
+}
+
+#[test]
+fn hostd_drops_root_keeps_only_documented_capabilities_and_still_launches() {
+    if !require_privileged("hostd run") {
+        return;
+    }
+    let user = hostd::privdrop::RunAs::lookup("hostd").expect("the hostd user exists (scripts/test.sh creates it)");
+    let mut env = HostdEnv::new("privdrop", "");
+    env.install_testmod("t-good", &["read_filesystem", "write_filesystem"], "");
+    env.start();
+    let m = env.wait_module("t-good", "running", T, running);
+    let st = env.status();
+    let hostd_pid = u64::from(env.pid().expect("running"));
+    let launcher_pid = st["hostd"]["launcher"]["pid"].as_u64().expect("launcher pid");
+    let module_pid = m["pid"].as_u64().expect("module pid");
+    for (who, pid, want) in [("daemon", hostd_pid, hostd::privdrop::daemon_mask()), ("launcher", launcher_pid, hostd::privdrop::launcher_mask())] {
+        let uid = user.uid.to_string();
+        let gid = user.gid.to_string();
+        assert_eq!(proc_status(pid, "Uid:"), vec![uid.clone(); 4], "{who}: real, effective, saved and fs uid");
+        assert_eq!(proc_status(pid, "Gid:"), vec![gid.clone(); 4], "{who}: gids");
+        assert!(proc_status(pid, "Groups:").is_empty(), "{who}: no supplementary groups");
+        for set in ["CapEff:", "CapPrm:", "CapBnd:"] {
+            assert_eq!(cap_mask(pid, set), want, "{who} {set}: {:?}", hostd::privdrop::names(cap_mask(pid, set)));
+        }
+        for set in ["CapInh:", "CapAmb:"] {
+            assert_eq!(cap_mask(pid, set), 0, "{who} {set}");
+        }
+        assert_eq!(proc_status(pid, "NoNewPrivs:"), vec!["1"], "{who}");
+    }
+    // hostd reports the same about itself.
+    assert_eq!(st["hostd"]["uid"], user.uid);
+    assert_eq!(st["hostd"]["capabilities"]["effective"], serde_json::json!(["CAP_CHOWN", "CAP_FOWNER"]));
+    assert_eq!(st["hostd"]["launcher"]["capabilities"]["effective"], serde_json::json!(["CAP_SETGID", "CAP_SETUID"]));
+    // The sandbox it launched runs as the module's own uid: neither root nor hostd.
+    let module_uid: u32 = proc_status(module_pid, "Uid:")[0].parse().expect("uid");
+    assert!(module_uid != 0 && module_uid != user.uid, "module runs as {module_uid}");
+    assert_eq!(cap_mask(module_pid, "CapEff:"), 0);
+    // Its files/ is the module's, group hostd, setgid; a file written through
+    // hostd is the module's and still reachable by hostd.
+    let files = env.data_dir().join("modules/t-good/files");
+    let meta = std::fs::metadata(&files).expect("files dir");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o7777), (module_uid, user.gid, 0o2770));
+    let out = env.ctl_ok(&["module", "t-good", "fs-write", "a.txt", "hi"]);
+    assert_eq!(out.trim(), "written");
+    let out = env.ctl_ok(&["module", "t-good", "fs-read", "a.txt"]);
+    assert_eq!(out.trim(), "hi");
+    let f = std::fs::metadata(files.join("a.txt")).expect("a.txt");
+    assert_eq!((f.uid(), f.gid(), f.mode() & 0o777), (module_uid, user.gid, 0o660));
+}

@@ -6,6 +6,7 @@
 //! events (counted) and, once its response queue is full, its connection.
 
 use super::bus::EventFrame;
+use super::limit::{LineBudget, TokenBucket};
 use super::{hub, lock, Host};
 use hostd_protocol::{
     self as proto, negotiate, CrashReason, ErrorBody, ErrorCode, HostMessage, Invocation, LogLevel, ModuleMessage, Welcome,
@@ -14,7 +15,7 @@ use hostd_protocol::{
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot};
@@ -66,34 +67,6 @@ impl ConnHandle {
     fn complete(&self, id: u64, result: Result<Vec<u8>, ErrorBody>) {
         if let Some(tx) = lock(&self.pending).remove(&id) {
             let _ = tx.send(result);
-        }
-    }
-}
-
-/// Token bucket: `rate` per second, up to `burst` at once.
-struct RateLimiter {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl RateLimiter {
-    fn new(rate: u32, burst: u32) -> RateLimiter {
-        RateLimiter { rate: f64::from(rate), burst: f64::from(burst), tokens: f64::from(burst), last: Instant::now() }
-    }
-
-    fn allow(&mut self) -> bool {
-        if self.tokens < 1.0 {
-            let now = Instant::now();
-            self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
-            self.last = now;
-        }
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
         }
     }
 }
@@ -163,8 +136,12 @@ pub async fn serve(host: Arc<Host>, module: String, version: String, stream: Uni
         )
         .await;
     };
-    let granted: Vec<String> =
-        host.with_slot(&module, |s| s.permissions.iter().map(|p| p.as_str().to_string()).collect()).unwrap_or_default();
+    let (granted, config_toml) = host
+        .with_slot(&module, |s| {
+            let granted: Vec<String> = s.permissions.iter().map(|p| p.as_str().to_string()).collect();
+            (granted, toml::to_string(&s.module.config).unwrap_or_default())
+        })
+        .unwrap_or_default();
     let welcome = HostMessage::Welcome(Welcome {
         protocol,
         module: module.clone(),
@@ -172,6 +149,7 @@ pub async fn serve(host: Arc<Host>, module: String, version: String, stream: Uni
         granted,
         max_frame,
         max_in_flight: d.max_in_flight,
+        config_toml,
     });
     match proto::encode(&welcome, max_frame) {
         Ok(f) => {
@@ -204,7 +182,9 @@ pub async fn serve(host: Arc<Host>, module: String, version: String, stream: Uni
         timers: Mutex::new(HashMap::new()),
         next_timer: AtomicU64::new(1),
     });
-    let end = read_loop(&host, &ctx, &mut rd, max_frame).await;
+    let mut log_budget = LineBudget::new(d.output_lines_per_sec);
+    let end = read_loop(&host, &ctx, &mut rd, max_frame, &mut log_budget).await;
+    report_suppressed(&host, &module, log_budget.take_suppressed());
 
     // ---- teardown
     writer.abort();
@@ -256,9 +236,15 @@ async fn write_loop(mut wr: tokio::net::unix::OwnedWriteHalf, mut ctrl: mpsc::Re
     }
 }
 
-async fn read_loop(host: &Arc<Host>, ctx: &Arc<ConnCtx>, rd: &mut tokio::net::unix::OwnedReadHalf, max_frame: u32) -> ConnEnd {
+async fn read_loop(
+    host: &Arc<Host>,
+    ctx: &Arc<ConnCtx>,
+    rd: &mut tokio::net::unix::OwnedReadHalf,
+    max_frame: u32,
+    log_budget: &mut LineBudget,
+) -> ConnEnd {
     let d = &host.config.daemon;
-    let mut limiter = RateLimiter::new(d.requests_per_sec, d.request_burst);
+    let mut limiter = TokenBucket::new(d.requests_per_sec, d.request_burst);
     let max_in_flight = d.max_in_flight;
     let mut fb = proto::FrameBuf::new(max_frame);
     let mut chunk = vec![0u8; 64 * 1024];
@@ -285,7 +271,13 @@ async fn read_loop(host: &Arc<Host>, ctx: &Arc<ConnCtx>, rd: &mut tokio::net::un
             };
             match msg {
                 ModuleMessage::Hello(_) => return violation("second handshake on a live connection"),
-                ModuleMessage::Log(rec) => log_record(host, &ctx.module, rec),
+                ModuleMessage::Log(rec) => {
+                    let admit = log_budget.admit();
+                    report_suppressed(host, &ctx.module, admit.closed_window_suppressed);
+                    if admit.keep {
+                        log_record(host, &ctx.module, rec);
+                    }
+                }
                 ModuleMessage::InvocationResult { id, result } => ctx.handle.complete(id, result),
                 ModuleMessage::Request { id, request } => {
                     let early = if !limiter.allow() {
@@ -335,9 +327,17 @@ fn respond(ctx: &ConnCtx, id: u64, result: Result<proto::Response, ErrorBody>) -
     false
 }
 
+/// Count lines a module lost to its output budget, and say so once.
+pub(crate) fn report_suppressed(host: &Host, module: &str, suppressed: u64) {
+    if suppressed > 0 {
+        tracing::warn!(module, "{suppressed} log/output lines suppressed (over {}/s)", host.config.daemon.output_lines_per_sec);
+        host.with_slot(module, |s| s.suppressed_lines += suppressed);
+    }
+}
+
 fn log_record(host: &Host, module: &str, rec: proto::LogRecord) {
     let fields: String = rec.fields.iter().map(|(k, v)| format!(" {k}={v}")).collect();
-    let line = format!("{:?} {}: {}{}", rec.level, rec.target, rec.message, fields);
+    let line: String = format!("{:?} {}: {}{}", rec.level, rec.target, rec.message, fields).chars().take(4096).collect();
     match rec.level {
         LogLevel::Error => tracing::error!(module, "{line}"),
         LogLevel::Warn => tracing::warn!(module, "{line}"),

@@ -23,6 +23,10 @@ pub enum ControlRequest {
     CliSpecs,
     /// The seeds' runmodulecli.
     RunCli { module: String, command: String, args: Vec<String> },
+    /// Every registered RPC endpoint, with its module.
+    RpcEndpoints,
+    /// Call the module that registered `method`; `params` is JSON text.
+    Rpc { method: String, params: String },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -151,6 +155,27 @@ async fn handle(host: &Arc<Host>, req: ControlRequest) -> ControlResponse {
                 .collect();
             ControlResponse::ok(serde_json::Value::Object(specs))
         }
+        ControlRequest::RpcEndpoints => {
+            let all: serde_json::Map<String, serde_json::Value> = host
+                .slots()
+                .values()
+                .flat_map(|s| s.rpc.iter().map(|(m, d)| (m.clone(), serde_json::json!({"module": s.name(), "description": d}))))
+                .collect();
+            ControlResponse::ok(serde_json::Value::Object(all))
+        }
+        ControlRequest::Rpc { method, params } => {
+            if let Err(e) = serde_json::from_str::<serde_json::Value>(&params) {
+                return ControlResponse::err(format!("RPC params for {method} are not JSON: {e}"));
+            }
+            let owner = host.slots().values().find(|s| s.rpc.contains_key(&method)).map(|s| (s.name().to_string(), s.conn.clone()));
+            let Some((module, conn)) = owner else { return ControlResponse::err(format!("no module registered the RPC method {method:?}")) };
+            let Some(conn) = conn else { return ControlResponse::err(format!("module {module} is not running")) };
+            let timeout = Duration::from_millis(u64::from(host.config.daemon.call_timeout_ms));
+            match conn.invoke(Invocation::Rpc { method, params }, timeout).await {
+                Ok(out) => ControlResponse::ok(serde_json::json!({ "module": module, "result": String::from_utf8_lossy(&out) })),
+                Err(e) => ControlResponse::err(format!("{module}: {e}")),
+            }
+        }
         ControlRequest::RunCli { module, command, args } => {
             let found = host.with_slot(&module, |s| (s.conn.clone(), s.cli.clone()));
             let Some((conn, spec)) = found else { return ControlResponse::err(format!("module {module:?} is not loaded")) };
@@ -218,10 +243,23 @@ async fn status(host: &Arc<Host>) -> serde_json::Value {
         row["subscriptions"] = serde_json::json!(host.bus.subscriptions(&name).iter().map(|t| t.as_str()).collect::<Vec<_>>());
         modules.push(row);
     }
+    use crate::privdrop::{names, CapSets};
+    let launcher_pid = host.launcher.pid() as u32;
+    let caps = |c: CapSets| serde_json::json!({ "effective": names(c.effective), "permitted": names(c.permitted), "bounding": names(c.bounding) });
+    // SAFETY: geteuid/getegid have no preconditions.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
     serde_json::json!({
         "hostd": {
             "version": env!("CARGO_PKG_VERSION"),
             "pid": std::process::id(),
+            "user": host.config.daemon.user,
+            "uid": uid,
+            "gid": gid,
+            "capabilities": caps(CapSets::of_self()),
+            "launcher": {
+                "pid": launcher_pid,
+                "capabilities": CapSets::of_pid(launcher_pid).map(caps),
+            },
             "uptime_secs": host.started.elapsed().as_secs(),
             "node": host.node.describe(),
             "modules_dir": host.config.paths.modules_dir,

@@ -132,7 +132,14 @@ pub async fn handle(host: &Arc<Host>, ctx: &Arc<ConnCtx>, req: Request) -> Resul
         }
         Q::RegisterRpcEndpoint { method, description } => {
             crate::manifest::check_name(&method).map_err(|m| err(ErrorCode::InvalidArgument, format!("RPC method {method:?}: {m}")))?;
-            host.with_slot(module, |s| s.rpc.insert(method, description));
+            // One owner per method: hostd routes a call by its name alone.
+            let mut slots = host.slots();
+            if let Some(owner) = slots.values().find(|s| s.name() != module && s.rpc.contains_key(&method)) {
+                return Err(err(ErrorCode::AlreadyExists, format!("RPC method {method} is registered by module {}", owner.name())));
+            }
+            if let Some(s) = slots.get_mut(module) {
+                s.rpc.insert(method, description);
+            }
             Ok(Response::Ack)
         }
         Q::UnregisterRpcEndpoint { method } => {
@@ -304,10 +311,15 @@ fn files(dir: &std::path::Path, uid: Option<u32>, may_manage: bool, req: Request
         err(code, format!("{what} {path:?}: {why}"))
     };
     let root = std::fs::File::open(dir).map_err(|e| io("open data directory", &dir.display().to_string(), e))?;
-    let chown = |f: &std::fs::File| {
+    // What hostd creates for a module becomes the module's, group hostd
+    // (inherited from the setgid files/), group-writable so later requests
+    // from the module through hostd can still change it.
+    let give = |f: &std::fs::File, mode: u32| {
+        use std::os::unix::fs::PermissionsExt;
         if let Some(id) = uid {
-            let _ = std::os::unix::fs::fchown(f, Some(id), Some(id));
+            let _ = std::os::unix::fs::fchown(f, Some(id), None);
         }
+        let _ = f.set_permissions(std::fs::Permissions::from_mode(mode));
     };
     use Request as Q;
     match req {
@@ -322,7 +334,7 @@ fn files(dir: &std::path::Path, uid: Option<u32>, may_manage: bool, req: Request
             let mode = if append { libc::O_APPEND } else { libc::O_TRUNC };
             let f = beneath::open(&root, &path, libc::O_WRONLY | libc::O_CREAT | libc::O_NOFOLLOW | mode, 0o640)
                 .map_err(|e| io("write", &path, e))?;
-            chown(&f);
+            give(&f, 0o660);
             f.write_all_at(&data, if append { f.metadata().map(|m| m.len()).unwrap_or(0) } else { 0 })
                 .and_then(|_| f.sync_data())
                 .map_err(|e| io("write", &path, e))?;
@@ -359,7 +371,7 @@ fn files(dir: &std::path::Path, uid: Option<u32>, may_manage: bool, req: Request
             }
             let made = beneath::open(&root, &path, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0)
                 .map_err(|e| io("mkdir", &path, e))?;
-            chown(&made);
+            give(&made, 0o2770);
             Ok(Response::Ack)
         }
         other => Err(err(ErrorCode::Internal, format!("{} is not a file request", other.kind()))),

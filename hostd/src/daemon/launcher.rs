@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use super::lock;
+use crate::privdrop::RunAs;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
@@ -32,6 +33,9 @@ enum ToLauncher {
 
 #[derive(Debug, Serialize, Deserialize)]
 enum FromLauncher {
+    /// First packet: set up (cgroups delegated, privileges dropped) or not.
+    Ready,
+    StartFailed { error: String },
     Spawned { key: u64, pid: i32 },
     SpawnFailed { key: u64, error: String },
     Exited { key: u64, outcome: Outcome },
@@ -46,6 +50,8 @@ pub enum LauncherError {
     Spawn { module: String, error: String },
     #[error("the launcher process is gone")]
     Gone,
+    #[error("the launcher could not start: {0}")]
+    Start(String),
 }
 
 fn io(op: &'static str) -> impl FnOnce(std::io::Error) -> LauncherError {
@@ -155,7 +161,10 @@ fn send_json<T: Serialize>(sock: RawFd, msg: &T, fds: &[RawFd]) -> std::io::Resu
 // ---------------------------------------------------------------- launcher side
 
 /// Fork the launcher. Must run while the process is single-threaded.
-pub fn fork_launcher() -> Result<Launcher, LauncherError> {
+/// With `run_as`, the launcher hands the sandbox cgroups to that user and
+/// drops to it keeping [`crate::privdrop::LAUNCHER_CAPS`]. Returns once the
+/// launcher says it is ready, or with the reason it could not start.
+pub fn fork_launcher(run_as: Option<&RunAs>) -> Result<Launcher, LauncherError> {
     let (ours, theirs) = seqpacket_pair().map_err(io("socketpair"))?;
     // SAFETY: we are single-threaded here (checked by the caller's design:
     // this runs before the tokio runtime); the child only runs `serve`.
@@ -168,7 +177,7 @@ pub fn fork_launcher() -> Result<Launcher, LauncherError> {
         // The launcher must not outlive hostd: its sandboxes would be orphans.
         // SAFETY: prctl with integer arguments.
         unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-        let code = match serve(theirs) {
+        let code = match serve(theirs, run_as) {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("hostd launcher: {e}");
@@ -179,23 +188,58 @@ pub fn fork_launcher() -> Result<Launcher, LauncherError> {
         unsafe { libc::_exit(code) };
     }
     drop(theirs);
-    Ok(Launcher::new(ours, pid))
+    let mut buf = vec![0u8; 64 * 1024];
+    match recv_packet(ours.as_raw_fd(), &mut buf).map_err(io("launcher start"))? {
+        Some((n, _)) => match serde_json::from_slice::<FromLauncher>(&buf[..n]) {
+            Ok(FromLauncher::Ready) => Ok(Launcher::new(ours, pid)),
+            Ok(FromLauncher::StartFailed { error }) => Err(LauncherError::Start(error)),
+            _ => Err(LauncherError::Start("unexpected first message".into())),
+        },
+        None => Err(LauncherError::Gone),
+    }
 }
 
-struct Sandbox {
-    child: sandbox::Child,
-}
-
-fn serve(sock: OwnedFd) -> Result<(), LauncherError> {
-    sandbox::clear_supplementary_groups().map_err(|e| LauncherError::Io { op: "setgroups", source: std::io::Error::other(e.to_string()) })?;
+/// Cgroups and privileges, before the launcher takes requests.
+fn set_up(run_as: Option<&RunAs>) -> Result<(KernelFeatures, Option<CgroupRoot>), String> {
+    sandbox::clear_supplementary_groups().map_err(|e| format!("setgroups: {e}"))?;
     let kernel = KernelFeatures::probe();
-    let cgroups = match CgroupRoot::new(kernel.cgroup.clone()) {
+    let mut cgroups = match CgroupRoot::new(kernel.cgroup.clone()) {
         Ok(c) => Some(c),
         Err(e) => {
             eprintln!("hostd launcher: cgroups unavailable: {e}");
             None
         }
     };
+    if let Some(r) = run_as {
+        if let Some(cg) = cgroups.as_mut() {
+            cg.delegate(r.uid, r.gid).map_err(|e| format!("handing the sandbox cgroups to user {}: {e}", r.user))?;
+        }
+        crate::privdrop::drop_to(r, &crate::privdrop::LAUNCHER_CAPS).map_err(|e| e.to_string())?;
+        // Changing uid made us non-dumpable, and a child inherits that: its
+        // /proc/<pid>/{setgroups,uid_map,gid_map} would then belong to root
+        // and we could not write them. Only root or a process holding a
+        // superset of our capabilities (not the daemon) could ptrace us.
+        // SAFETY: prctl with integer arguments.
+        if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) } != 0 {
+            return Err(format!("PR_SET_DUMPABLE: {}", std::io::Error::last_os_error()));
+        }
+    }
+    Ok((kernel, cgroups))
+}
+
+struct Sandbox {
+    child: sandbox::Child,
+}
+
+fn serve(sock: OwnedFd, run_as: Option<&RunAs>) -> Result<(), LauncherError> {
+    let (kernel, cgroups) = match set_up(run_as) {
+        Ok(v) => v,
+        Err(error) => {
+            send_json(sock.as_raw_fd(), &FromLauncher::StartFailed { error: error.clone() }, &[]).map_err(io("send start failure"))?;
+            return Err(LauncherError::Start(error));
+        }
+    };
+    send_json(sock.as_raw_fd(), &FromLauncher::Ready, &[]).map_err(io("send ready"))?;
     let mut sandboxes: HashMap<u64, Sandbox> = HashMap::new();
     let mut buf = vec![0u8; MAX_PACKET];
     loop {
@@ -367,6 +411,7 @@ impl Launcher {
                                 let _ = tx.send(outcome);
                             }
                         }
+                        FromLauncher::Ready | FromLauncher::StartFailed { .. } => {}
                         FromLauncher::Usage { key, usage } => {
                             if let Some(list) = w.usage.get_mut(&key) {
                                 if !list.is_empty() {

@@ -14,6 +14,7 @@ pub mod control;
 pub mod deps;
 pub mod hub;
 pub mod launcher;
+pub mod limit;
 pub mod node;
 pub mod storage;
 pub mod run;

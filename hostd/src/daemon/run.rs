@@ -4,6 +4,7 @@
 
 use super::{bus, control, deps, launcher, node, storage, supervisor, Host};
 use crate::config::HostConfig;
+use crate::privdrop::RunAs;
 use hostd_protocol::{Event, EventPayload, EventType};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -22,6 +23,10 @@ pub enum RunError {
     Ids(#[from] crate::modules::ModuleError),
     #[error("{0}")]
     Control(#[from] control::ControlError),
+    #[error("{0}")]
+    Privileges(#[from] crate::privdrop::PrivError),
+    #[error("module {module} has host id {id}, which is {what}: modules never run as root or as hostd; fix [identity] or {file}")]
+    IdClash { module: String, id: u32, what: &'static str, file: std::path::PathBuf },
 }
 
 pub fn run(config: HostConfig) -> Result<(), RunError> {
@@ -32,10 +37,66 @@ pub fn run(config: HostConfig) -> Result<(), RunError> {
     for dir in [&config.paths.data_dir, &config.paths.run_dir] {
         std::fs::create_dir_all(dir).map_err(|source| RunError::Dir { path: dir.clone(), source })?;
     }
-    // Before any thread exists (DESIGN.md launch step 0).
-    let launcher = launcher::fork_launcher()?;
+    let run_as = RunAs::lookup(&config.daemon.user)?;
+    check_ids(&config, &run_as)?;
+    hand_over(&config, &run_as)?;
+    // Before any thread exists (DESIGN.md launch step 0). The launcher drops
+    // to `run_as` itself, after delegating the sandbox cgroups.
+    let launcher = launcher::fork_launcher(Some(&run_as))?;
+    crate::privdrop::drop_to(&run_as, &crate::privdrop::DAEMON_CAPS)?;
+    tracing::info!(user = %run_as.user, uid = run_as.uid, "dropped root; keeping CAP_CHOWN and CAP_FOWNER (launcher: CAP_SETUID, CAP_SETGID)");
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("hostd").build().map_err(RunError::Runtime)?;
     runtime.block_on(serve(config, launcher))
+}
+
+/// No module may run as root or as hostd's own user or group.
+fn check_ids(config: &HostConfig, run_as: &RunAs) -> Result<(), RunError> {
+    let ids = crate::modules::IdMap::load(config)?;
+    let r = config.identity;
+    let range = r.first..r.first.saturating_add(r.count);
+    for (what, id) in [("hostd's uid", run_as.uid), ("hostd's gid", run_as.gid)] {
+        if range.contains(&id) {
+            return Err(RunError::IdClash { module: "(any new)".into(), id, what, file: config.paths.data_dir.join("module-ids.toml") });
+        }
+    }
+    for (module, id) in ids.iter() {
+        let what = if id == 0 {
+            "root"
+        } else if id == run_as.uid || id == run_as.gid {
+            "hostd's own"
+        } else {
+            continue;
+        };
+        return Err(RunError::IdClash { module: module.to_string(), id, what, file: config.paths.data_dir.join("module-ids.toml") });
+    }
+    Ok(())
+}
+
+/// While still root: give hostd's user the directories it writes after the
+/// drop: the data and run dirs, every module's data dir and database, and
+/// the id file. A module's files/ is fixed up when the module starts.
+fn hand_over(config: &HostConfig, run_as: &RunAs) -> Result<(), RunError> {
+    let data = &config.paths.data_dir;
+    run_as.take(data)?;
+    run_as.take(&config.paths.run_dir)?;
+    let ids = data.join("module-ids.toml");
+    if ids.exists() {
+        run_as.take(&ids)?;
+    }
+    let modules = data.join("modules");
+    if modules.is_dir() {
+        run_as.take(&modules)?;
+        for entry in std::fs::read_dir(&modules).map_err(|source| RunError::Dir { path: modules.clone(), source })?.flatten() {
+            let dir = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                run_as.take(&dir)?;
+                if dir.join("db").is_dir() {
+                    run_as.take_tree(&dir.join("db"))?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn serve(config: HostConfig, launcher: launcher::Launcher) -> Result<(), RunError> {

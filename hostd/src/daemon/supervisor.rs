@@ -2,7 +2,8 @@
 //! exponential backoff and a crash-loop limit, graceful stop, unload with
 //! dependents, reload.
 
-use super::conn::{self, ConnEnd};
+use super::conn::{self, report_suppressed, ConnEnd};
+use super::limit::LineBudget;
 use super::{deps, ModState, Host, Slot};
 use crate::modules::ModuleDir;
 use hostd_protocol::{CrashReason, Event, EventPayload, EventType, HostMessage};
@@ -36,8 +37,10 @@ pub enum LifecycleError {
     DataDir { path: std::path::PathBuf, source: std::io::Error },
 }
 
-/// Create `data/modules/<name>/{files,db}`: `files/` belongs to the module's
-/// uid (it is the sandbox's /data), `db/` stays root's (hostd opens it).
+/// Create `data/modules/<name>/{files,db}`. `files/` is the sandbox's
+/// /data: owned by the module's uid, group hostd, mode 2770 (setgid, so
+/// what the module creates stays reachable by hostd's file requests; the
+/// sandbox's umask is 007). `db/` is hostd's alone and never mounted.
 fn prepare_data_dirs(host: &Host, name: &str, uid: u32) -> Result<(), LifecycleError> {
     let base = host.config.module_data_dir(name);
     let err = |path: &std::path::Path| {
@@ -45,12 +48,15 @@ fn prepare_data_dirs(host: &Host, name: &str, uid: u32) -> Result<(), LifecycleE
         move |source| LifecycleError::DataDir { path, source }
     };
     use std::os::unix::fs::PermissionsExt;
-    for (dir, mode, owner) in [(base.clone(), 0o755, None), (base.join("files"), 0o700, Some(uid)), (base.join("db"), 0o700, None)] {
+    // SAFETY: getegid has no preconditions.
+    let hostd_gid = unsafe { libc::getegid() };
+    for (dir, mode, owner) in [(base.clone(), 0o755, None), (base.join("files"), 0o2770, Some(uid)), (base.join("db"), 0o700, None)] {
         std::fs::create_dir_all(&dir).map_err(err(&dir))?;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).map_err(err(&dir))?;
         if let Some(id) = owner {
-            std::os::unix::fs::chown(&dir, Some(id), Some(id)).map_err(err(&dir))?;
+            std::os::unix::fs::chown(&dir, Some(id), Some(hostd_gid)).map_err(err(&dir))?;
         }
+        // After chown, which may clear the setgid bit.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).map_err(err(&dir))?;
     }
     Ok(())
 }
@@ -147,7 +153,9 @@ fn publish_unloaded(host: &Host, name: &str) {
 
 fn crash_reason(outcome: Outcome, violation: Option<CrashReason>) -> CrashReason {
     match (outcome, violation) {
-        (Outcome::KilledByHost, Some(v)) => v,
+        // hostd closed the connection first: that is the cause, however the
+        // process then ended (killed by us, or exiting on the refusal).
+        (_, Some(v)) => v,
         (Outcome::Exited { code }, _) => CrashReason::Exited { code },
         (Outcome::Signaled { signal }, _) => CrashReason::Signaled { signal },
         (Outcome::SeccompViolation, _) => CrashReason::SeccompViolation,
@@ -180,10 +188,12 @@ async fn supervise(host: Arc<Host>, name: String, mut control: mpsc::Receiver<Co
             Ok(mut run) => {
                 set_state(&host, &name, ModState::Running);
                 let mut violation = None;
+                let mut conn_done = false;
                 let outcome = loop {
                     tokio::select! {
                         outcome = &mut run.exited => break outcome.unwrap_or(Outcome::KilledByHost),
-                        end = &mut run.conn, if !run.conn.is_finished() => {
+                        end = &mut run.conn, if !conn_done => {
+                            conn_done = true;
                             if let Ok(ConnEnd::Violation(v)) = end {
                                 tracing::warn!(module = %name, "closing a faulty module: {v}");
                                 violation = Some(v);
@@ -200,6 +210,14 @@ async fn supervise(host: Arc<Host>, name: String, mut control: mpsc::Receiver<Co
                         }
                     }
                 };
+                // A module that hostd refused usually exits at once; its exit
+                // can win the race with the connection's verdict, which is
+                // the better reason. The connection ends right after the exit.
+                if !conn_done {
+                    if let Ok(Ok(ConnEnd::Violation(v))) = tokio::time::timeout(Duration::from_millis(200), &mut run.conn).await {
+                        violation = Some(v);
+                    }
+                }
                 run.conn.abort();
                 Some(crash_reason(outcome, violation))
             }
@@ -316,37 +334,24 @@ fn capture_output(host: &Arc<Host>, name: &str, fd: OwnedFd, stream: &'static st
     let Ok(rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else { return };
     let host = host.clone();
     let name = name.to_string();
-    let per_sec = host.config.daemon.output_lines_per_sec;
+    let mut budget = LineBudget::new(host.config.daemon.output_lines_per_sec);
     tokio::spawn(async move {
         let mut lines = tokio::io::BufReader::new(rx).lines();
-        let mut window = Instant::now();
-        let (mut count, mut suppressed) = (0u32, 0u64);
         loop {
             let line = match lines.next_line().await {
                 Ok(Some(l)) => l,
                 Ok(None) | Err(_) => break,
             };
-            if window.elapsed() >= Duration::from_secs(1) {
-                if suppressed > 0 {
-                    tracing::warn!(module = %name, "{suppressed} {stream} lines suppressed (over {per_sec}/s)");
-                    host.with_slot(&name, |s| s.suppressed_lines += suppressed);
-                }
-                window = Instant::now();
-                count = 0;
-                suppressed = 0;
-            }
-            count += 1;
-            if count > per_sec {
-                suppressed += 1;
+            let admit = budget.admit();
+            report_suppressed(&host, &name, admit.closed_window_suppressed);
+            if !admit.keep {
                 continue;
             }
             let line: String = line.chars().take(4096).collect();
             tracing::info!(module = %name, "{stream}: {line}");
             host.log_line(&name, format!("{stream}: {line}"));
         }
-        if suppressed > 0 {
-            host.with_slot(&name, |s| s.suppressed_lines += suppressed);
-        }
+        report_suppressed(&host, &name, budget.take_suppressed());
     });
 }
 

@@ -53,6 +53,9 @@ pub struct Welcome {
     pub max_frame: u32,
     /// Requests the host accepts in flight from this module at once.
     pub max_in_flight: u32,
+    /// The module's configuration as TOML: its `config.toml` with the
+    /// operator's `[modules.<name>]` on top (operator values win).
+    pub config_toml: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Encode, Decode)]

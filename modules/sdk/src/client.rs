@@ -86,6 +86,12 @@ impl Client {
         &self.shared.welcome
     }
 
+    /// This module's configuration: its `config.toml` with the operator's
+    /// `[modules.<name>]` on top, as hostd merged it at this start.
+    pub fn config(&self) -> Result<toml::Table, SdkError> {
+        self.shared.welcome.config_toml.parse::<toml::Table>().map_err(|e| SdkError::BadConfig(e.to_string()))
+    }
+
     /// Events the host pushed that the module's inbox had no room for.
     pub fn dropped_events(&self) -> u64 {
         self.shared.dropped_events.load(Ordering::Relaxed)

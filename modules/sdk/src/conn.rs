@@ -38,6 +38,8 @@ pub enum SdkError {
     Host(ErrorBody),
     #[error("hostd answered {request} with an unexpected {got}")]
     UnexpectedResponse { request: &'static str, got: String },
+    #[error("the configuration hostd sent is not TOML: {0}")]
+    BadConfig(String),
     #[error("the connection to hostd is closed")]
     Closed,
 }
@@ -163,6 +165,27 @@ async fn writer(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<ModuleMessage>, m
     }
 }
 
+/// Yields granted to the module's consumer, when the inbox is full, before
+/// an event is dropped. One read can carry a thousand events; on a
+/// single-threaded runtime the consumer runs only when the reader yields.
+const FULL_INBOX_YIELDS: usize = 4;
+
+/// Hand an event to the inbox; if the module's consumer still has not made
+/// room after a few yields it is not keeping up: drop and count, so
+/// responses behind the event are not held up.
+async fn deliver_event(inbox: &mpsc::Sender<Incoming>, shared: &Shared, ev: Event) {
+    let mut item = Incoming::Event(ev);
+    for _ in 0..=FULL_INBOX_YIELDS {
+        match inbox.try_send(item) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Full(back)) => item = back,
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        }
+        tokio::task::yield_now().await;
+    }
+    shared.count_dropped_event();
+}
+
 async fn reader(
     mut rd: OwnedReadHalf,
     shared: Arc<Shared>,
@@ -190,11 +213,7 @@ async fn reader(
             };
             match msg {
                 HostMessage::Response { id, result } => shared.complete(id, result),
-                HostMessage::Event(ev) => {
-                    if inbox.try_send(Incoming::Event(ev)).is_err() {
-                        shared.count_dropped_event();
-                    }
-                }
+                HostMessage::Event(ev) => deliver_event(&inbox, &shared, ev).await,
                 HostMessage::Invoke { id, invocation } => {
                     let call = InvocationCall { id, invocation, client: client.clone() };
                     if inbox.send(Incoming::Invoke(call)).await.is_err() {

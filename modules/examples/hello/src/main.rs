@@ -24,6 +24,7 @@ async fn run() -> Result<(), hostd_sdk::SdkError> {
     })
     .await?;
     client.register_module_api(&["echo"]).await?;
+    client.register_rpc_endpoint("hello_greet", "greet someone; params: a JSON string").await?;
     client.subscribe_events(vec![EventType::ModuleLoaded, EventType::ModuleUnloaded, EventType::NewBlock]).await?;
     // Standalone hostd has no node: the typed error says so.
     match client.get_chain_tip().await {
@@ -31,6 +32,8 @@ async fn run() -> Result<(), hostd_sdk::SdkError> {
         Err(e) if e.code() == Some(ErrorCode::NoNodeAttached) => client.info("no node attached; waiting for events"),
         Err(e) => return Err(e),
     }
+    // `greeting` comes from config.toml, or the operator's [modules.hello].
+    let greeting = client.config()?.get("greeting").and_then(|v| v.as_str()).unwrap_or("hello").to_string();
     client.report_health(HealthStatus::Healthy, "ready").await?;
     let mut greeted = 0u64;
     while let Some(msg) = incoming.next().await {
@@ -41,7 +44,14 @@ async fn run() -> Result<(), hostd_sdk::SdkError> {
                     Invocation::Cli { command, args } if command == "greet" => {
                         greeted += 1;
                         let who = args.first().map(String::as_str).unwrap_or("operator");
-                        Ok(format!("hello, {who}! (greeting #{greeted})\n").into_bytes())
+                        Ok(format!("{greeting}, {who}! (greeting #{greeted})\n").into_bytes())
+                    }
+                    Invocation::Rpc { method, params } if method == "hello_greet" => {
+                        greeted += 1;
+                        // params is JSON text; a JSON string is the name.
+                        let who = params.trim().trim_matches('"');
+                        let who = if who.is_empty() || who == "null" { "caller" } else { who };
+                        Ok(format!("{greeting}, {who}! (greeting #{greeted})").into_bytes())
                     }
                     Invocation::Api { method, params, .. } if method == "echo" => Ok(params.clone()),
                     other => Err(ErrorBody::new(ErrorCode::Unsupported, format!("hello does not handle {other:?}"))),

@@ -1,0 +1,95 @@
+//! Rate limits a module cannot talk its way around: a token bucket for
+//! requests and a per-second line budget for what it logs.
+
+use std::time::{Duration, Instant};
+
+/// Token bucket: `rate` per second, up to `burst` at once.
+pub struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    pub fn new(rate: u32, burst: u32) -> TokenBucket {
+        TokenBucket { rate: f64::from(rate), burst: f64::from(burst), tokens: f64::from(burst), last: Instant::now() }
+    }
+
+    pub fn allow(&mut self) -> bool {
+        if self.tokens < 1.0 {
+            let now = Instant::now();
+            self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
+            self.last = now;
+        }
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// At most `per_sec` lines in each one-second window; the rest are
+/// suppressed and counted, and the count is handed out once per window so
+/// the caller can say how many were lost.
+pub struct LineBudget {
+    per_sec: u32,
+    window: Instant,
+    count: u32,
+    suppressed: u64,
+}
+
+/// What to do with one line.
+pub struct Admit {
+    pub keep: bool,
+    /// Lines suppressed in the window that just closed (report them now).
+    pub closed_window_suppressed: u64,
+}
+
+impl LineBudget {
+    pub fn new(per_sec: u32) -> LineBudget {
+        LineBudget { per_sec, window: Instant::now(), count: 0, suppressed: 0 }
+    }
+
+    pub fn admit(&mut self) -> Admit {
+        let mut closed = 0;
+        if self.window.elapsed() >= Duration::from_secs(1) {
+            closed = self.take_suppressed();
+            self.window = Instant::now();
+            self.count = 0;
+        }
+        self.count = self.count.saturating_add(1);
+        let keep = self.count <= self.per_sec;
+        if !keep {
+            self.suppressed += 1;
+        }
+        Admit { keep, closed_window_suppressed: closed }
+    }
+
+    /// Suppressed lines not yet reported (call when the source ends).
+    pub fn take_suppressed(&mut self) -> u64 {
+        std::mem::take(&mut self.suppressed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_budget_keeps_per_sec_and_counts_the_rest() {
+        let mut b = LineBudget::new(3);
+        let kept = (0..10).filter(|_| b.admit().keep).count();
+        assert_eq!(kept, 3);
+        assert_eq!(b.take_suppressed(), 7);
+        assert_eq!(b.take_suppressed(), 0);
+    }
+
+    #[test]
+    fn token_bucket_refuses_past_the_burst() {
+        let mut t = TokenBucket::new(1, 5);
+        assert_eq!((0..10).filter(|_| t.allow()).count(), 5);
+    }
+}

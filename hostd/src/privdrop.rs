@@ -1,0 +1,263 @@
+//! Dropping root. `hostd run` starts as root, does what only root can
+//! (hand its data, run and cgroup directories to the service user, fork the
+//! launcher), then both processes become the service user and keep exactly
+//! the capabilities below, nothing in the bounding, inheritable or ambient
+//! sets beyond them, securebits locked so uid 0 never means anything again,
+//! and no_new_privs set.
+//!
+//! The daemon is the process that parses what modules send; it keeps the
+//! least. The launcher never reads module input (only hostd's typed
+//! requests over its private socket) and keeps what creating a sandbox with
+//! a distinct host uid needs.
+
+use std::path::Path;
+
+/// One Linux capability, with why hostd keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retained {
+    pub cap: u32,
+    pub name: &'static str,
+    pub why: &'static str,
+}
+
+const CAP_CHOWN: u32 = 0;
+const CAP_FOWNER: u32 = 3;
+const CAP_SETGID: u32 = 6;
+const CAP_SETUID: u32 = 7;
+
+/// What the daemon keeps.
+pub const DAEMON_CAPS: [Retained; 2] = [
+    Retained {
+        cap: CAP_CHOWN,
+        name: "CAP_CHOWN",
+        why: "give data/modules/<name>/files and the files hostd writes there on a module's behalf to the module's uid",
+    },
+    Retained {
+        cap: CAP_FOWNER,
+        name: "CAP_FOWNER",
+        why: "restore the mode (2770, group hostd) of a module's files/ directory, which the module owns and may have changed",
+    },
+];
+
+/// What the launcher keeps.
+pub const LAUNCHER_CAPS: [Retained; 2] = [
+    Retained {
+        cap: CAP_SETUID,
+        name: "CAP_SETUID",
+        why: "write a sandbox's uid_map, mapping it to the module's own host uid (not hostd's)",
+    },
+    Retained {
+        cap: CAP_SETGID,
+        name: "CAP_SETGID",
+        why: "write a sandbox's gid_map and clear supplementary groups before each clone",
+    },
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum PrivError {
+    #[error("user {0:?} does not exist: create it (the package's sysusers.d/hostd.conf does) or set [daemon] user in hostd.toml")]
+    NoUser(String),
+    #[error("[daemon] user {user:?} has uid or gid 0: hostd must drop to an unprivileged user")]
+    RootUser { user: String },
+    #[error("/etc/passwd: {0}")]
+    Passwd(std::io::Error),
+    #[error("dropping privileges: {op}: {source}")]
+    Syscall { op: &'static str, source: std::io::Error },
+    #[error("after dropping privileges {set} is {got:#x}, expected {want:#x}")]
+    Mismatch { set: &'static str, got: u64, want: u64 },
+    #[error("handing {path} to user {user}: {source}")]
+    Chown { path: std::path::PathBuf, user: String, source: std::io::Error },
+}
+
+/// The unprivileged user hostd runs as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    pub user: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl RunAs {
+    /// Look `user` up in /etc/passwd (hostd is static: no NSS).
+    pub fn lookup(user: &str) -> Result<RunAs, PrivError> {
+        let text = std::fs::read_to_string("/etc/passwd").map_err(PrivError::Passwd)?;
+        let found = text.lines().find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() >= 4 && f[0] == user).then(|| Some((f[2].parse::<u32>().ok()?, f[3].parse::<u32>().ok()?))).flatten()
+        });
+        let (uid, gid) = found.ok_or_else(|| PrivError::NoUser(user.into()))?;
+        if uid == 0 || gid == 0 {
+            return Err(PrivError::RootUser { user: user.into() });
+        }
+        Ok(RunAs { user: user.into(), uid, gid })
+    }
+
+    /// chown `path` (not following symlinks) to this user.
+    pub fn take(&self, path: &Path) -> Result<(), PrivError> {
+        std::os::unix::fs::lchown(path, Some(self.uid), Some(self.gid))
+            .map_err(|source| PrivError::Chown { path: path.into(), user: self.user.clone(), source })
+    }
+
+    /// chown a whole tree (a module's database) to this user.
+    pub fn take_tree(&self, path: &Path) -> Result<(), PrivError> {
+        self.take(path)?;
+        let meta = std::fs::symlink_metadata(path).map_err(|source| PrivError::Chown { path: path.into(), user: self.user.clone(), source })?;
+        if meta.is_dir() {
+            let entries = std::fs::read_dir(path).map_err(|source| PrivError::Chown { path: path.into(), user: self.user.clone(), source })?;
+            for e in entries.flatten() {
+                self.take_tree(&e.path())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn mask(keep: &[Retained]) -> u64 {
+    keep.iter().fold(0, |m, r| m | (1u64 << r.cap))
+}
+
+fn last_cap() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(40)
+}
+
+fn sys(op: &'static str, rc: i64) -> Result<(), PrivError> {
+    if rc < 0 {
+        Err(PrivError::Syscall { op, source: std::io::Error::last_os_error() })
+    } else {
+        Ok(())
+    }
+}
+
+const SECBIT_NOROOT: libc::c_ulong = 1 << 0;
+const SECBIT_NOROOT_LOCKED: libc::c_ulong = 1 << 1;
+const SECBIT_NO_SETUID_FIXUP: libc::c_ulong = 1 << 2;
+const SECBIT_NO_SETUID_FIXUP_LOCKED: libc::c_ulong = 1 << 3;
+const SECBIT_NO_CAP_AMBIENT_RAISE: libc::c_ulong = 1 << 6;
+const SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED: libc::c_ulong = 1 << 7;
+
+/// Become `run_as` keeping exactly `keep` (effective and permitted; the
+/// bounding set shrinks to it too). Call while single-threaded: capset
+/// changes only the calling thread. Verifies the result from /proc.
+pub fn drop_to(run_as: &RunAs, keep: &[Retained]) -> Result<(), PrivError> {
+    let want = mask(keep);
+    // SAFETY: prctl/setres*id/capset with plain integer arguments or
+    // pointers to locals that outlive the call.
+    unsafe {
+        for cap in 0..=last_cap() {
+            if want & (1 << cap) == 0 {
+                sys("PR_CAPBSET_DROP", libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0).into())?;
+            }
+        }
+        sys("PR_CAP_AMBIENT_CLEAR_ALL", libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0).into())?;
+        // NO_SETUID_FIXUP keeps the permitted set across setresuid (we trim
+        // it ourselves below); NOROOT makes uid 0 meaningless for good.
+        let bits = SECBIT_NOROOT
+            | SECBIT_NOROOT_LOCKED
+            | SECBIT_NO_SETUID_FIXUP
+            | SECBIT_NO_SETUID_FIXUP_LOCKED
+            | SECBIT_NO_CAP_AMBIENT_RAISE
+            | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
+        sys("PR_SET_SECUREBITS", libc::prctl(libc::PR_SET_SECUREBITS, bits, 0, 0, 0).into())?;
+        // No supplementary groups: the primary gid is all hostd needs, and a
+        // sandbox cloned by the launcher must not inherit any group.
+        let gid = run_as.gid;
+        sys("setgroups", libc::setgroups(0, std::ptr::null()).into())?;
+        sys("setresgid", libc::setresgid(gid, gid, gid).into())?;
+        sys("setresuid", libc::setresuid(run_as.uid, run_as.uid, run_as.uid).into())?;
+        #[repr(C)]
+        struct CapHeader {
+            version: u32,
+            pid: i32,
+        }
+        #[repr(C)]
+        #[derive(Clone, Copy)]
+        struct CapData {
+            effective: u32,
+            permitted: u32,
+            inheritable: u32,
+        }
+        let header = CapHeader { version: 0x2008_0522, pid: 0 };
+        let (lo, hi) = (want as u32, (want >> 32) as u32);
+        let data = [
+            CapData { effective: lo, permitted: lo, inheritable: 0 },
+            CapData { effective: hi, permitted: hi, inheritable: 0 },
+        ];
+        sys("capset", libc::syscall(libc::SYS_capset, &header, data.as_ptr()))?;
+        sys("PR_SET_NO_NEW_PRIVS", libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0).into())?;
+    }
+    let now = CapSets::of_self();
+    for (set, got, expect) in [("CapEff", now.effective, want), ("CapPrm", now.permitted, want), ("CapBnd", now.bounding, want), ("CapInh", now.inheritable, 0), ("CapAmb", now.ambient, 0)] {
+        if got != expect {
+            return Err(PrivError::Mismatch { set, got, want: expect });
+        }
+    }
+    Ok(())
+}
+
+/// A process's capability sets, from /proc/<pid>/status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CapSets {
+    pub effective: u64,
+    pub permitted: u64,
+    pub inheritable: u64,
+    pub bounding: u64,
+    pub ambient: u64,
+}
+
+impl CapSets {
+    pub fn of_self() -> CapSets {
+        CapSets::parse(&std::fs::read_to_string("/proc/self/status").unwrap_or_default())
+    }
+
+    pub fn of_pid(pid: u32) -> Option<CapSets> {
+        std::fs::read_to_string(format!("/proc/{pid}/status")).ok().map(|s| CapSets::parse(&s))
+    }
+
+    pub fn parse(status: &str) -> CapSets {
+        let field = |k: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(k).map(|v| u64::from_str_radix(v.trim(), 16).unwrap_or(0)))
+                .unwrap_or(0)
+        };
+        CapSets {
+            effective: field("CapEff:"),
+            permitted: field("CapPrm:"),
+            inheritable: field("CapInh:"),
+            bounding: field("CapBnd:"),
+            ambient: field("CapAmb:"),
+        }
+    }
+}
+
+/// Names of the capabilities in `mask` that hostd knows about, else numbers.
+pub fn names(mask: u64) -> Vec<String> {
+    (0..64)
+        .filter(|c| mask & (1u64 << c) != 0)
+        .map(|c| {
+            DAEMON_CAPS.iter().chain(LAUNCHER_CAPS.iter()).find(|r| r.cap == c).map(|r| r.name.to_string()).unwrap_or_else(|| format!("cap{c}"))
+        })
+        .collect()
+}
+
+/// The documented masks, for tests and `policy show`.
+pub fn daemon_mask() -> u64 {
+    mask(&DAEMON_CAPS)
+}
+
+pub fn launcher_mask() -> u64 {
+    mask(&LAUNCHER_CAPS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_parsing_and_masks() {
+        let s = CapSets::parse("Name:\tx\nCapInh:\t0000000000000000\nCapPrm:\t0000000000000009\nCapEff:\t0000000000000009\nCapBnd:\t0000000000000009\nCapAmb:\t0000000000000000\n");
+        assert_eq!(s.effective, daemon_mask());
+        assert_eq!(names(s.permitted), vec!["CAP_CHOWN", "CAP_FOWNER"]);
+        assert_eq!(names(launcher_mask()), vec!["CAP_SETGID", "CAP_SETUID"]);
+    }
+}

@@ -1,0 +1,248 @@
+//! Daemon benchmarks, one run, figures side by side:
+//!
+//! 1. IPC round trip of a small request from a sandboxed module through a
+//!    hub handler and back, interleaved round by round with a raw AF_UNIX
+//!    socketpair ping-pong of the same frame sizes (target: p50 ≤ 2× raw);
+//! 2. pipelined request throughput of one module (target ≥ 200,000 req/s);
+//! 3. start of N sandboxed modules until all have handshaken;
+//! 4. event fan-out from one publishing module to N subscribed modules
+//!    (target ≥ 1,000,000 deliveries/s, with the bus's drop counters);
+//! 5. hostd's memory per running module (RSS growth / N).
+//!
+//! Usage: daemon-bench [modules=50] [rounds=5]. Needs root (real sandboxes).
+
+use hostd::daemon::control::{request, ControlRequest};
+use hostd_protocol::{self as proto, HostMessage, ModuleMessage, Request, Response};
+use hostd_tests::daemon_env::HostdEnv;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+const RTT_PER_ROUND: usize = 5_000;
+const PIPELINED: u64 = 400_000;
+const PIPELINE_WINDOW: u64 = 256;
+const EVENTS: u64 = 40_000;
+const PUBLISH_WINDOW: u64 = 32;
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn us(ns: u64) -> String {
+    format!("{:.1} µs", ns as f64 / 1000.0)
+}
+
+/// Raw ping-pong: `req` bytes one way, `resp` bytes back, blocking reads on
+/// both ends, two threads, as lean as a round trip over AF_UNIX gets.
+fn raw_pingpong(n: usize, req: usize, resp: usize) -> Vec<u64> {
+    let (mut a, mut b) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    let echo = std::thread::spawn(move || {
+        let (mut inb, out) = (vec![0u8; req], vec![0u8; resp]);
+        for _ in 0..n {
+            if b.read_exact(&mut inb).is_err() || b.write_all(&out).is_err() {
+                return;
+            }
+        }
+    });
+    let (out, mut inb) = (vec![1u8; req], vec![0u8; resp]);
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        a.write_all(&out).expect("raw write");
+        a.read_exact(&mut inb).expect("raw read");
+        samples.push(t.elapsed().as_nanos() as u64);
+    }
+    let _ = echo.join();
+    samples
+}
+
+struct Bench {
+    env: HostdEnv,
+    socket: PathBuf,
+}
+
+impl Bench {
+    fn cli(&self, module: &str, command: &str, args: &[String]) -> serde_json::Value {
+        let req = ControlRequest::RunCli { module: module.into(), command: command.into(), args: args.to_vec() };
+        let resp = request(&self.socket, &req).unwrap_or_else(|e| panic!("{module} {command}: {e}"));
+        assert!(resp.ok, "{module} {command}: {:?}\n--- hostd log ---\n{}", resp.error, self.env.log());
+        let out = resp.data["output"].as_str().unwrap_or_default();
+        serde_json::from_str(out).unwrap_or_else(|e| panic!("{module} {command}: output {out:?}: {e}"))
+    }
+
+    fn handshaken(&self) -> usize {
+        match request(&self.socket, &ControlRequest::Status) {
+            Ok(r) => r.data["modules"].as_array().map(|a| a.iter().filter(|m| m["handshaken"] == true).count()).unwrap_or(0),
+            Err(_) => 0,
+        }
+    }
+
+    /// hostd's RSS plus its launcher's, in KiB.
+    fn rss_kib(&self) -> (u64, u64) {
+        let pid = self.env.pid().expect("hostd running");
+        let launcher = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .ok()
+            .and_then(|c| c.split_whitespace().next().and_then(|p| p.parse::<u32>().ok()));
+        (vm_rss_kib(pid), launcher.map(vm_rss_kib).unwrap_or(0))
+    }
+}
+
+fn vm_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn start(mut env: HostdEnv) -> (Bench, Duration) {
+    let t = Instant::now();
+    env.start();
+    let elapsed = t.elapsed();
+    let socket = env.scratch.0.join("run").join("control.sock");
+    (Bench { env, socket }, elapsed)
+}
+
+fn main() {
+    let mut argv = std::env::args().skip(1);
+    let modules: usize = argv.next().and_then(|a| a.parse().ok()).unwrap_or(50);
+    let rounds: usize = argv.next().and_then(|a| a.parse().ok()).unwrap_or(5);
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("daemon-bench runs real sandboxes: run it as root");
+        std::process::exit(2);
+    }
+    let daemon = "call_timeout_ms = 120000\n";
+    let bench_caps = ["report_metrics", "publish_events"];
+
+    // ---- phase 1: one module; round trips and pipelining
+    let env = HostdEnv::new("bench", daemon);
+    env.install_testmod("b-bench", &bench_caps, "");
+    let (b, _) = start(env);
+    b.env.wait_module("b-bench", "handshake", Duration::from_secs(20), |m| m["handshaken"] == true);
+    let (rss_one, launcher_one) = b.rss_kib();
+
+    let req = proto::encode(
+        &ModuleMessage::Request { id: 1000, request: Request::ReportMetric { name: "bench".into(), value: 1.0, labels: vec![] } },
+        proto::DEFAULT_MAX_FRAME,
+    )
+    .expect("encode")
+    .len();
+    let resp = proto::encode(&HostMessage::Response { id: 1000, result: Ok(Response::Ack) }, proto::DEFAULT_MAX_FRAME).expect("encode").len();
+    // Warm both paths before measuring.
+    raw_pingpong(1000, req, resp);
+    b.cli("b-bench", "rtt", &["1000".into()]);
+    let (mut raw, mut ipc) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        raw.extend(raw_pingpong(RTT_PER_ROUND, req, resp));
+        let v = b.cli("b-bench", "rtt", &[RTT_PER_ROUND.to_string()]);
+        ipc.extend(v["samples_ns"].as_array().map(|a| a.iter().filter_map(|x| x.as_u64()).collect::<Vec<_>>()).unwrap_or_default());
+    }
+    raw.sort_unstable();
+    ipc.sort_unstable();
+    let (raw50, ipc50) = (percentile(&raw, 0.5), percentile(&ipc, 0.5));
+
+    let mut rates = Vec::new();
+    for _ in 0..3 {
+        let v = b.cli("b-bench", "pipeline", &[PIPELINED.to_string(), PIPELINE_WINDOW.to_string()]);
+        let (ok, failed) = (v["ok"].as_u64().unwrap_or(0), v["failed"].as_u64().unwrap_or(0));
+        let secs = (v["end_ns"].as_u64().unwrap_or(0) - v["start_ns"].as_u64().unwrap_or(0)) as f64 / 1e9;
+        assert_eq!(failed, 0, "pipelined requests failed: {v}");
+        rates.push(ok as f64 / secs);
+    }
+    rates.sort_by(f64::total_cmp);
+    drop(b);
+
+    // ---- phase 2: the publisher plus `modules` sinks
+    let env = HostdEnv::new("bench-fanout", daemon);
+    env.install_testmod("b-bench", &bench_caps, "");
+    for i in 0..modules {
+        env.install_testmod(&format!("s{i}-sink"), &["subscribe_events"], "");
+    }
+    let t = Instant::now();
+    let (b, ready) = start(env);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while b.handshaken() < modules + 1 {
+        assert!(Instant::now() < deadline, "not all modules handshook:\n{}", b.env.log());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let all_up = t.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    let (rss_all, launcher_all) = b.rss_kib();
+
+    // Warm-up pass, then the measured one.
+    let mut fanout = (0.0, 0u64, 0u64, 0u64);
+    let mut sdk_prev = vec![0u64; modules];
+    for pass in 0..2 {
+        let n = if pass == 0 { EVENTS / 10 } else { EVENTS };
+        let before = bus_drops(&b);
+        let v = b.cli("b-bench", "publish", &[n.to_string(), PUBLISH_WINDOW.to_string()]);
+        assert_eq!(v["failed"].as_u64(), Some(0), "publishing failed: {v}");
+        let start_ns = v["start_ns"].as_u64().unwrap_or(0);
+        let mut last_ns = 0u64;
+        // The SDK's drop counter is cumulative: keep each sink's latest.
+        let (mut counts, mut sdk_dropped) = (vec![0u64; modules], vec![0u64; modules]);
+        let mut pending: Vec<usize> = (0..modules).collect();
+        let settle = Instant::now() + Duration::from_secs(30);
+        while !pending.is_empty() && Instant::now() < settle {
+            let drops = bus_drops(&b);
+            pending.retain(|&i| {
+                let name = format!("s{i}-sink");
+                let r = b.cli(&name, "received", &[]);
+                counts[i] += r["count"].as_u64().unwrap_or(0);
+                last_ns = last_ns.max(r["last_ns"].as_u64().unwrap_or(0));
+                sdk_dropped[i] = r["sdk_dropped"].as_u64().unwrap_or(0);
+                let lost = drops.get(&name).copied().unwrap_or(0) - before.get(&name).copied().unwrap_or(0);
+                counts[i] + lost + (sdk_dropped[i] - sdk_prev[i].min(sdk_dropped[i])) < n
+            });
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let received: u64 = counts.iter().sum();
+        let after = bus_drops(&b);
+        let dropped: u64 = after.iter().map(|(k, v)| v - before.get(k).copied().unwrap_or(0)).sum();
+        let secs = last_ns.saturating_sub(start_ns) as f64 / 1e9;
+        let sdk_lost = sdk_dropped.iter().zip(&sdk_prev).map(|(now, prev)| now.saturating_sub(*prev)).sum();
+        fanout = (received as f64 / secs, received, dropped, sdk_lost);
+        sdk_prev = sdk_dropped;
+    }
+    let (rss_after, _) = b.rss_kib();
+
+    let build = if cfg!(debug_assertions) { "DEBUG build: figures are not representative" } else { "release build" };
+    println!("daemon benchmarks ({rounds} rounds, {modules} modules, {build})");
+    println!();
+    println!("IPC round trip, {req}-byte request / {resp}-byte response, {} samples each:", raw.len());
+    println!("  raw socketpair ping-pong  p50 {:>9}  p95 {:>9}", us(raw50), us(percentile(&raw, 0.95)));
+    println!("  module → hub → module     p50 {:>9}  p95 {:>9}", us(ipc50), us(percentile(&ipc, 0.95)));
+    println!("  ratio p50 {:.2} (target ≤ 2.00)", ipc50 as f64 / raw50.max(1) as f64);
+    println!();
+    println!("pipelined requests, one module, window {PIPELINE_WINDOW}, {PIPELINED} requests × 3:");
+    println!("  {:.0} req/s median (min {:.0}, max {:.0}; target ≥ 200000)", rates[1], rates[0], rates[2]);
+    println!();
+    println!("start of {} sandboxed modules (hostd run to all handshaken): {:.2} s (control socket up after {:.2} s)",
+        modules + 1, all_up.as_secs_f64(), ready.as_secs_f64());
+    println!();
+    println!("event fan-out, 1 publisher → {modules} modules, {EVENTS} events (window {PUBLISH_WINDOW}):");
+    println!("  {:.0} deliveries/s (target ≥ 1000000): {} received, {} dropped at the bus, {} dropped in the SDK inbox",
+        fanout.0, fanout.1, fanout.2, fanout.3);
+    println!();
+    let per = |a: u64, b: u64| (a as f64 - b as f64) / modules as f64;
+    println!("memory: hostd RSS {} KiB with 1 module, {} KiB with {} ({} KiB after fan-out); launcher {} → {} KiB",
+        rss_one, rss_all, modules + 1, rss_after, launcher_one, launcher_all);
+    println!("  per module: hostd {:.0} KiB (after fan-out {:.0} KiB), launcher {:.0} KiB",
+        per(rss_all, rss_one), per(rss_after, rss_one), per(launcher_all, launcher_one));
+}
+
+/// Events the bus dropped for full queues, per module.
+fn bus_drops(b: &Bench) -> std::collections::HashMap<String, u64> {
+    let st = request(&b.socket, &ControlRequest::Status).map(|r| r.data).unwrap_or_default();
+    st["modules"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|m| Some((m["name"].as_str()?.to_string(), m["events"]["dropped_full"].as_u64()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
