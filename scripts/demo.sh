@@ -18,8 +18,8 @@ if ! id hostd >/dev/null 2>&1; then
   useradd --system --no-create-home --home-dir /var/lib/hostd --shell /usr/sbin/nologin hostd
 fi
 echo "==> build (first build compiles RocksDB: ~20 min on 2 cores)"
-cargo build --workspace --bins --locked -q
-bin=/var/tmp/hostd-target/x86_64-unknown-linux-gnu/debug
+cargo build --release --workspace --bins --locked -q
+bin=/var/tmp/hostd-target/x86_64-unknown-linux-gnu/release
 demo=/var/tmp/hostd-demo
 rm -rf "$demo" && mkdir -p "$demo/modules" "$demo/data" "$demo/run"
 "$bin/hostd" keygen --out "$demo/demo-maintainer.key" > "$demo/demo-maintainer.pub"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as root on a fresh Debian machine: installs what it
-# needs, builds every binary, runs every test with nextest. Under CI=true (or
+# needs, builds every binary (release), runs every test with nextest, then
+# builds and tests the .deb and .rpm (scripts/test-packages.sh). Under CI=true (or
 # HOSTD_REQUIRE_PRIVILEGED=1) a privileged test that cannot run fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,8 +28,15 @@ if ! id hostd >/dev/null 2>&1; then
   echo "==> useradd --system hostd"
   useradd --system --no-create-home --home-dir /var/lib/hostd --shell /usr/sbin/nologin hostd
 fi
-echo "==> build (target dir: /var/tmp/hostd-target, see .cargo/config.toml)"
-cargo build --workspace --bins --locked
+# One release build serves the tests, the demo and the packages: the
+# tests check the code that ships, and RocksDB's C++ is compiled only once.
+echo "==> build (release; target dir: /var/tmp/hostd-target, see .cargo/config.toml)"
+cargo build --release --workspace --bins --locked
 
 echo "==> tests"
-cargo nextest run --workspace --locked --no-fail-fast "$@"
+status=0
+cargo nextest run --release --workspace --locked --no-fail-fast "$@" || status=$?
+
+echo "==> packages (.deb, .rpm, unit, chroot install/upgrade/remove/purge)"
+bash scripts/test-packages.sh || status=$?
+exit $status

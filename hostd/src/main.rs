@@ -52,6 +52,13 @@ enum Command {
     Run,
     #[command(flatten)]
     Daemon(daemon_cmd::DaemonCommand),
+    /// Write the man page and shell completions generated from this CLI
+    /// (used when building packages).
+    #[command(hide = true)]
+    GenDocs {
+        /// Directory to write hostd.1 and completions/{hostd.bash,_hostd,hostd.fish} into.
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -118,6 +125,24 @@ fn policy_show(c: &config::HostConfig, module: Option<&str>, dir: Option<&Path>,
     }
 }
 
+/// The man page and completions come from the same clap definition the
+/// binary parses with, so they cannot drift from it.
+fn gen_docs(out: &Path) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+    let cmd = Cli::command();
+    std::fs::create_dir_all(out.join("completions"))?;
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cmd.clone()).render(&mut page)?;
+    std::fs::write(out.join("hostd.1"), page)?;
+    for (shell, file) in [(Shell::Bash, "hostd.bash"), (Shell::Zsh, "_hostd"), (Shell::Fish, "hostd.fish")] {
+        let mut text = Vec::new();
+        clap_complete::generate(shell, &mut cmd.clone(), "hostd", &mut text);
+        std::fs::write(out.join("completions").join(file), text)?;
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -140,6 +165,13 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         }),
+        Command::GenDocs { out } => match gen_docs(&out) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("hostd gen-docs: {}: {e}", out.display());
+                ExitCode::FAILURE
+            }
+        },
         Command::Daemon(cmd) => with_config(config, |c| daemon_cmd::run(cmd, &c.control_socket())),
     }
 }

@@ -145,6 +145,9 @@ pub struct CgroupRoot {
     v1_sub: Option<&'static str>,
 }
 
+/// The leaf hostd's own processes live in on v2 (systemd's DelegateSubgroup=).
+const SUPERVISOR_LEAF: &str = "supervisor";
+
 /// v1 directory (beneath our own cgroup) handed to hostd's service user:
 /// on v1 our own cgroup may be a hierarchy's root, which is not ours to chown.
 const V1_DELEGATED: &str = "hostd-sandboxes";
@@ -152,7 +155,16 @@ const V1_DELEGATED: &str = "hostd-sandboxes";
 impl CgroupRoot {
     pub fn new(mode: CgroupMode) -> Result<CgroupRoot, SandboxError> {
         let v2_base = match &mode {
-            CgroupMode::Unified { mount, own, .. } => Some(prepare_v2_base(&join_cgroup(mount, own.to_string_lossy().as_ref()))?),
+            CgroupMode::Unified { mount, own, .. } => {
+                let own_dir = join_cgroup(mount, own.to_string_lossy().as_ref());
+                // Under systemd's DelegateSubgroup=supervisor we start in the
+                // leaf; the delegated cgroup, where sandboxes go, is its parent.
+                let base = match (own_dir.file_name(), own_dir.parent()) {
+                    (Some(n), Some(parent)) if n == SUPERVISOR_LEAF && own.parent().is_some() => parent.to_path_buf(),
+                    _ => own_dir,
+                };
+                Some(prepare_v2_base(&base)?)
+            }
             _ => None,
         };
         let root = CgroupRoot { mode, v2_base, v1_sub: None };
@@ -317,7 +329,7 @@ fn prepare_v2_base(own: &Path) -> Result<PathBuf, SandboxError> {
     }
     let procs = fs::read_to_string(own.join("cgroup.procs")).unwrap_or_default();
     if !procs.trim().is_empty() {
-        let leaf = own.join("supervisor");
+        let leaf = own.join(SUPERVISOR_LEAF);
         match fs::create_dir(&leaf) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}

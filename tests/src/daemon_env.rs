@@ -12,6 +12,8 @@ pub struct HostdEnv {
     pub config: PathBuf,
     key: PathBuf,
     child: Option<Child>,
+    /// Extra environment for `hostd run` (e.g. NOTIFY_SOCKET).
+    pub env: Vec<(String, String)>,
 }
 
 
@@ -35,7 +37,7 @@ impl HostdEnv {
              [daemon.restart]\nbackoff_initial_ms = 100\nbackoff_max_ms = 400\n"
         );
         std::fs::write(&config, body).expect("write config");
-        HostdEnv { scratch, config, key, child: None }
+        HostdEnv { scratch, config, key, child: None, env: Vec::new() }
     }
 
     pub fn modules_dir(&self) -> PathBuf {
@@ -73,6 +75,7 @@ impl HostdEnv {
             .arg("--config")
             .arg(&self.config)
             .args(["--log", "info", "run"])
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -230,7 +230,18 @@ fn hostd_drops_root_keeps_only_documented_capabilities_and_still_launches() {
     let user = hostd::privdrop::RunAs::lookup("hostd").expect("the hostd user exists (scripts/test.sh creates it)");
     let mut env = HostdEnv::new("privdrop", "");
     env.install_testmod("t-good", &["read_filesystem", "write_filesystem"], "");
+    // Type=notify: hostd says READY=1 once its modules are started.
+    let notify_path = env.scratch.0.join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).expect("bind notify socket");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&notify_path, std::fs::Permissions::from_mode(0o666)).expect("chmod notify socket");
+    notify.set_read_timeout(Some(T)).expect("timeout");
+    env.env.push(("NOTIFY_SOCKET".into(), notify_path.display().to_string()));
     env.start();
+    let mut buf = [0u8; 256];
+    let n = notify.recv(&mut buf).expect("hostd sent READY=1 to NOTIFY_SOCKET");
+    let msg = String::from_utf8_lossy(&buf[..n]);
+    assert!(msg.starts_with("READY=1\n") && msg.contains("1 modules started"), "{msg}");
     let m = env.wait_module("t-good", "running", T, running);
     let st = env.status();
     let hostd_pid = u64::from(env.pid().expect("running"));

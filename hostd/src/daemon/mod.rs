@@ -16,6 +16,7 @@ pub mod hub;
 pub mod launcher;
 pub mod limit;
 pub mod node;
+pub mod notify;
 pub mod storage;
 pub mod run;
 pub mod supervisor;

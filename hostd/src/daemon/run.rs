@@ -2,7 +2,7 @@
 //! module in dependency order, serve the control socket, and stop it all
 //! in reverse order on SIGTERM/SIGINT.
 
-use super::{bus, control, deps, launcher, node, storage, supervisor, Host};
+use super::{bus, control, deps, launcher, node, notify, storage, supervisor, Host};
 use crate::config::HostConfig;
 use crate::privdrop::RunAs;
 use hostd_protocol::{Event, EventPayload, EventType};
@@ -76,9 +76,18 @@ fn check_ids(config: &HostConfig, run_as: &RunAs) -> Result<(), RunError> {
 /// drop: the data and run dirs, every module's data dir and database, and
 /// the id file. A module's files/ is fixed up when the module starts.
 fn hand_over(config: &HostConfig, run_as: &RunAs) -> Result<(), RunError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &std::path::Path, m: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(m)).map_err(|source| RunError::Dir { path: path.into(), source })
+    };
     let data = &config.paths.data_dir;
     run_as.take(data)?;
+    // Traverse-only: a sandbox (its own uid) must reach its files/ to
+    // mount it, but may not list which other modules have data here.
+    mode(data, 0o711)?;
     run_as.take(&config.paths.run_dir)?;
+    // The control socket's own mode and group decide who may connect.
+    mode(&config.paths.run_dir, 0o755)?;
     let ids = data.join("module-ids.toml");
     if ids.exists() {
         run_as.take(&ids)?;
@@ -86,6 +95,7 @@ fn hand_over(config: &HostConfig, run_as: &RunAs) -> Result<(), RunError> {
     let modules = data.join("modules");
     if modules.is_dir() {
         run_as.take(&modules)?;
+        mode(&modules, 0o711)?;
         for entry in std::fs::read_dir(&modules).map_err(|source| RunError::Dir { path: modules.clone(), source })?.flatten() {
             let dir = entry.path();
             if entry.file_type().is_ok_and(|t| t.is_dir()) {
@@ -142,6 +152,7 @@ async fn serve(config: HostConfig, launcher: launcher::Launcher) -> Result<(), R
     });
     host.bus.publish(Event { event_type: EventType::NodeStartupCompleted, publisher: None, payload: EventPayload::None });
     tracing::info!(modules = order.len(), "hostd running");
+    notify::notify(&format!("READY=1\nSTATUS={} modules started", order.len()));
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(RunError::Runtime)?;
     let failed = tokio::select! {
@@ -150,6 +161,7 @@ async fn serve(config: HostConfig, launcher: launcher::Launcher) -> Result<(), R
         r = &mut control => Some(r),
     };
     tracing::info!("shutting down");
+    notify::notify("STOPPING=1");
     host.bus.publish(Event { event_type: EventType::NodeShutdown, publisher: None, payload: EventPayload::None });
     let loaded: Vec<String> = host.slots().keys().cloned().collect();
     // Modules loaded at runtime first, then the start order reversed, so

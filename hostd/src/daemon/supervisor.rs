@@ -50,7 +50,10 @@ fn prepare_data_dirs(host: &Host, name: &str, uid: u32) -> Result<(), LifecycleE
     use std::os::unix::fs::PermissionsExt;
     // SAFETY: getegid has no preconditions.
     let hostd_gid = unsafe { libc::getegid() };
-    for (dir, mode, owner) in [(base.clone(), 0o755, None), (base.join("files"), 0o2770, Some(uid)), (base.join("db"), 0o700, None)] {
+    let modules = host.config.paths.data_dir.join("modules");
+    std::fs::create_dir_all(&modules).map_err(err(&modules))?;
+    std::fs::set_permissions(&modules, std::fs::Permissions::from_mode(0o711)).map_err(err(&modules))?;
+    for (dir, mode, owner) in [(base.clone(), 0o711, None), (base.join("files"), 0o2770, Some(uid)), (base.join("db"), 0o700, None)] {
         std::fs::create_dir_all(&dir).map_err(err(&dir))?;
         if let Some(id) = owner {
             std::os::unix::fs::chown(&dir, Some(id), Some(hostd_gid)).map_err(err(&dir))?;

@@ -35,11 +35,23 @@ fn us(ns: u64) -> String {
     format!("{:.1} µs", ns as f64 / 1000.0)
 }
 
+fn pin_to(cpu: Option<usize>) {
+    let Some(cpu) = cpu else { return };
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes inside it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
 /// Raw ping-pong: `req` bytes one way, `resp` bytes back, blocking reads on
 /// both ends, two threads, as lean as a round trip over AF_UNIX gets.
-fn raw_pingpong(n: usize, req: usize, resp: usize) -> Vec<u64> {
+/// `pins`: CPUs for (caller, echo), or unpinned like the module and hostd.
+fn raw_pingpong(n: usize, req: usize, resp: usize, pins: (Option<usize>, Option<usize>)) -> Vec<u64> {
     let (mut a, mut b) = std::os::unix::net::UnixStream::pair().expect("socketpair");
     let echo = std::thread::spawn(move || {
+        pin_to(pins.1);
         let (mut inb, out) = (vec![0u8; req], vec![0u8; resp]);
         for _ in 0..n {
             if b.read_exact(&mut inb).is_err() || b.write_all(&out).is_err() {
@@ -47,14 +59,19 @@ fn raw_pingpong(n: usize, req: usize, resp: usize) -> Vec<u64> {
             }
         }
     });
-    let (out, mut inb) = (vec![1u8; req], vec![0u8; resp]);
-    let mut samples = Vec::with_capacity(n);
-    for _ in 0..n {
-        let t = Instant::now();
-        a.write_all(&out).expect("raw write");
-        a.read_exact(&mut inb).expect("raw read");
-        samples.push(t.elapsed().as_nanos() as u64);
-    }
+    let caller = std::thread::spawn(move || {
+        pin_to(pins.0);
+        let (out, mut inb) = (vec![1u8; req], vec![0u8; resp]);
+        let mut samples = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t = Instant::now();
+            a.write_all(&out).expect("raw write");
+            a.read_exact(&mut inb).expect("raw read");
+            samples.push(t.elapsed().as_nanos() as u64);
+        }
+        samples
+    });
+    let samples = caller.join().expect("raw caller");
     let _ = echo.join();
     samples
 }
@@ -132,17 +149,26 @@ fn main() {
     .len();
     let resp = proto::encode(&HostMessage::Response { id: 1000, result: Ok(Response::Ack) }, proto::DEFAULT_MAX_FRAME).expect("encode").len();
     // Warm both paths before measuring.
-    raw_pingpong(1000, req, resp);
+    // Unpinned is the like-for-like baseline (hostd and the module are not
+    // pinned either); the pinned runs show this machine's floor (same core)
+    // and its cross-core wake-up cost.
+    let variants: [(&str, (Option<usize>, Option<usize>)); 3] =
+        [("raw, unpinned (baseline)", (None, None)), ("raw, both on CPU 0", (Some(0), Some(0))), ("raw, CPU 0 ↔ CPU 1", (Some(0), Some(1)))];
+    raw_pingpong(1000, req, resp, (None, None));
     b.cli("b-bench", "rtt", &["1000".into()]);
-    let (mut raw, mut ipc) = (Vec::new(), Vec::new());
+    let mut raw: Vec<Vec<u64>> = vec![Vec::new(); variants.len()];
+    let mut ipc = Vec::new();
     for _ in 0..rounds {
-        raw.extend(raw_pingpong(RTT_PER_ROUND, req, resp));
+        for (i, (_, pins)) in variants.iter().enumerate() {
+            raw[i].extend(raw_pingpong(RTT_PER_ROUND, req, resp, *pins));
+        }
         let v = b.cli("b-bench", "rtt", &[RTT_PER_ROUND.to_string()]);
         ipc.extend(v["samples_ns"].as_array().map(|a| a.iter().filter_map(|x| x.as_u64()).collect::<Vec<_>>()).unwrap_or_default());
     }
-    raw.sort_unstable();
+    raw.iter_mut().for_each(|r| r.sort_unstable());
     ipc.sort_unstable();
-    let (raw50, ipc50) = (percentile(&raw, 0.5), percentile(&ipc, 0.5));
+    let (raw50, ipc50) = (percentile(&raw[0], 0.5), percentile(&ipc, 0.5));
+    let floor50 = percentile(&raw[1], 0.5);
 
     let mut rates = Vec::new();
     for _ in 0..3 {
@@ -212,10 +238,16 @@ fn main() {
     let build = if cfg!(debug_assertions) { "DEBUG build: figures are not representative" } else { "release build" };
     println!("daemon benchmarks ({rounds} rounds, {modules} modules, {build})");
     println!();
-    println!("IPC round trip, {req}-byte request / {resp}-byte response, {} samples each:", raw.len());
-    println!("  raw socketpair ping-pong  p50 {:>9}  p95 {:>9}", us(raw50), us(percentile(&raw, 0.95)));
-    println!("  module → hub → module     p50 {:>9}  p95 {:>9}", us(ipc50), us(percentile(&ipc, 0.95)));
-    println!("  ratio p50 {:.2} (target ≤ 2.00)", ipc50 as f64 / raw50.max(1) as f64);
+    println!("IPC round trip, {req}-byte request / {resp}-byte response, {} samples each, interleaved by round:", ipc.len());
+    for ((name, _), r) in variants.iter().zip(&raw) {
+        println!("  {name:<28} p50 {:>9}  p95 {:>9}", us(percentile(r, 0.5)), us(percentile(r, 0.95)));
+    }
+    println!("  {:<28} p50 {:>9}  p95 {:>9}", "module → hub → module", us(ipc50), us(percentile(&ipc, 0.95)));
+    println!(
+        "  ratio p50 {:.2} against the unpinned baseline (target ≤ 2.00); {:.2} against the same-core floor",
+        ipc50 as f64 / raw50.max(1) as f64,
+        ipc50 as f64 / floor50.max(1) as f64
+    );
     println!();
     println!("pipelined requests, one module, window {PIPELINE_WINDOW}, {PIPELINED} requests × 3:");
     println!("  {:.0} req/s median (min {:.0}, max {:.0}; target ≥ 200000)", rates[1], rates[0], rates[2]);
