@@ -264,6 +264,10 @@ async fn read_loop(
         }
         fb.push(&chunk[..n]);
         loop {
+            // One read can hold thousands of requests: give the runtime back
+            // every so often so writers (this module's and others') and
+            // other modules' readers are not starved by one busy module.
+            tokio::task::coop::consume_budget().await;
             let msg = match fb.next_message::<ModuleMessage>() {
                 Ok(Some(m)) => m,
                 Ok(None) => break,
