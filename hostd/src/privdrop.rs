@@ -10,6 +10,7 @@
 //! requests over its private socket) and keeps what creating a sandbox with
 //! a distinct host uid needs.
 
+use sandbox::caps;
 use std::path::Path;
 
 /// One Linux capability, with why hostd keeps it.
@@ -128,13 +129,6 @@ fn sys(op: &'static str, rc: i64) -> Result<(), PrivError> {
     }
 }
 
-const SECBIT_NOROOT: libc::c_ulong = 1 << 0;
-const SECBIT_NOROOT_LOCKED: libc::c_ulong = 1 << 1;
-const SECBIT_NO_SETUID_FIXUP: libc::c_ulong = 1 << 2;
-const SECBIT_NO_SETUID_FIXUP_LOCKED: libc::c_ulong = 1 << 3;
-const SECBIT_NO_CAP_AMBIENT_RAISE: libc::c_ulong = 1 << 6;
-const SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED: libc::c_ulong = 1 << 7;
-
 /// Become `run_as` keeping exactly `keep` (effective and permitted; the
 /// bounding set shrinks to it too). Call while single-threaded: capset
 /// changes only the calling thread. Verifies the result from /proc.
@@ -151,38 +145,14 @@ pub fn drop_to(run_as: &RunAs, keep: &[Retained]) -> Result<(), PrivError> {
         sys("PR_CAP_AMBIENT_CLEAR_ALL", libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0).into())?;
         // NO_SETUID_FIXUP keeps the permitted set across setresuid (we trim
         // it ourselves below); NOROOT makes uid 0 meaningless for good.
-        let bits = SECBIT_NOROOT
-            | SECBIT_NOROOT_LOCKED
-            | SECBIT_NO_SETUID_FIXUP
-            | SECBIT_NO_SETUID_FIXUP_LOCKED
-            | SECBIT_NO_CAP_AMBIENT_RAISE
-            | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
-        sys("PR_SET_SECUREBITS", libc::prctl(libc::PR_SET_SECUREBITS, bits, 0, 0, 0).into())?;
+        sys("PR_SET_SECUREBITS", libc::prctl(libc::PR_SET_SECUREBITS, caps::SECBITS_LOCKED_DOWN, 0, 0, 0).into())?;
         // No supplementary groups: the primary gid is all hostd needs, and a
         // sandbox cloned by the launcher must not inherit any group.
         let gid = run_as.gid;
         sys("setgroups", libc::setgroups(0, std::ptr::null()).into())?;
         sys("setresgid", libc::setresgid(gid, gid, gid).into())?;
         sys("setresuid", libc::setresuid(run_as.uid, run_as.uid, run_as.uid).into())?;
-        #[repr(C)]
-        struct CapHeader {
-            version: u32,
-            pid: i32,
-        }
-        #[repr(C)]
-        #[derive(Clone, Copy)]
-        struct CapData {
-            effective: u32,
-            permitted: u32,
-            inheritable: u32,
-        }
-        let header = CapHeader { version: 0x2008_0522, pid: 0 };
-        let (lo, hi) = (want as u32, (want >> 32) as u32);
-        let data = [
-            CapData { effective: lo, permitted: lo, inheritable: 0 },
-            CapData { effective: hi, permitted: hi, inheritable: 0 },
-        ];
-        sys("capset", libc::syscall(libc::SYS_capset, &header, data.as_ptr()))?;
+        sys("capset", caps::capset(want, want, 0))?;
         sys("PR_SET_NO_NEW_PRIVS", libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0).into())?;
     }
     let now = CapSets::of_self();

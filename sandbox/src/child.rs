@@ -20,6 +20,7 @@ use landlock::{
     Scope, ABI,
 };
 
+use crate::caps;
 use crate::launch::Prepared;
 use crate::policy::FsAccess;
 use crate::seccomp::{self, EXEC_FD};
@@ -469,24 +470,10 @@ unsafe fn set_rlimits(p: &Prepared) -> StepResult {
     Ok(())
 }
 
-const SECBIT_NOROOT: libc::c_ulong = 1 << 0;
-const SECBIT_NOROOT_LOCKED: libc::c_ulong = 1 << 1;
-const SECBIT_NO_SETUID_FIXUP: libc::c_ulong = 1 << 2;
-const SECBIT_NO_SETUID_FIXUP_LOCKED: libc::c_ulong = 1 << 3;
-const SECBIT_KEEP_CAPS_LOCKED: libc::c_ulong = 1 << 5;
-const SECBIT_NO_CAP_AMBIENT_RAISE: libc::c_ulong = 1 << 6;
-const SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED: libc::c_ulong = 1 << 7;
-
 unsafe fn drop_capabilities(cap_last_cap: u32) -> StepResult {
     // Securebits first (needs CAP_SETPCAP): uid 0 inside never regains
     // capabilities on exec, and nobody can undo that.
-    let bits = SECBIT_NOROOT
-        | SECBIT_NOROOT_LOCKED
-        | SECBIT_NO_SETUID_FIXUP
-        | SECBIT_NO_SETUID_FIXUP_LOCKED
-        | SECBIT_KEEP_CAPS_LOCKED
-        | SECBIT_NO_CAP_AMBIENT_RAISE
-        | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
+    let bits = caps::SECBITS_LOCKED_DOWN | caps::SECBIT_KEEP_CAPS_LOCKED;
     check(Step::DropCapabilities, libc::prctl(libc::PR_SET_SECUREBITS, bits, 0, 0, 0) as _)?;
     for cap in 0..=cap_last_cap {
         check(Step::DropCapabilities, libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) as _)?;
@@ -495,21 +482,7 @@ unsafe fn drop_capabilities(cap_last_cap: u32) -> StepResult {
         Step::DropCapabilities,
         libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) as _,
     )?;
-    #[repr(C)]
-    struct CapHeader {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy)]
-    struct CapData {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    let header = CapHeader { version: 0x2008_0522, pid: 0 };
-    let data = [CapData { effective: 0, permitted: 0, inheritable: 0 }; 2];
-    check(Step::DropCapabilities, libc::syscall(libc::SYS_capset, &header, data.as_ptr()))
+    check(Step::DropCapabilities, caps::capset(0, 0, 0))
 }
 
 fn fs_access(list: &[FsAccess], abi: ABI) -> landlock::BitFlags<AccessFs> {

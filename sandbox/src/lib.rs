@@ -4,6 +4,7 @@
 //! crate implements (`launch::spawn` parent side, `child` child side).
 
 mod bpf;
+pub mod caps;
 pub mod cgroup;
 mod child;
 pub mod error;

@@ -178,3 +178,30 @@ async fn serve(config: HostConfig, launcher: launcher::Launcher) -> Result<(), R
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modules_never_get_root_or_hostds_own_ids() {
+        let data = std::env::temp_dir().join(format!("hostd-ids-{}", std::process::id()));
+        std::fs::create_dir_all(&data).expect("mkdir");
+        let mut config = HostConfig::default();
+        config.paths.data_dir = data.clone();
+        let run_as = RunAs { user: "hostd".into(), uid: 700_005, gid: 990 };
+        assert!(check_ids(&config, &run_as).is_ok());
+        // The range that modules draw from contains hostd's uid.
+        config.identity.first = 700_000;
+        let e = check_ids(&config, &run_as).expect_err("hostd's uid in the module range");
+        assert!(e.to_string().contains("700005"), "{e}");
+        // A recorded id that is root, or hostd's.
+        config.identity.first = 620_000;
+        for bad in [0, 700_005] {
+            std::fs::write(data.join("module-ids.toml"), format!("evil = {bad}\n")).expect("write ids");
+            let e = check_ids(&config, &run_as).expect_err("recorded id");
+            assert!(e.to_string().contains("module evil"), "{e}");
+        }
+        let _ = std::fs::remove_dir_all(&data);
+    }
+}
