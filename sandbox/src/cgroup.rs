@@ -16,6 +16,7 @@ use std::fs;
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use crate::error::SandboxError;
 use crate::policy::CgroupLimits;
@@ -143,6 +144,11 @@ pub struct CgroupRoot {
     /// v1, once delegated: the subdirectory of our own cgroup, in every
     /// hierarchy, that belongs to the unprivileged user.
     v1_sub: Option<&'static str>,
+    /// Cgroups made ahead of time (by [`CgroupRoot::prepare_spare`], while a
+    /// child sets itself up) for the next sandbox with the same name and limits.
+    spares: Mutex<Vec<(String, CgroupLimits, Cgroup)>>,
+    /// Emptied sandbox cgroups whose directories are still to be removed.
+    graveyard: Arc<Mutex<Vec<PathBuf>>>,
 }
 
 /// The leaf hostd's own processes live in on v2 (systemd's DelegateSubgroup=).
@@ -167,7 +173,7 @@ impl CgroupRoot {
             }
             _ => None,
         };
-        let root = CgroupRoot { mode, v2_base, v1_sub: None };
+        let root = CgroupRoot { mode, v2_base, v1_sub: None, spares: Mutex::new(Vec::new()), graveyard: Arc::new(Mutex::new(Vec::new())) };
         root.sweep_stale();
         Ok(root)
     }
@@ -243,8 +249,36 @@ impl CgroupRoot {
         Ok(())
     }
 
-    /// Create the sandbox cgroup and write its limits.
+    /// The sandbox cgroup with its limits written: one made ahead of time
+    /// if there is one, else a new one.
     pub fn create(&self, name: &str, limits: &CgroupLimits) -> Result<Cgroup, SandboxError> {
+        let mut spares = lock(&self.spares);
+        if let Some(i) = spares.iter().position(|(n, l, _)| n == name && l == limits) {
+            return Ok(spares.swap_remove(i).2);
+        }
+        drop(spares);
+        self.make(name, limits)
+    }
+
+    /// Off the launch's critical path (the child is setting itself up):
+    /// make the next sandbox's cgroup now, and remove emptied ones.
+    pub fn prepare_spare(&self, name: &str, limits: &CgroupLimits) {
+        self.remove_emptied();
+        let have = lock(&self.spares).iter().any(|(n, l, _)| n == name && l == limits);
+        if !have {
+            if let Ok(cg) = self.make(name, limits) {
+                lock(&self.spares).push((name.to_string(), *limits, cg));
+            }
+        }
+    }
+
+    /// rmdir the directories of sandboxes that have been torn down.
+    pub fn remove_emptied(&self) {
+        let dirs = std::mem::take(&mut *lock(&self.graveyard));
+        remove_dirs(dirs.iter().map(PathBuf::as_path));
+    }
+
+    fn make(&self, name: &str, limits: &CgroupLimits) -> Result<Cgroup, SandboxError> {
         let leaf = leaf_name(name);
         match &self.mode {
             CgroupMode::Unified { .. } => {
@@ -252,7 +286,7 @@ impl CgroupRoot {
                 let dir = base.join(&leaf);
                 fs::create_dir(&dir).map_err(|e| SandboxError::Cgroup { path: dir.clone(), op: "mkdir", source: e })?;
                 // Built before the limits so a failed write removes the directory again.
-                let mut cg = Cgroup { kind: Kind::V2 { dir: dir.clone(), dirfd: None }, emptied: Cell::new(false) };
+                let mut cg = Cgroup { kind: Kind::V2 { dir: dir.clone(), dirfd: None }, emptied: Cell::new(false), graveyard: None };
                 if let Some(m) = limits.memory_max {
                     write_file(&dir.join("memory.max"), &m.to_string())?;
                     if dir.join("memory.swap.max").exists() {
@@ -271,6 +305,7 @@ impl CgroupRoot {
                 if let Kind::V2 { dirfd, .. } = &mut cg.kind {
                     *dirfd = Some(fd);
                 }
+                cg.graveyard = Some(self.graveyard.clone());
                 Ok(cg)
             }
             CgroupMode::Legacy { hierarchies } => {
@@ -285,13 +320,14 @@ impl CgroupRoot {
                         }
                         Err(e) => {
                             // Dropping removes what was already created.
-                            drop(Cgroup { kind: Kind::V1 { dirs }, emptied: Cell::new(false) });
+                            drop(Cgroup { kind: Kind::V1 { dirs }, emptied: Cell::new(false), graveyard: None });
                             return Err(SandboxError::Cgroup { path: dir, op: "mkdir", source: e });
                         }
                     }
                 }
-                let cg = Cgroup { kind: Kind::V1 { dirs }, emptied: Cell::new(false) };
+                let mut cg = Cgroup { kind: Kind::V1 { dirs }, emptied: Cell::new(false), graveyard: None };
                 cg.write_v1_limits(limits)?;
+                cg.graveyard = Some(self.graveyard.clone());
                 Ok(cg)
             }
             CgroupMode::Unavailable { reason } => Err(SandboxError::CgroupSetup(reason.clone())),
@@ -371,6 +407,9 @@ pub struct Cgroup {
     /// Seen empty after a kill: nothing can enter again (only we attach),
     /// so teardown need not look a second time.
     emptied: Cell<bool>,
+    /// Where a fully built cgroup's directories go when it is dropped (its
+    /// root removes them later, off the launch path); `None` removes them at once.
+    graveyard: Option<Arc<Mutex<Vec<PathBuf>>>>,
 }
 
 /// Live usage read from the cgroup.
@@ -503,25 +542,10 @@ impl Cgroup {
         }
     }
 
-    fn remove_dirs(&self) {
-        let dirs: Vec<&Path> = match &self.kind {
+    fn dirs(&self) -> Vec<&Path> {
+        match &self.kind {
             Kind::V2 { dir, .. } => vec![dir.as_path()],
             Kind::V1 { dirs } => dirs.iter().map(|(_, d)| d.as_path()).collect(),
-        };
-        for d in dirs {
-            // Exiting tasks linger for a moment after SIGKILL; rmdir says EBUSY until then.
-            for attempt in 0..200 {
-                match fs::remove_dir(d) {
-                    Ok(()) => break,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                    Err(e) => {
-                        if attempt == 199 {
-                            tracing::warn!(cgroup = %d.display(), error = %e, "could not remove sandbox cgroup");
-                        }
-                        std::thread::sleep(std::time::Duration::from_millis(1));
-                    }
-                }
-            }
         }
     }
 
@@ -546,7 +570,41 @@ fn proc_cpu_usec(pid: i32) -> Option<u64> {
 
 impl Drop for Cgroup {
     fn drop(&mut self) {
+        // Killing is never deferred: nothing of the sandbox outlives this.
         self.kill_all();
-        self.remove_dirs();
+        match &self.graveyard {
+            Some(g) => lock(g).extend(self.dirs().into_iter().map(Path::to_path_buf)),
+            None => remove_dirs(self.dirs().into_iter()),
+        }
+    }
+}
+
+impl Drop for CgroupRoot {
+    fn drop(&mut self) {
+        lock(&self.spares).clear();
+        self.remove_emptied();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// rmdir each directory; exiting tasks linger for a moment after SIGKILL
+/// and rmdir says EBUSY until then.
+fn remove_dirs<'a>(dirs: impl Iterator<Item = &'a Path>) {
+    for d in dirs {
+        for attempt in 0..200 {
+            match fs::remove_dir(d) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                Err(e) => {
+                    if attempt == 199 {
+                        tracing::warn!(cgroup = %d.display(), error = %e, "could not remove sandbox cgroup");
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            }
+        }
     }
 }

@@ -486,6 +486,12 @@ pub fn spawn(prepared: &Prepared, cgroups: Option<&CgroupRoot>, cmd: Command) ->
         let _ = child.wait();
         return Err(e);
     }
+    // The child is on its own now (rootfs, Landlock, seccomp, exec): use the
+    // wait to make the next sandbox's cgroup and remove dead ones, so
+    // neither mkdir nor rmdir sits on a launch's critical path.
+    if let Some(root) = cgroup_root {
+        root.prepare_spare(&policy.name, &policy.cgroup);
+    }
     // EOF means the exec succeeded (the pipe is CLOEXEC); 8 bytes name the failed step.
     let mut msg = [0u8; 8];
     let n = loop {

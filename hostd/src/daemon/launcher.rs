@@ -262,6 +262,11 @@ fn serve(sock: OwnedFd, run_as: Option<&RunAs>) -> Result<(), LauncherError> {
                 if let Some(mut sb) = sandboxes.remove(k) {
                     let outcome = sb.child.wait().unwrap_or(Outcome::KilledByHost);
                     send_json(sock.as_raw_fd(), &FromLauncher::Exited { key: *k, outcome }, &[]).map_err(io("send exit"))?;
+                    drop(sb);
+                    // Reported first; the rmdir can wait until now.
+                    if let Some(cg) = cgroups.as_ref() {
+                        cg.remove_emptied();
+                    }
                 }
             }
         }

@@ -118,6 +118,9 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Reported metrics: (module, name) → (value, labels).
+pub type Metrics = BTreeMap<(String, String), (f64, Vec<(String, String)>)>;
+
 /// Everything the daemon's tasks share.
 pub struct Host {
     pub config: HostConfig,
@@ -127,7 +130,7 @@ pub struct Host {
     pub node: Box<dyn node::NodeBackend>,
     pub slots: Mutex<BTreeMap<String, Slot>>,
     /// (module, metric name) → (value, labels).
-    pub metrics: Mutex<BTreeMap<(String, String), (f64, Vec<(String, String)>)>>,
+    pub metrics: Mutex<Metrics>,
     pub ids: Mutex<crate::modules::IdMap>,
     pub started: Instant,
 }

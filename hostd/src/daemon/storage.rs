@@ -13,6 +13,9 @@ use std::sync::Mutex;
 
 type Db = DBWithThreadMode<MultiThreaded>;
 
+
+/// One stored entry: key, value.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("tree name {0:?} is invalid: use 1-64 of a-z 0-9 _ - . and do not start with \"__\"")]
@@ -160,7 +163,7 @@ impl ModuleStore {
         self.db.get_cf(&cf, key).map_err(|e| self.db_err(e))
     }
 
-    pub fn iter_prefix(&self, tree: &str, prefix: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    pub fn iter_prefix(&self, tree: &str, prefix: &[u8], limit: usize) -> Result<Vec<KeyValue>, StorageError> {
         let cf = self.tree(tree)?;
         let mut out = Vec::new();
         for item in self.db.iterator_cf(&cf, IteratorMode::From(prefix, Direction::Forward)) {

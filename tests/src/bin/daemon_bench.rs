@@ -36,6 +36,9 @@ fn us(ns: u64) -> String {
     format!("{:.1} µs", ns as f64 / 1000.0)
 }
 
+/// CPUs to pin (caller, echo) to; `None` leaves a thread unpinned.
+type Pins = (Option<usize>, Option<usize>);
+
 fn pin_to(cpu: Option<usize>) {
     let Some(cpu) = cpu else { return };
     // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes inside it.
@@ -49,7 +52,7 @@ fn pin_to(cpu: Option<usize>) {
 /// Raw ping-pong: `req` bytes one way, `resp` bytes back, blocking reads on
 /// both ends, two threads, as lean as a round trip over AF_UNIX gets.
 /// `pins`: CPUs for (caller, echo), or unpinned like the module and hostd.
-fn raw_pingpong(n: usize, req: usize, resp: usize, pins: (Option<usize>, Option<usize>)) -> Vec<u64> {
+fn raw_pingpong(n: usize, req: usize, resp: usize, pins: Pins) -> Vec<u64> {
     let (mut a, mut b) = std::os::unix::net::UnixStream::pair().expect("socketpair");
     let echo = std::thread::spawn(move || {
         pin_to(pins.1);
@@ -155,7 +158,7 @@ fn main() {
     // Unpinned is the like-for-like baseline (hostd and the module are not
     // pinned either); the pinned runs show this machine's floor (same core)
     // and its cross-core wake-up cost.
-    let variants: [(&str, (Option<usize>, Option<usize>)); 3] =
+    let variants: [(&str, Pins); 3] =
         [("raw, unpinned (baseline)", (None, None)), ("raw, both on CPU 0", (Some(0), Some(0))), ("raw, CPU 0 ↔ CPU 1", (Some(0), Some(1)))];
     raw_pingpong(1000, req, resp, (None, None));
     b.cli("b-bench", "rtt", &["1000".into()]);
