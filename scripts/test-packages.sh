@@ -2,7 +2,9 @@
 # Package tests (part of scripts/test.sh): build the .deb and .rpm, lint
 # them, verify the systemd unit, print its exposure score, then install,
 # upgrade over itself, remove and purge the .deb in a debootstrap'd Debian
-# chroot, checking files, the hostd user and conffile handling each step.
+# chroot, checking files, the hostd user and conffile handling each step;
+# finally boot that Debian with the package under systemd in a VM
+# (scripts/vm/run-systemd.sh) and check the running service from inside.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -99,4 +101,8 @@ in_root dpkg -P hostd
 [ ! -e "$root/etc/hostd" ] || fail "purge: /etc/hostd still there"
 ! in_root getent passwd hostd >/dev/null || fail "purge: hostd user still there"
 [ "$(cat "$root/var/lib/hostd/data/modules/kept/files/state")" = precious ] || fail "purge: module data was removed"
+
+step "under systemd: boot the chroot with the package in a VM (cgroup v2), start hostd.service"
+bash scripts/vm/run-systemd.sh "$deb" "$base" /var/tmp/hostd-target/x86_64-unknown-linux-gnu/release \
+  || fail "hostd.service under systemd (console above)"
 step "ok"
