@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then echo "run as root (real sandboxes)" >&2; exit 1; fi
 id hostd >/dev/null 2>&1 || useradd --system --no-create-home --home-dir /var/lib/hostd --shell /usr/sbin/nologin hostd
 cargo build --release --workspace --bins --locked -q
-exec /var/tmp/hostd-target/x86_64-unknown-linux-gnu/release/daemon-bench "${1:-50}" "${2:-5}"
+exec "${CARGO_TARGET_DIR:-/var/tmp/hostd-target}"/x86_64-unknown-linux-gnu/release/daemon-bench "${1:-50}" "${2:-5}"

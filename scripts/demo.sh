@@ -19,7 +19,7 @@ if ! id hostd >/dev/null 2>&1; then
 fi
 echo "==> build (first build compiles RocksDB: ~20 min on 2 cores)"
 cargo build --release --workspace --bins --locked -q
-bin=/var/tmp/hostd-target/x86_64-unknown-linux-gnu/release
+bin="${CARGO_TARGET_DIR:-/var/tmp/hostd-target}/x86_64-unknown-linux-gnu/release"
 demo=/var/tmp/hostd-demo
 rm -rf "$demo" && mkdir -p "$demo/modules" "$demo/data" "$demo/run"
 "$bin/hostd" keygen --out "$demo/demo-maintainer.key" > "$demo/demo-maintainer.pub"

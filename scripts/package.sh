@@ -3,15 +3,17 @@
 # release build and the metadata in hostd/Cargo.toml. Prints the two paths.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-target_dir=/var/tmp/hostd-target
+# CARGO_TARGET_DIR overrides .cargo/config.toml's target-dir, as for cargo.
+target_dir=${CARGO_TARGET_DIR:-/var/tmp/hostd-target}
 triple=x86_64-unknown-linux-gnu
 out="$target_dir/packages"
 # Pinned: the versions DESIGN.md measured on these machines.
 command -v cargo-deb >/dev/null || (cd / && cargo install --locked cargo-deb@3.8.0)
 command -v cargo-generate-rpm >/dev/null || (cd / && cargo install --locked cargo-generate-rpm@0.21.1)
 cargo build --release --locked -p hostd >&2
-# The man page and completions come from the CLI definition itself.
-gen="$target_dir/gen-docs"
+# The man page and completions come from the CLI definition itself
+# (hostd/Cargo.toml names them as target/release/gen-docs/…).
+gen="$target_dir/$triple/release/gen-docs"
 rm -rf "$gen"
 "$target_dir/$triple/release/hostd" gen-docs "$gen"
 gzip -9n "$gen/hostd.1"

@@ -103,6 +103,6 @@ in_root dpkg -P hostd
 [ "$(cat "$root/var/lib/hostd/data/modules/kept/files/state")" = precious ] || fail "purge: module data was removed"
 
 step "under systemd: boot the chroot with the package in a VM (cgroup v2), start hostd.service"
-bash scripts/vm/run-systemd.sh "$deb" "$base" /var/tmp/hostd-target/x86_64-unknown-linux-gnu/release \
+bash scripts/vm/run-systemd.sh "$deb" "$base" "${CARGO_TARGET_DIR:-/var/tmp/hostd-target}"/x86_64-unknown-linux-gnu/release \
   || fail "hostd.service under systemd (console above)"
 step "ok"
