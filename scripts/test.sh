@@ -33,7 +33,8 @@ fi
 tools_pid=
 if ! command -v cargo-deb >/dev/null || ! command -v cargo-generate-rpm >/dev/null; then
   echo "==> cargo install cargo-deb cargo-generate-rpm (background, log /var/tmp/hostd-tools-install.log)"
-  (cd / && nice -n 10 cargo install --locked cargo-deb@3.8.0 cargo-generate-rpm@0.21.1) > /var/tmp/hostd-tools-install.log 2>&1 &
+  # Its own temporary target dir, so it never waits for the main build's lock.
+  (cd / && env -u CARGO_TARGET_DIR nice -n 10 cargo install --locked cargo-deb@3.8.0 cargo-generate-rpm@0.21.1) > /var/tmp/hostd-tools-install.log 2>&1 &
   tools_pid=$!
 fi
 

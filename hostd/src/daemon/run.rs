@@ -25,6 +25,8 @@ pub enum RunError {
     Control(#[from] control::ControlError),
     #[error("{0}")]
     Privileges(#[from] crate::privdrop::PrivError),
+    #[error("{field} = {path:?} is a shared system directory; hostd would make it the hostd user's. Give it a directory of its own (e.g. /var/lib/hostd/data, /run/hostd)")]
+    SharedDir { field: &'static str, path: std::path::PathBuf },
     #[error("module {module} has host id {id}, which is {what}: modules never run as root or as hostd; fix [identity] or {file}")]
     IdClash { module: String, id: u32, what: &'static str, file: std::path::PathBuf },
 }
@@ -72,11 +74,23 @@ fn check_ids(config: &HostConfig, run_as: &RunAs) -> Result<(), RunError> {
     Ok(())
 }
 
+/// System directories hostd never takes ownership of.
+const SHARED_DIRS: [&str; 14] =
+    ["/", "/run", "/var", "/var/lib", "/var/run", "/tmp", "/var/tmp", "/etc", "/usr", "/home", "/root", "/srv", "/opt", "/dev/shm"];
+
 /// While still root: give hostd's user the directories it writes after the
 /// drop: the data and run dirs, every module's data dir and database, and
 /// the id file. A module's files/ is fixed up when the module starts.
 fn hand_over(config: &HostConfig, run_as: &RunAs) -> Result<(), RunError> {
     use std::os::unix::fs::PermissionsExt;
+    // Only directories of hostd's own are handed over: a run_dir of "/run"
+    // must not turn /run into the hostd user's.
+    for (field, dir) in [("paths.data_dir", &config.paths.data_dir), ("paths.run_dir", &config.paths.run_dir)] {
+        let shared = SHARED_DIRS.iter().any(|d| dir.as_path() == std::path::Path::new(d));
+        if shared || dir.parent().is_none() {
+            return Err(RunError::SharedDir { field, path: dir.clone() });
+        }
+    }
     let mode = |path: &std::path::Path, m: u32| {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(m)).map_err(|source| RunError::Dir { path: path.into(), source })
     };
@@ -203,5 +217,17 @@ mod tests {
             assert!(e.to_string().contains("module evil"), "{e}");
         }
         let _ = std::fs::remove_dir_all(&data);
+    }
+
+    #[test]
+    fn shared_system_directories_are_never_handed_over() {
+        let run_as = RunAs { user: "hostd".into(), uid: 700_005, gid: 990 };
+        for (data, run, field) in [("/var/lib/hostd/data", "/run", "paths.run_dir"), ("/var/lib", "/run/hostd", "paths.data_dir")] {
+            let mut config = HostConfig::default();
+            config.paths.data_dir = data.into();
+            config.paths.run_dir = run.into();
+            let e = hand_over(&config, &run_as).expect_err("a shared directory");
+            assert!(e.to_string().contains(field), "{e}");
+        }
     }
 }
