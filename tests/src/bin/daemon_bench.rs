@@ -233,11 +233,14 @@ fn main() {
         }
         let received: u64 = counts.iter().sum();
         let after = bus_drops(&b);
-        let dropped: u64 = after.iter().map(|(k, v)| v - before.get(k).copied().unwrap_or(0)).sum();
+        let per_module: Vec<u64> = after.iter().map(|(k, v)| v - before.get(k).copied().unwrap_or(0)).collect();
+        let dropped: u64 = per_module.iter().sum();
+        let dropping = per_module.iter().filter(|d| **d > 0).count();
+        let worst = per_module.iter().max().copied().unwrap_or(0);
         let secs = last_ns.saturating_sub(start_ns) as f64 / 1e9;
         let sdk_lost: u64 = sdk_dropped.iter().zip(&sdk_prev).map(|(now, prev)| now.saturating_sub(*prev)).sum();
         if pass > 0 {
-            fanouts.push((*window, received as f64 / secs, received, dropped, sdk_lost));
+            fanouts.push((*window, received as f64 / secs, received, dropped, sdk_lost, dropping, worst));
         }
         sdk_prev = sdk_dropped;
     }
@@ -264,9 +267,10 @@ fn main() {
         modules + 1, all_up.as_secs_f64(), ready.as_secs_f64());
     println!();
     println!("event fan-out, 1 publisher → {modules} modules, {EVENTS} events per run (target ≥ 1000000 deliveries/s):");
-    for (window, rate, received, dropped, sdk_lost) in &fanouts {
+    for (window, rate, received, dropped, sdk_lost, dropping, worst) in &fanouts {
         println!(
-            "  {window:>2} publishes in flight: {rate:>9.0} deliveries/s; {received} received, {dropped} dropped at the bus, {sdk_lost} in the SDK inbox"
+            "  {window:>2} publishes in flight: {rate:>9.0} deliveries/s; {received} received, {dropped} dropped at the bus \
+             ({dropping} modules, at most {worst} for one), {sdk_lost} in the SDK inbox"
         );
     }
     println!();
