@@ -34,13 +34,13 @@ rpmdb=$(mktemp -d)
 trap 'rm -rf "$rpmdb"' EXIT
 files=$(rpm --dbpath "$rpmdb" -qpl "$rpm")
 rpm --dbpath "$rpmdb" -qpi "$rpm" | head -n 12
-for f in /usr/bin/hostd /etc/hostd/hostd.toml /usr/lib/systemd/system/hostd.service /usr/lib/sysusers.d/hostd.conf \
+for f in /usr/bin/hostd /usr/lib/hostd/hostd-setup /etc/hostd/hostd.toml /usr/lib/systemd/system/hostd.service /usr/lib/sysusers.d/hostd.conf \
          /usr/lib/tmpfiles.d/hostd.conf /usr/share/man/man1/hostd.1.gz /usr/share/hostd/policies/seccomp-baseline.toml; do
   grep -qx "$f" <<<"$files" || fail "rpm lacks $f"
 done
 rpm --dbpath "$rpmdb" -qpc "$rpm" | grep -qx /etc/hostd/hostd.toml || fail "rpm: hostd.toml is not a config file"
 scripts=$(rpm --dbpath "$rpmdb" -qp --scripts "$rpm")
-for s in "postinstall scriptlet" "preuninstall scriptlet" "postuninstall scriptlet" systemd-sysusers "systemctl enable" userdel; do
+for s in "postinstall scriptlet" "preuninstall scriptlet" "postuninstall scriptlet" /usr/lib/hostd/hostd-setup "systemctl enable" userdel; do
   grep -q "$s" <<<"$scripts" || fail "rpm scriptlets lack: $s"
 done
 echo "rpm: ${#files} bytes of file list, scriptlets ok"
