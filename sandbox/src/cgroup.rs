@@ -151,6 +151,9 @@ pub struct CgroupRoot {
     graveyard: Arc<Mutex<Vec<PathBuf>>>,
 }
 
+/// Spare cgroups kept ready at most (see [`CgroupRoot::prepare_spare`]).
+const MAX_SPARES: usize = 4;
+
 /// The leaf hostd's own processes live in on v2 (systemd's DelegateSubgroup=).
 const SUPERVISOR_LEAF: &str = "supervisor";
 
@@ -267,7 +270,13 @@ impl CgroupRoot {
         let have = lock(&self.spares).iter().any(|(n, l, _)| n == name && l == limits);
         if !have {
             if let Ok(cg) = self.make(name, limits) {
-                lock(&self.spares).push((name.to_string(), *limits, cg));
+                let mut spares = lock(&self.spares);
+                // Each spare is a few empty cgroups' worth of kernel memory:
+                // keep only the most recently launched sandboxes' ones.
+                if spares.len() >= MAX_SPARES {
+                    spares.remove(0);
+                }
+                spares.push((name.to_string(), *limits, cg));
             }
         }
     }
