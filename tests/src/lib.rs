@@ -21,8 +21,7 @@ pub const SANDBOX_UID: u32 = 62000;
 /// HOSTD_REQUIRE_PRIVILEGED=1 a missing privilege or kernel feature is a
 /// failure, never a skip.
 pub fn require_privileged(what: &str) -> bool {
-    let strict = std::env::var("CI").map(|v| v == "true").unwrap_or(false)
-        || std::env::var("HOSTD_REQUIRE_PRIVILEGED").map(|v| v == "1").unwrap_or(false);
+    let strict = strict();
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     let kernel = sandbox::KernelFeatures::probe();
@@ -43,6 +42,27 @@ pub fn require_privileged(what: &str) -> bool {
             false
         }
     }
+}
+
+/// [`require_privileged`], plus the `hostd` user that `hostd run` drops to
+/// (scripts/test.sh creates it; the packages do in production).
+pub fn require_daemon(what: &str) -> bool {
+    if !require_privileged(what) {
+        return false;
+    }
+    match hostd::privdrop::RunAs::lookup("hostd") {
+        Ok(_) => true,
+        Err(e) if strict() => panic!("{what}: {e}, and CI/HOSTD_REQUIRE_PRIVILEGED forbids skipping"),
+        Err(e) => {
+            eprintln!("SKIP {what}: {e}");
+            false
+        }
+    }
+}
+
+fn strict() -> bool {
+    std::env::var("CI").map(|v| v == "true").unwrap_or(false)
+        || std::env::var("HOSTD_REQUIRE_PRIVILEGED").map(|v| v == "1").unwrap_or(false)
 }
 
 /// Where the workspace binaries are: `HOSTD_BIN_DIR`, or the profile

@@ -2,7 +2,7 @@
 //! hostd-testmod binary plays each role), driven through the CLI.
 
 use hostd_tests::daemon_env::HostdEnv;
-use hostd_tests::require_privileged;
+use hostd_tests::require_daemon;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
@@ -17,7 +17,7 @@ fn last_exit(m: &serde_json::Value) -> String {
 
 #[test]
 fn denial_keeps_the_connection_impostor_is_refused_cli_dispatch_works() {
-    if !require_privileged("hostd run") {
+    if !require_daemon("hostd run") {
         return;
     }
     let mut env = HostdEnv::new("deny", "");
@@ -41,7 +41,7 @@ fn denial_keeps_the_connection_impostor_is_refused_cli_dispatch_works() {
 
 #[test]
 fn garbage_oversized_and_truncated_frames_close_only_that_connection() {
-    if !require_privileged("hostd run") {
+    if !require_daemon("hostd run") {
         return;
     }
     let mut env = HostdEnv::new("frames", "");
@@ -63,7 +63,7 @@ fn garbage_oversized_and_truncated_frames_close_only_that_connection() {
 
 #[test]
 fn crashes_publish_their_reason_and_restart_with_backoff_until_the_crash_loop_limit() {
-    if !require_privileged("hostd run") {
+    if !require_daemon("hostd run") {
         return;
     }
     let mut env = HostdEnv::new("crash", "");
@@ -103,7 +103,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 #[test]
 fn an_event_flood_to_a_module_that_never_reads_is_dropped_and_counted() {
-    if !require_privileged("hostd run") {
+    if !require_daemon("hostd run") {
         return;
     }
     let mut env = HostdEnv::new("flood", "");
@@ -131,7 +131,7 @@ fn an_event_flood_to_a_module_that_never_reads_is_dropped_and_counted() {
 
 #[test]
 fn acknowledged_writes_survive_kill_9_of_hostd() {
-    if !require_privileged("hostd run") {
+    if !require_daemon("hostd run") {
         return;
     }
     let mut env = HostdEnv::new("durable", "");
@@ -153,7 +153,7 @@ fn acknowledged_writes_survive_kill_9_of_hostd() {
 
 #[test]
 fn unload_and_reload_at_runtime_with_dependents() {
-    if !require_privileged("hostd run") {
+    if !require_daemon("hostd run") {
         return;
     }
     let mut env = HostdEnv::new("deps", "");
@@ -182,7 +182,7 @@ fn unload_and_reload_at_runtime_with_dependents() {
 
 #[test]
 fn file_requests_stay_inside_the_module_data_directory() {
-    if !require_privileged("hostd run") {
+    if !require_daemon("hostd run") {
         return;
     }
     let mut env = HostdEnv::new("fsreq", "");
@@ -224,7 +224,7 @@ fn cap_mask(pid: u64, key: &str) -> u64 {
 
 #[test]
 fn hostd_drops_root_keeps_only_documented_capabilities_and_still_launches() {
-    if !require_privileged("hostd run") {
+    if !require_daemon("hostd run") {
         return;
     }
     let user = hostd::privdrop::RunAs::lookup("hostd").expect("the hostd user exists (scripts/test.sh creates it)");
