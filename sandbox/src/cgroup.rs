@@ -149,6 +149,9 @@ pub struct CgroupRoot {
     spares: Mutex<Vec<(String, CgroupLimits, Cgroup)>>,
     /// Emptied sandbox cgroups whose directories are still to be removed.
     graveyard: Arc<Mutex<Vec<PathBuf>>>,
+    /// Make spares at all: worth it for a long-lived launcher, wasted work
+    /// for a one-shot `hostd sandbox run`.
+    keep_spares: bool,
 }
 
 /// Spare cgroups kept ready at most (see [`CgroupRoot::prepare_spare`]).
@@ -176,7 +179,14 @@ impl CgroupRoot {
             }
             _ => None,
         };
-        let root = CgroupRoot { mode, v2_base, v1_sub: None, spares: Mutex::new(Vec::new()), graveyard: Arc::new(Mutex::new(Vec::new())) };
+        let root = CgroupRoot {
+            mode,
+            v2_base,
+            v1_sub: None,
+            spares: Mutex::new(Vec::new()),
+            graveyard: Arc::new(Mutex::new(Vec::new())),
+            keep_spares: false,
+        };
         root.sweep_stale();
         Ok(root)
     }
@@ -204,6 +214,13 @@ impl CgroupRoot {
 
     pub fn mode(&self) -> &CgroupMode {
         &self.mode
+    }
+
+    /// For a long-lived launcher: make each next sandbox's cgroup ahead of
+    /// time (see [`CgroupRoot::prepare_spare`]).
+    pub fn with_spares(mut self) -> CgroupRoot {
+        self.keep_spares = true;
+        self
     }
 
     fn v1_base(&self, h: &V1Hierarchy) -> PathBuf {
@@ -257,7 +274,7 @@ impl CgroupRoot {
     pub fn create(&self, name: &str, limits: &CgroupLimits) -> Result<Cgroup, SandboxError> {
         let mut spares = lock(&self.spares);
         if let Some(i) = spares.iter().position(|(n, l, _)| n == name && l == limits) {
-            return Ok(spares.swap_remove(i).2);
+            return Ok(spares.remove(i).2);
         }
         drop(spares);
         self.make(name, limits)
@@ -267,6 +284,9 @@ impl CgroupRoot {
     /// make the next sandbox's cgroup now, and remove emptied ones.
     pub fn prepare_spare(&self, name: &str, limits: &CgroupLimits) {
         self.remove_emptied();
+        if !self.keep_spares {
+            return;
+        }
         let have = lock(&self.spares).iter().any(|(n, l, _)| n == name && l == limits);
         if !have {
             if let Ok(cg) = self.make(name, limits) {

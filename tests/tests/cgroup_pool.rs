@@ -42,7 +42,7 @@ fn pool_checks() {
     let kernel = KernelFeatures::probe();
     let policy = Policy { name: "pool".into(), ..Policy::default() };
     let prepared = sandbox::prepare(&policy, &kernel).expect("prepare");
-    let root = CgroupRoot::new(kernel.cgroup.clone()).expect("cgroup root");
+    let root = CgroupRoot::new(kernel.cgroup.clone()).expect("cgroup root").with_spares();
     sandbox::clear_supplementary_groups().expect("setgroups");
 
     let first = run_once(&prepared, &root);

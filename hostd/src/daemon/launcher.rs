@@ -204,7 +204,7 @@ fn set_up(run_as: Option<&RunAs>) -> Result<(KernelFeatures, Option<CgroupRoot>)
     sandbox::clear_supplementary_groups().map_err(|e| format!("setgroups: {e}"))?;
     let kernel = KernelFeatures::probe();
     let mut cgroups = match CgroupRoot::new(kernel.cgroup.clone()) {
-        Ok(c) => Some(c),
+        Ok(c) => Some(c.with_spares()),
         Err(e) => {
             eprintln!("hostd launcher: cgroups unavailable: {e}");
             None

@@ -46,7 +46,14 @@ pub fn run(config: HostConfig) -> Result<(), RunError> {
     // to `run_as` itself, after delegating the sandbox cgroups.
     let launcher = launcher::fork_launcher(Some(&run_as))?;
     crate::privdrop::drop_to(&run_as, &crate::privdrop::DAEMON_CAPS)?;
-    tracing::info!(user = %run_as.user, uid = run_as.uid, "dropped root; keeping CAP_CHOWN and CAP_FOWNER (launcher: CAP_SETUID, CAP_SETGID)");
+    use crate::privdrop::{daemon_mask, launcher_mask, names};
+    tracing::info!(
+        user = %run_as.user,
+        uid = run_as.uid,
+        "dropped root; keeping {} (launcher: {})",
+        names(daemon_mask()).join(", "),
+        names(launcher_mask()).join(", ")
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("hostd").build().map_err(RunError::Runtime)?;
     runtime.block_on(serve(config, launcher))
 }

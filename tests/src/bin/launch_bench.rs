@@ -49,7 +49,8 @@ fn main() {
 
     let kernel = KernelFeatures::probe();
     let prepared = sandbox::prepare(&policy, &kernel).unwrap_or_else(|e| die(&e.to_string()));
-    let cgroups = CgroupRoot::new(kernel.cgroup.clone()).unwrap_or_else(|e| die(&e.to_string()));
+    // Like the daemon's long-lived launcher (spares made ahead of time).
+    let cgroups = CgroupRoot::new(kernel.cgroup.clone()).unwrap_or_else(|e| die(&e.to_string())).with_spares();
     sandbox::clear_supplementary_groups().unwrap_or_else(|e| die(&e.to_string()));
 
     let mut bare = Vec::new();
@@ -98,7 +99,8 @@ fn main() {
 /// at a time, to show where the launch time goes.
 fn breakdown(iterations: usize, payload: &Path) {
     let kernel = KernelFeatures::probe();
-    let cgroups = CgroupRoot::new(kernel.cgroup.clone()).unwrap_or_else(|e| die(&e.to_string()));
+    // Like the daemon's long-lived launcher (spares made ahead of time).
+    let cgroups = CgroupRoot::new(kernel.cgroup.clone()).unwrap_or_else(|e| die(&e.to_string())).with_spares();
     sandbox::clear_supplementary_groups().unwrap_or_else(|e| die(&e.to_string()));
     let full = Policy { name: "bench".into(), ..Policy::default() };
     type Tweak = fn(&mut Policy);
