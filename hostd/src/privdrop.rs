@@ -68,6 +68,8 @@ pub enum PrivError {
     Mismatch { set: &'static str, got: u64, want: u64 },
     #[error("handing {path} to user {user}: {source}")]
     Chown { path: std::path::PathBuf, user: String, source: std::io::Error },
+    #[error("handing the sandbox cgroups to user {user}: {source}")]
+    Cgroups { user: String, source: sandbox::SandboxError },
 }
 
 /// The unprivileged user hostd runs as.
@@ -162,6 +164,22 @@ pub fn drop_to(run_as: &RunAs, keep: &[Retained]) -> Result<(), PrivError> {
         }
     }
     Ok(())
+}
+
+/// Make this process a launcher running as `run_as`: hand it the sandbox
+/// cgroups, drop to it keeping [`LAUNCHER_CAPS`], and stay dumpable.
+/// Used by the daemon's launcher and by `hostd sandbox run --user`.
+pub fn become_launcher(run_as: &RunAs, cgroups: Option<&mut sandbox::CgroupRoot>) -> Result<(), PrivError> {
+    if let Some(cg) = cgroups {
+        cg.delegate(run_as.uid, run_as.gid).map_err(|source| PrivError::Cgroups { user: run_as.user.clone(), source })?;
+    }
+    drop_to(run_as, &LAUNCHER_CAPS)?;
+    // Changing uid made us non-dumpable, and a child inherits that: its
+    // /proc/<pid>/{setgroups,uid_map,gid_map} would then belong to root and
+    // we could not write them. Only root or a process holding a superset of
+    // our capabilities (not the daemon) could ptrace us.
+    // SAFETY: prctl with integer arguments.
+    sys("PR_SET_DUMPABLE", unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) }.into())
 }
 
 /// A process's capability sets, from /proc/<pid>/status.

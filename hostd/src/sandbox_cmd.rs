@@ -29,6 +29,10 @@ pub enum SandboxCommand {
         /// Kill the sandbox after this many milliseconds.
         #[arg(long)]
         timeout_ms: Option<u64>,
+        /// Launch as hostd's launcher does: as this user, keeping only
+        /// CAP_SETUID and CAP_SETGID (start as root).
+        #[arg(long)]
+        user: Option<String>,
         /// The binary (opened once; that fd is what gets exec'd) and its arguments.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
@@ -63,8 +67,8 @@ pub fn run(cmd: SandboxCommand) -> ExitCode {
             }
             Err(e) => fail(&format!("cannot render the default policy: {e}")),
         },
-        SandboxCommand::Run { policy, outcome_json, ipc, timeout_ms, command } => {
-            match run_sandboxed(policy, outcome_json, ipc, timeout_ms, command) {
+        SandboxCommand::Run { policy, outcome_json, ipc, timeout_ms, user, command } => {
+            match run_sandboxed(policy, outcome_json, ipc, timeout_ms, user, command) {
                 Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
                 Err(e) => fail(&e.to_string()),
             }
@@ -93,6 +97,8 @@ enum RunError {
     Sandbox(#[from] SandboxError),
     #[error("{what}: {source}")]
     Io { what: &'static str, source: std::io::Error },
+    #[error(transparent)]
+    Privileges(#[from] hostd::privdrop::PrivError),
 }
 
 fn run_sandboxed(
@@ -100,6 +106,7 @@ fn run_sandboxed(
     outcome_json: Option<PathBuf>,
     ipc: bool,
     timeout_ms: Option<u64>,
+    user: Option<String>,
     command: Vec<String>,
 ) -> Result<i32, RunError> {
     let start = Instant::now();
@@ -113,7 +120,7 @@ fn run_sandboxed(
     sandbox::clear_supplementary_groups()?;
     let kernel = KernelFeatures::probe();
     let prepared = sandbox::prepare(&policy, &kernel)?;
-    let cgroups = if policy.cgroup.enabled && !matches!(kernel.cgroup, sandbox::CgroupMode::Unavailable { .. }) {
+    let mut cgroups = if policy.cgroup.enabled && !matches!(kernel.cgroup, sandbox::CgroupMode::Unavailable { .. }) {
         Some(CgroupRoot::new(kernel.cgroup.clone())?)
     } else {
         None
@@ -131,6 +138,15 @@ fn run_sandboxed(
     } else {
         None
     };
+    // Opened while still root: after --user the report's directory may not be writable.
+    let outcome_file = match &outcome_json {
+        Some(path) => Some(std::fs::File::create(path).map_err(|source| RunError::Io { what: "create outcome json", source })?),
+        None => None,
+    };
+    if let Some(name) = &user {
+        let run_as = hostd::privdrop::RunAs::lookup(name)?;
+        hostd::privdrop::become_launcher(&run_as, cgroups.as_mut())?;
+    }
     let sigfd = termination_signalfd()?;
     let mut child = sandbox::spawn(&prepared, cgroups.as_ref(), cmd)?;
     let launch_us = start.elapsed().as_micros();
@@ -140,9 +156,9 @@ fn run_sandboxed(
     let ipc_bytes = host_end.map(|s| drain(&s)).unwrap_or(0);
     let report = Report { outcome, launch_us, total_us: start.elapsed().as_micros(), ipc_bytes, usage, downgrades: prepared.downgrades.clone() };
     drop(child);
-    if let Some(path) = outcome_json {
+    if let Some(mut file) = outcome_file {
         let text = serde_json::to_string(&report).map_err(|e| RunError::Io { what: "render outcome", source: e.into() })?;
-        std::fs::write(&path, text).map_err(|source| RunError::Io { what: "write outcome json", source })?;
+        std::io::Write::write_all(&mut file, text.as_bytes()).map_err(|source| RunError::Io { what: "write outcome json", source })?;
     }
     Ok(outcome.exit_status())
 }

@@ -11,7 +11,9 @@ use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use hostd_tests::{policy_with_data, require_privileged, run_sandboxed, run_unconfined, Run, Scratch, Seen, SANDBOX_UID};
+use hostd_tests::{
+    policy_with_data, require_daemon, require_privileged, run_sandboxed, run_sandboxed_with, run_unconfined, Run, Scratch, Seen, SANDBOX_UID,
+};
 use sandbox::policy::{CpuMax, FsAccess, FsRule};
 use sandbox::Policy;
 
@@ -350,6 +352,53 @@ fn escape_suite() {
     env.tcp.set_nonblocking(true).ok();
     while env.tcp.accept().is_ok() {}
     assert!(failures.is_empty(), "{} escape-suite failures:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// hostd's own launcher is not root: it runs as the `hostd` user with only
+/// CAP_SETUID and CAP_SETGID. Every attack must end exactly the same when
+/// the sandbox comes from such a launcher (`hostd sandbox run --user`).
+#[test]
+fn escape_suite_under_the_unprivileged_launcher() {
+    if !require_daemon("escape suite, unprivileged launcher") {
+        return;
+    }
+    let env = Env::new();
+    // The flag really drops: the launcher of a running sandbox is hostd's
+    // user with CAP_SETUID and CAP_SETGID alone.
+    let hostd = hostd::privdrop::RunAs::lookup("hostd").expect("hostd user");
+    let policy_file = std::env::temp_dir().join(format!("hostd-unpriv-policy-{}.json", std::process::id()));
+    std::fs::write(&policy_file, serde_json::to_string(&env.policy()).unwrap_or_default()).expect("policy file");
+    let mut launcher = Command::new(hostd_tests::hostd_bin())
+        .args(["sandbox", "run", "--user", "hostd", "--policy"])
+        .arg(&policy_file)
+        .arg("--")
+        .arg(hostd_tests::probe_bin())
+        .args(["sleep", "300000"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn hostd sandbox run --user");
+    wait_for_sandboxed_child(launcher.id() as i32);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", launcher.id())).unwrap_or_default();
+    let _ = launcher.kill();
+    let _ = launcher.wait();
+    let _ = std::fs::remove_file(&policy_file);
+    let field = |k: &str| status.lines().find_map(|l| l.strip_prefix(k)).map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "));
+    assert_eq!(field("Uid:"), Some(vec![hostd.uid.to_string(); 4].join(" ")), "{status}");
+    assert_eq!(field("CapEff:"), Some(format!("{:016x}", hostd::privdrop::launcher_mask())), "{status}");
+
+    let mut failures = Vec::new();
+    for case in &cases() {
+        let mut policy = env.policy();
+        (case.tweak)(&mut policy);
+        let run = run_sandboxed_with(&policy, &(case.args)(&env), &["--timeout-ms", "30000", "--user", "hostd"]);
+        if !case.expect.matches(&run.seen) {
+            failures.push(format!("{}: expected {:?}, saw {:?} ({}) {}", case.name, case.expect, run.seen, run.line, run.stderr.trim()));
+        }
+    }
+    env.tcp.set_nonblocking(true).ok();
+    while env.tcp.accept().is_ok() {}
+    assert!(failures.is_empty(), "{} failures under the unprivileged launcher:\n{}", failures.len(), failures.join("\n"));
 }
 
 /// Removing any one protection must change at least one row; protections

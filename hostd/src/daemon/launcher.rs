@@ -211,18 +211,7 @@ fn set_up(run_as: Option<&RunAs>) -> Result<(KernelFeatures, Option<CgroupRoot>)
         }
     };
     if let Some(r) = run_as {
-        if let Some(cg) = cgroups.as_mut() {
-            cg.delegate(r.uid, r.gid).map_err(|e| format!("handing the sandbox cgroups to user {}: {e}", r.user))?;
-        }
-        crate::privdrop::drop_to(r, &crate::privdrop::LAUNCHER_CAPS).map_err(|e| e.to_string())?;
-        // Changing uid made us non-dumpable, and a child inherits that: its
-        // /proc/<pid>/{setgroups,uid_map,gid_map} would then belong to root
-        // and we could not write them. Only root or a process holding a
-        // superset of our capabilities (not the daemon) could ptrace us.
-        // SAFETY: prctl with integer arguments.
-        if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) } != 0 {
-            return Err(format!("PR_SET_DUMPABLE: {}", std::io::Error::last_os_error()));
-        }
+        crate::privdrop::become_launcher(r, cgroups.as_mut()).map_err(|e| e.to_string())?;
     }
     Ok((kernel, cgroups))
 }
