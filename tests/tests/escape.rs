@@ -165,21 +165,30 @@ impl Drop for Env {
 }
 
 fn start_other_sandbox(data: &std::path::Path) -> (Child, i32) {
-    let dir = std::env::temp_dir().join(format!("hostd-other-policy-{}.json", std::process::id()));
-    let p = policy_with_data("other", SANDBOX_UID + 1, data);
-    std::fs::write(&dir, serde_json::to_string(&p).unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
+    sleeping_sandbox(&policy_with_data("other", SANDBOX_UID + 1, data), &[])
+}
+
+/// `hostd sandbox run [options] --policy <policy> -- probe sleep`: a
+/// launcher whose sandbox stays up; returns it and the sandbox's host pid.
+fn sleeping_sandbox(policy: &Policy, options: &[&str]) -> (Child, i32) {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let file = std::env::temp_dir().join(format!("hostd-sleeper-{}-{}.json", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+    std::fs::write(&file, serde_json::to_string(policy).unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
     let child = Command::new(hostd_tests::hostd_bin())
-        .args(["sandbox", "run", "--policy"])
-        .arg(&dir)
+        .args(["sandbox", "run"])
+        .args(options)
+        .arg("--policy")
+        .arg(&file)
         .arg("--")
         .arg(hostd_tests::probe_bin())
         .args(["sleep", "300000"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap_or_else(|e| panic!("spawn other sandbox: {e}"));
+        .unwrap_or_else(|e| panic!("spawn a sleeping sandbox: {e}"));
     let pid = wait_for_sandboxed_child(child.id() as i32);
-    let _ = std::fs::remove_file(&dir);
+    let _ = std::fs::remove_file(&file);
     (child, pid)
 }
 
@@ -366,23 +375,10 @@ fn escape_suite_under_the_unprivileged_launcher() {
     // The flag really drops: the launcher of a running sandbox is hostd's
     // user with CAP_SETUID and CAP_SETGID alone.
     let hostd = hostd::privdrop::RunAs::lookup("hostd").expect("hostd user");
-    let policy_file = std::env::temp_dir().join(format!("hostd-unpriv-policy-{}.json", std::process::id()));
-    std::fs::write(&policy_file, serde_json::to_string(&env.policy()).unwrap_or_default()).expect("policy file");
-    let mut launcher = Command::new(hostd_tests::hostd_bin())
-        .args(["sandbox", "run", "--user", "hostd", "--policy"])
-        .arg(&policy_file)
-        .arg("--")
-        .arg(hostd_tests::probe_bin())
-        .args(["sleep", "300000"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn hostd sandbox run --user");
-    wait_for_sandboxed_child(launcher.id() as i32);
+    let (mut launcher, _) = sleeping_sandbox(&env.policy(), &["--user", "hostd"]);
     let status = std::fs::read_to_string(format!("/proc/{}/status", launcher.id())).unwrap_or_default();
     let _ = launcher.kill();
     let _ = launcher.wait();
-    let _ = std::fs::remove_file(&policy_file);
     let field = |k: &str| status.lines().find_map(|l| l.strip_prefix(k)).map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "));
     assert_eq!(field("Uid:"), Some(vec![hostd.uid.to_string(); 4].join(" ")), "{status}");
     assert_eq!(field("CapEff:"), Some(format!("{:016x}", hostd::privdrop::launcher_mask())), "{status}");
