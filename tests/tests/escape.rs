@@ -111,6 +111,13 @@ struct Env {
 }
 
 impl Env {
+    /// Accept whatever the unconfined controls' connects left queued on the
+    /// loopback listener.
+    fn drain_listener(&self) {
+        self.tcp.set_nonblocking(true).ok();
+        while self.tcp.accept().is_ok() {}
+    }
+
     fn new() -> Env {
         let scratch = Scratch::new("escape");
         let data = scratch.owned_dir("data");
@@ -326,12 +333,18 @@ fn port(e: &Env) -> u16 {
 }
 
 fn run_case(env: &Env, case: &Case, removed: &[Protection]) -> Run {
+    run_case_with(env, case, removed, &["--timeout-ms", "30000"])
+}
+
+/// `case` under the suite's policy minus `removed`, launched by
+/// `hostd sandbox run` with `options`.
+fn run_case_with(env: &Env, case: &Case, removed: &[Protection], options: &[&str]) -> Run {
     let mut policy = env.policy();
     (case.tweak)(&mut policy);
     for p in removed {
         remove(&mut policy, *p);
     }
-    run_sandboxed(&policy, &(case.args)(env))
+    run_sandboxed_with(&policy, &(case.args)(env), options)
 }
 
 #[test]
@@ -357,9 +370,7 @@ fn escape_suite() {
         }
         eprintln!("{:<40} sandboxed {:<22} control {:?}", case.name, format!("{:?}", run.seen), control.seen);
     }
-    // Drain the loopback listener so the unconfined connect left nothing queued.
-    env.tcp.set_nonblocking(true).ok();
-    while env.tcp.accept().is_ok() {}
+    env.drain_listener();
     assert!(failures.is_empty(), "{} escape-suite failures:\n{}", failures.len(), failures.join("\n"));
 }
 
@@ -385,15 +396,12 @@ fn escape_suite_under_the_unprivileged_launcher() {
 
     let mut failures = Vec::new();
     for case in &cases() {
-        let mut policy = env.policy();
-        (case.tweak)(&mut policy);
-        let run = run_sandboxed_with(&policy, &(case.args)(&env), &["--timeout-ms", "30000", "--user", "hostd"]);
+        let run = run_case_with(&env, case, &[], &["--timeout-ms", "30000", "--user", "hostd"]);
         if !case.expect.matches(&run.seen) {
             failures.push(format!("{}: expected {:?}, saw {:?} ({}) {}", case.name, case.expect, run.seen, run.line, run.stderr.trim()));
         }
     }
-    env.tcp.set_nonblocking(true).ok();
-    while env.tcp.accept().is_ok() {}
+    env.drain_listener();
     assert!(failures.is_empty(), "{} failures under the unprivileged launcher:\n{}", failures.len(), failures.join("\n"));
 }
 
