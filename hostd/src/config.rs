@@ -62,6 +62,10 @@ pub struct DaemonSettings {
     pub disk_low_percent: u8,
     /// Publish ResourceLimitWarning above this share of a cgroup limit.
     pub resource_warn_percent: u8,
+    /// Sandboxes the launcher makes ahead of time for modules it relaunches
+    /// (restart, reload): each is an idle process with fresh namespaces and
+    /// an empty cgroup. 0 turns them off.
+    pub standbys: usize,
 }
 
 impl Default for DaemonSettings {
@@ -85,6 +89,7 @@ impl Default for DaemonSettings {
             disabled: Vec::new(),
             disk_low_percent: 5,
             resource_warn_percent: 90,
+            standbys: 4,
         }
     }
 }

@@ -16,31 +16,38 @@ use sandbox::{CgroupRoot, Command, KernelFeatures, Outcome, Policy, SandboxError
 #[derive(Subcommand)]
 pub enum SandboxCommand {
     /// Run BINARY confined by the policy; exit with its status (128+signal if killed).
-    Run {
-        /// Policy file (TOML, or JSON). Without it the strict default policy applies.
-        #[arg(long)]
-        policy: Option<PathBuf>,
-        /// Write the typed outcome (exit, signal, seccomp violation, OOM) and usage here as JSON.
-        #[arg(long)]
-        outcome_json: Option<PathBuf>,
-        /// Give the sandbox one end of a socketpair as fd 3 and count what it writes there.
-        #[arg(long)]
-        ipc: bool,
-        /// Kill the sandbox after this many milliseconds.
-        #[arg(long)]
-        timeout_ms: Option<u64>,
-        /// Launch as hostd's launcher does: as this user, keeping only
-        /// CAP_SETUID and CAP_SETGID (start as root).
-        #[arg(long)]
-        user: Option<String>,
-        /// The binary (opened once; that fd is what gets exec'd) and its arguments.
-        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
-        command: Vec<String>,
-    },
+    Run(RunArgs),
     /// Print what this kernel can enforce (cgroup mode, Landlock ABI, seccomp, user namespaces).
     Features,
     /// Print the strict default policy as TOML (a starting point for policy files).
     DefaultPolicy,
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Policy file (TOML, or JSON). Without it the strict default policy applies.
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// Write the typed outcome (exit, signal, seccomp violation, OOM) and usage here as JSON.
+    #[arg(long)]
+    outcome_json: Option<PathBuf>,
+    /// Give the sandbox one end of a socketpair as fd 3 and count what it writes there.
+    #[arg(long)]
+    ipc: bool,
+    /// Kill the sandbox after this many milliseconds.
+    #[arg(long)]
+    timeout_ms: Option<u64>,
+    /// Launch as hostd's launcher does: as this user, keeping only
+    /// CAP_SETUID and CAP_SETGID (start as root).
+    #[arg(long)]
+    user: Option<String>,
+    /// Launch into a standby made for the policy first, the way hostd's
+    /// launcher relaunches a module (namespaces, ids and cgroup made ahead).
+    #[arg(long)]
+    standby: bool,
+    /// The binary (opened once; that fd is what gets exec'd) and its arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -67,8 +74,8 @@ pub fn run(cmd: SandboxCommand) -> ExitCode {
             }
             Err(e) => fail(&format!("cannot render the default policy: {e}")),
         },
-        SandboxCommand::Run { policy, outcome_json, ipc, timeout_ms, user, command } => {
-            match run_sandboxed(policy, outcome_json, ipc, timeout_ms, user, command) {
+        SandboxCommand::Run(args) => {
+            match run_sandboxed(args) {
                 Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
                 Err(e) => fail(&e.to_string()),
             }
@@ -99,16 +106,12 @@ enum RunError {
     Io { what: &'static str, source: std::io::Error },
     #[error(transparent)]
     Privileges(#[from] hostd::privdrop::PrivError),
+    #[error("--standby: the launch did not use the standby made for it")]
+    StandbyUnused,
 }
 
-fn run_sandboxed(
-    policy_path: Option<PathBuf>,
-    outcome_json: Option<PathBuf>,
-    ipc: bool,
-    timeout_ms: Option<u64>,
-    user: Option<String>,
-    command: Vec<String>,
-) -> Result<i32, RunError> {
+fn run_sandboxed(args: RunArgs) -> Result<i32, RunError> {
+    let RunArgs { policy: policy_path, outcome_json, ipc, timeout_ms, user, standby, command } = args;
     let start = Instant::now();
     let policy = match &policy_path {
         Some(path) => {
@@ -148,7 +151,17 @@ fn run_sandboxed(
         hostd::privdrop::become_launcher(&run_as, cgroups.as_mut())?;
     }
     let sigfd = termination_signalfd()?;
-    let mut child = sandbox::spawn(&prepared, cgroups.as_ref(), cmd)?;
+    let mut child = if standby {
+        let standbys = sandbox::Standbys::new(1);
+        standbys.prepare(&prepared, cgroups.as_ref())?;
+        let child = standbys.spawn(&prepared, cgroups.as_ref(), cmd)?;
+        if standbys.used() != 1 {
+            return Err(RunError::StandbyUnused);
+        }
+        child
+    } else {
+        sandbox::spawn(&prepared, cgroups.as_ref(), cmd)?
+    };
     let launch_us = start.elapsed().as_micros();
     let outcome = wait_child(&mut child, timeout_ms, &sigfd)?;
     // Reading usage costs a few cgroup file reads; only do it for a report.

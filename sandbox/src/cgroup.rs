@@ -144,18 +144,9 @@ pub struct CgroupRoot {
     /// v1, once delegated: the subdirectory of our own cgroup, in every
     /// hierarchy, that belongs to the unprivileged user.
     v1_sub: Option<&'static str>,
-    /// Cgroups made ahead of time (by [`CgroupRoot::prepare_spare`], while a
-    /// child sets itself up) for the next sandbox with the same name and limits.
-    spares: Mutex<Vec<(String, CgroupLimits, Cgroup)>>,
     /// Emptied sandbox cgroups whose directories are still to be removed.
     graveyard: Arc<Mutex<Vec<PathBuf>>>,
-    /// Make spares at all: worth it for a long-lived launcher, wasted work
-    /// for a one-shot `hostd sandbox run`.
-    keep_spares: bool,
 }
-
-/// Spare cgroups kept ready at most (see [`CgroupRoot::prepare_spare`]).
-const MAX_SPARES: usize = 4;
 
 /// The leaf hostd's own processes live in on v2 (systemd's DelegateSubgroup=).
 const SUPERVISOR_LEAF: &str = "supervisor";
@@ -183,9 +174,7 @@ impl CgroupRoot {
             mode,
             v2_base,
             v1_sub: None,
-            spares: Mutex::new(Vec::new()),
             graveyard: Arc::new(Mutex::new(Vec::new())),
-            keep_spares: false,
         };
         root.sweep_stale();
         Ok(root)
@@ -214,13 +203,6 @@ impl CgroupRoot {
 
     pub fn mode(&self) -> &CgroupMode {
         &self.mode
-    }
-
-    /// For a long-lived launcher: make each next sandbox's cgroup ahead of
-    /// time (see [`CgroupRoot::prepare_spare`]).
-    pub fn with_spares(mut self) -> CgroupRoot {
-        self.keep_spares = true;
-        self
     }
 
     fn v1_base(&self, h: &V1Hierarchy) -> PathBuf {
@@ -269,45 +251,14 @@ impl CgroupRoot {
         Ok(())
     }
 
-    /// The sandbox cgroup with its limits written: one made ahead of time
-    /// if there is one, else a new one.
-    pub fn create(&self, name: &str, limits: &CgroupLimits) -> Result<Cgroup, SandboxError> {
-        let mut spares = lock(&self.spares);
-        if let Some(i) = spares.iter().position(|(n, l, _)| n == name && l == limits) {
-            return Ok(spares.remove(i).2);
-        }
-        drop(spares);
-        self.make(name, limits)
-    }
-
-    /// Off the launch's critical path (the child is setting itself up):
-    /// make the next sandbox's cgroup now, and remove emptied ones.
-    pub fn prepare_spare(&self, name: &str, limits: &CgroupLimits) {
-        self.remove_emptied();
-        if !self.keep_spares {
-            return;
-        }
-        let have = lock(&self.spares).iter().any(|(n, l, _)| n == name && l == limits);
-        if !have {
-            if let Ok(cg) = self.make(name, limits) {
-                let mut spares = lock(&self.spares);
-                // Each spare is a few empty cgroups' worth of kernel memory:
-                // keep only the most recently launched sandboxes' ones.
-                if spares.len() >= MAX_SPARES {
-                    spares.remove(0);
-                }
-                spares.push((name.to_string(), *limits, cg));
-            }
-        }
-    }
-
     /// rmdir the directories of sandboxes that have been torn down.
     pub fn remove_emptied(&self) {
         let dirs = std::mem::take(&mut *lock(&self.graveyard));
         remove_dirs(dirs.iter().map(PathBuf::as_path));
     }
 
-    fn make(&self, name: &str, limits: &CgroupLimits) -> Result<Cgroup, SandboxError> {
+    /// A fresh cgroup for sandbox `name`, with its limits written.
+    pub fn create(&self, name: &str, limits: &CgroupLimits) -> Result<Cgroup, SandboxError> {
         let leaf = leaf_name(name);
         match &self.mode {
             CgroupMode::Unified { .. } => {
@@ -610,7 +561,6 @@ impl Drop for Cgroup {
 
 impl Drop for CgroupRoot {
     fn drop(&mut self) {
-        lock(&self.spares).clear();
         self.remove_emptied();
     }
 }

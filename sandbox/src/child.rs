@@ -13,7 +13,7 @@
 //! * the binary is exec'd from the fd that was hashed, never re-opened by path.
 
 use std::ffi::{CStr, CString};
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, IntoRawFd};
 
 use landlock::{
     Access, AccessFs, AccessNet, NetPort, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus,
@@ -21,6 +21,7 @@ use landlock::{
 };
 
 use crate::caps;
+use crate::fdpass;
 use crate::launch::Prepared;
 use crate::policy::FsAccess;
 use crate::seccomp::{self, EXEC_FD};
@@ -127,6 +128,17 @@ impl Step {
 
 type StepResult = Result<(), (Step, i32)>;
 
+/// The error a child's 8-byte failure report (step, errno) stands for.
+pub(crate) fn setup_error(policy: &str, msg: [u8; 8]) -> crate::error::SandboxError {
+    let step = u32::from_ne_bytes([msg[0], msg[1], msg[2], msg[3]]);
+    let errno = i32::from_ne_bytes([msg[4], msg[5], msg[6], msg[7]]);
+    crate::error::SandboxError::ChildSetup {
+        policy: policy.to_string(),
+        step: Step::from_u32(step).map(Step::name).unwrap_or("unknown step"),
+        errno: std::io::Error::from_raw_os_error(errno),
+    }
+}
+
 fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
 }
@@ -141,7 +153,11 @@ fn check(step: Step, rc: libc::c_long) -> StepResult {
 
 /// Raw fds the child starts with (all CLOEXEC, owned by the parent's copies).
 pub(crate) struct ChildFds {
+    /// Its hang-up before our exec means the launcher died: the release
+    /// pipe of a cold launch, a standby's control socket.
     pub release_r: i32,
+    /// Where a failed step is reported (closed by exec on success); a
+    /// standby's control socket again.
     pub err_w: i32,
     pub exec: i32,
     pub stdin: i32,
@@ -156,8 +172,20 @@ pub(crate) struct ChildFds {
 }
 
 /// Entry point after clone; never returns.
-pub(crate) fn run(p: &Prepared, fds: &ChildFds, argv: &[CString]) -> ! {
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| confine_and_exec(p, fds, argv)));
+pub(crate) fn run(p: &Prepared, fds: &ChildFds, argv: &[CString]) -> std::convert::Infallible {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| released_then_confine(p, fds, argv)));
+    report_and_exit(result, fds.err_w)
+}
+
+/// Entry point of a standby (see `standby.rs`) after clone; never returns.
+pub(crate) fn run_standby(p: &Prepared, ctl: i32) -> std::convert::Infallible {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ordered_then_confine(p, ctl)));
+    report_and_exit(result, ctl)
+}
+
+/// Tell the parent which step failed (exec succeeding closes the channel
+/// instead), then leave without running the parent's destructors.
+fn report_and_exit(result: std::thread::Result<StepResult>, err_w: i32) -> std::convert::Infallible {
     let (step, err) = match result {
         Ok(Err(e)) => e,
         Ok(Ok(())) => (Step::Exec, libc::EIO),
@@ -166,7 +194,7 @@ pub(crate) fn run(p: &Prepared, fds: &ChildFds, argv: &[CString]) -> ! {
     let mut msg = [0u8; 8];
     msg[..4].copy_from_slice(&(step as u32).to_ne_bytes());
     msg[4..].copy_from_slice(&err.to_ne_bytes());
-    let err_fd = if fcntl_ok(ERR_FD) { ERR_FD } else { fds.err_w };
+    let err_fd = if fcntl_ok(ERR_FD) { ERR_FD } else { err_w };
     // SAFETY: writing 8 bytes from a stack buffer, then leaving without
     // running the parent's destructors or atexit handlers.
     unsafe {
@@ -180,9 +208,10 @@ fn fcntl_ok(fd: i32) -> bool {
     unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
 }
 
-fn confine_and_exec(p: &Prepared, fds: &ChildFds, argv: &[CString]) -> StepResult {
-    let policy = &p.policy;
-    // SAFETY (whole function): plain syscalls on fds and buffers we own.
+/// Cold launch: wait for the parent to map our ids (and, on v1, to start
+/// attaching our cgroup), then confine.
+fn released_then_confine(p: &Prepared, fds: &ChildFds, argv: &[CString]) -> StepResult {
+    // SAFETY: plain syscalls on fds and a stack byte we own.
     unsafe {
         for fd in &fds.parent_only {
             libc::close(*fd);
@@ -192,6 +221,83 @@ fn confine_and_exec(p: &Prepared, fds: &ChildFds, argv: &[CString]) -> StepResul
         if n != 1 {
             return Err((Step::Release, if n < 0 { errno() } else { libc::EPIPE }));
         }
+    }
+    confine_and_exec(p, fds, argv)
+}
+
+/// Largest standby order (the argv) we accept; a longer one launches cold.
+pub(crate) const STANDBY_ORDER_MAX: usize = 64 * 1024;
+/// A standby's one-byte message once it holds nothing but its control
+/// socket (failures are 8 bytes: step, errno).
+pub(crate) const STANDBY_PARKED: u8 = 0x50;
+/// fds an order carries: binary, stdin, stdout, stderr and the IPC socket.
+const STANDBY_ORDER_FDS: usize = 5;
+
+/// A standby: namespaces made, ids mapped and cgroup joined by the parent
+/// ahead of time. Hold nothing of the launcher but the control socket, wait
+/// for the order (argv, and the fds as SCM_RIGHTS), then confine as a cold
+/// launch would. The control socket doubles as the error channel.
+fn ordered_then_confine(p: &Prepared, ctl: i32) -> StepResult {
+    // SAFETY: plain syscalls on fds and buffers we own.
+    unsafe {
+        // Other launches' pipes and standbys' sockets must not be held here,
+        // or their hang-ups would never be seen. 0-2 are replaced before exec.
+        if ctl > 3 {
+            libc::syscall(libc::SYS_close_range, 3, ctl - 1, 0);
+        }
+        libc::syscall(libc::SYS_close_range, ctl + 1, u32::MAX, 0);
+        // The ids are still the launcher's, so this survives until the
+        // order; after the hang-up check the launcher's death ends us.
+        check(Step::Release, libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) as _)?;
+        let mut pfd = libc::pollfd { fd: ctl, events: libc::POLLIN, revents: 0 };
+        if libc::poll(&mut pfd, 1, 0) > 0 && pfd.revents & libc::POLLHUP != 0 {
+            return Err((Step::Release, libc::EPIPE));
+        }
+        // Parked: the launcher counts us ready only from here on.
+        if libc::send(ctl, [STANDBY_PARKED].as_ptr().cast(), 1, libc::MSG_NOSIGNAL) != 1 {
+            return Err((Step::Release, errno()));
+        }
+        let mut buf = vec![0u8; STANDBY_ORDER_MAX];
+        let (n, received) = match fdpass::recv_packet(ctl, &mut buf, STANDBY_ORDER_FDS) {
+            Ok(Some(order)) => order,
+            // The launcher dropped us (or died): nothing to run.
+            Ok(None) => libc::_exit(0),
+            Err(e) => return Err((Step::Release, e.raw_os_error().unwrap_or(libc::EPROTO))),
+        };
+        // Raw from here on: arrange_fds places and closes them like a cold
+        // child's inherited fds.
+        let fds: Vec<i32> = received.into_iter().map(IntoRawFd::into_raw_fd).collect();
+        let has_ipc = n > 0 && buf[0] == 1;
+        if n == 0 || fds.len() != 4 + usize::from(has_ipc) {
+            return Err((Step::Release, libc::EPROTO));
+        }
+        // Each argument NUL-terminated (empty ones included).
+        let body = &buf[1..n];
+        let argv: Vec<CString> = match body.strip_suffix(&[0]) {
+            Some(args) => args.split(|b| *b == 0).map(|a| CString::new(a).unwrap_or_default()).collect(),
+            None => Vec::new(),
+        };
+        let order = ChildFds {
+            release_r: ctl,
+            err_w: ctl,
+            exec: fds[0],
+            stdin: fds[1],
+            stdout: fds[2],
+            stderr: fds[3],
+            ipc: has_ipc.then(|| fds[4]),
+            await_cgroup: false,
+            parent_only: Vec::new(),
+        };
+        confine_and_exec(p, &order, &argv)
+    }
+}
+
+/// From setsid to exec: the same for a cold launch and a standby.
+fn confine_and_exec(p: &Prepared, fds: &ChildFds, argv: &[CString]) -> StepResult {
+    let policy = &p.policy;
+    let mut byte = 0u8;
+    // SAFETY (whole function): plain syscalls on fds and buffers we own.
+    unsafe {
         check(Step::Setsid, libc::setsid() as _)?;
         reset_signals();
 
@@ -221,7 +327,9 @@ fn confine_and_exec(p: &Prepared, fds: &ChildFds, argv: &[CString]) -> StepResul
                 return Err((Step::CgroupAttach, if n < 0 { errno() } else { libc::EPIPE }));
             }
         }
-        libc::close(fds.release_r);
+        if fds.release_r != fds.err_w {
+            libc::close(fds.release_r);
+        }
         if p.unshare_cgroup_late {
             // Only now: the namespace's root is the cgroup we are in.
             check(Step::CgroupNamespace, libc::unshare(libc::CLONE_NEWCGROUP) as _)?;

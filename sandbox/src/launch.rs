@@ -1,5 +1,7 @@
 //! The parent side of a launch: compile a policy once (`prepare`), then
-//! `spawn` as many confined children from it as needed.
+//! `spawn` as many confined children from it as needed. `begin` clones and
+//! releases a child, `Starting::finish` waits for its exec; standbys
+//! (`standby.rs`) share the pieces in between.
 //!
 //! `spawn` must run in a single-threaded process (the launcher hostd forks
 //! before its async runtime, or `hostd sandbox run`): the child allocates
@@ -13,14 +15,14 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use crate::cgroup::{Cgroup, CgroupMode, CgroupRoot, Usage};
-use crate::child::{self, ChildFds, Step};
+use crate::child::{self, ChildFds};
 use crate::error::SandboxError;
 use crate::features::KernelFeatures;
 use crate::policy::{Feature, Policy};
 
 /// A policy compiled against this kernel: everything the child needs, ready
 /// to use without parsing or deciding anything.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Prepared {
     pub policy: Policy,
     pub(crate) seccomp: Option<seccompiler::BpfProgram>,
@@ -48,7 +50,7 @@ pub struct Downgrade {
     pub detail: String,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct StagedData {
     pub source: CString,
     pub staged_target: CString,
@@ -56,7 +58,7 @@ pub(crate) struct StagedData {
     pub read_only: bool,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct StagedBind {
     pub source: CString,
     pub staged_target: CString,
@@ -318,75 +320,45 @@ fn has_id_capabilities() -> bool {
     eff & needed == needed
 }
 
-/// Launch `cmd` under `prepared`. `cgroups` is required when the policy
-/// enables cgroup limits and the kernel has them.
-pub fn spawn(prepared: &Prepared, cgroups: Option<&CgroupRoot>, cmd: Command) -> Result<Child, SandboxError> {
-    let policy = &prepared.policy;
+/// What every clone of a sandbox needs from its caller: one thread, and root
+/// or (hostd's launcher after it dropped root) CAP_SETUID and CAP_SETGID to
+/// map the sandbox to its own host uid. Returns whether we are root.
+pub(crate) fn check_launcher(policy: &Policy) -> Result<bool, SandboxError> {
     let threads = threads_in_self();
     if threads != 1 {
         return Err(SandboxError::NotSingleThreaded { threads });
     }
-    // Mapping the sandbox to its own host uid takes root, or (hostd's
-    // launcher after it dropped root) CAP_SETUID and CAP_SETGID.
     // SAFETY: geteuid has no preconditions.
     let privileged = unsafe { libc::geteuid() } == 0;
     if !privileged && !has_id_capabilities() {
         return Err(SandboxError::NotRoot { uid: policy.identity.host_uid });
     }
-    let launch_err = |step: &'static str, errno: std::io::Error| SandboxError::Launch {
-        policy: policy.name.clone(),
-        step,
-        errno,
-    };
-    let wants_cgroup = policy.cgroup.enabled && !prepared.downgrades.iter().any(|d| d.feature == Feature::Cgroup);
-    let cgroup_root = match (wants_cgroup, cgroups) {
-        (true, Some(root)) => Some(root),
-        (true, None) => return Err(SandboxError::CgroupSetup("policy sets cgroup limits but no cgroup root was given".into())),
-        (false, _) => None,
-    };
-    // v2: the child is born in its cgroup (CLONE_INTO_CGROUP), so it must
-    // exist first. v1: the parent creates and attaches it while the child
-    // builds its rootfs, and the child waits for that before going on.
-    let born_in_cgroup = cgroup_root.is_some_and(|r| matches!(r.mode(), CgroupMode::Unified { .. }));
-    let cgroup = match cgroup_root {
-        Some(root) if born_in_cgroup => Some(root.create(&policy.name, &policy.cgroup)?),
-        _ => None,
-    };
+    Ok(privileged)
+}
 
-    let devnull = || -> Result<OwnedFd, SandboxError> {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/null")
-            .map(OwnedFd::from)
-            .map_err(|e| SandboxError::io("/dev/null", "open", e))
-    };
-    let stdin = match cmd.stdin {
-        Some(fd) => fd,
-        None => devnull()?,
-    };
-    let dup_std = |fd: RawFd| -> Result<OwnedFd, SandboxError> {
-        // SAFETY: duplicating our own stdio fd.
-        let r = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
-        if r < 0 {
-            return Err(launch_err("dup stdio", last_err()));
-        }
-        // SAFETY: fresh fd.
-        Ok(unsafe { OwnedFd::from_raw_fd(r) })
-    };
-    let stdout = match cmd.stdout {
-        Some(fd) => fd,
-        None => dup_std(1)?,
-    };
-    let stderr = match cmd.stderr {
-        Some(fd) => fd,
-        None => dup_std(2)?,
-    };
-    let (release_r, release_w) = pipe().map_err(|e| launch_err("pipe", e))?;
-    let (err_r, err_w) = pipe().map_err(|e| launch_err("pipe", e))?;
+/// The cgroup root to use, if the policy wants cgroup limits.
+pub(crate) fn cgroup_root_for<'a>(
+    prepared: &Prepared,
+    cgroups: Option<&'a CgroupRoot>,
+) -> Result<Option<&'a CgroupRoot>, SandboxError> {
+    let wants = prepared.policy.cgroup.enabled && !prepared.downgrades.iter().any(|d| d.feature == Feature::Cgroup);
+    match (wants, cgroups) {
+        (true, Some(root)) => Ok(Some(root)),
+        (true, None) => Err(SandboxError::CgroupSetup("policy sets cgroup limits but no cgroup root was given".into())),
+        (false, _) => Ok(None),
+    }
+}
 
-    let ns = policy.namespaces;
-    let mut flags: u64 = libc::CLONE_PIDFD as u64 | libc::CLONE_NEWUSER as u64;
+/// v2 children are born in their cgroup (CLONE_INTO_CGROUP); v1 children
+/// are attached after the clone.
+pub(crate) fn born_in_cgroup(root: Option<&CgroupRoot>) -> bool {
+    root.is_some_and(|r| matches!(r.mode(), CgroupMode::Unified { .. }))
+}
+
+/// The namespace flags of `prepared` for clone3.
+fn namespace_flags(prepared: &Prepared) -> u64 {
+    let ns = prepared.policy.namespaces;
+    let mut flags = libc::CLONE_NEWUSER as u64;
     for (on, f) in [
         (ns.mount, libc::CLONE_NEWNS),
         (ns.pid, libc::CLONE_NEWPID),
@@ -399,8 +371,19 @@ pub fn spawn(prepared: &Prepared, cgroups: Option<&CgroupRoot>, cmd: Command) ->
             flags |= f as u64;
         }
     }
+    flags
+}
+
+/// clone3 into `prepared`'s namespaces (and `cgroup`, on v2). The child runs
+/// `child_main`, which never returns; the parent gets the pid and a pidfd.
+pub(crate) fn clone_sandbox(
+    prepared: &Prepared,
+    cgroup: Option<&Cgroup>,
+    child_main: impl FnOnce() -> std::convert::Infallible,
+) -> Result<(i32, OwnedFd), std::io::Error> {
+    let mut flags = namespace_flags(prepared) | libc::CLONE_PIDFD as u64;
     let mut cgroup_fd = 0u64;
-    if let Some(fd) = cgroup.as_ref().and_then(|c| c.clone_into_fd()) {
+    if let Some(fd) = cgroup.and_then(|c| c.clone_into_fd()) {
         flags |= CLONE_INTO_CGROUP;
         cgroup_fd = fd as u64;
     }
@@ -418,6 +401,107 @@ pub fn spawn(prepared: &Prepared, cgroups: Option<&CgroupRoot>, cmd: Command) ->
         set_tid_size: 0,
         cgroup: cgroup_fd,
     };
+    // SAFETY: clone3 without CLONE_VM behaves like fork; the child runs only
+    // `child_main`, which never returns.
+    let pid = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
+    if pid < 0 {
+        return Err(last_err());
+    }
+    if pid == 0 {
+        // Returns an uninhabited type: the child never gets past this.
+        child_main();
+    }
+    // SAFETY: clone3 wrote a fresh pidfd.
+    Ok((pid as i32, unsafe { OwnedFd::from_raw_fd(pidfd) }))
+}
+
+/// Map the sandbox's single uid and gid to its host ids.
+pub(crate) fn write_id_maps(pid: i32, policy: &Policy) -> Result<(), (&'static str, std::io::Error)> {
+    let ids = policy.identity;
+    write_proc(pid, "setgroups", "deny").map_err(|e| ("write setgroups", e))?;
+    write_proc(pid, "uid_map", &format!("{} {} 1\n", ids.inside_uid, ids.host_uid)).map_err(|e| ("write uid_map", e))?;
+    write_proc(pid, "gid_map", &format!("{} {} 1\n", ids.inside_gid, ids.host_gid)).map_err(|e| ("write gid_map", e))
+}
+
+/// The sandbox's fds 0, 1 and 2: the command's, else /dev/null for stdin and
+/// copies of our own stdout and stderr.
+pub(crate) fn stdio_fds(cmd: &mut Command, policy: &str) -> Result<[OwnedFd; 3], SandboxError> {
+    let devnull = || -> Result<OwnedFd, SandboxError> {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+            .map(OwnedFd::from)
+            .map_err(|e| SandboxError::io("/dev/null", "open", e))
+    };
+    let dup_std = |fd: RawFd| -> Result<OwnedFd, SandboxError> {
+        // SAFETY: duplicating our own stdio fd.
+        let r = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+        if r < 0 {
+            return Err(SandboxError::Launch { policy: policy.into(), step: "dup stdio", errno: last_err() });
+        }
+        // SAFETY: fresh fd.
+        Ok(unsafe { OwnedFd::from_raw_fd(r) })
+    };
+    let stdin = match cmd.stdin.take() {
+        Some(fd) => fd,
+        None => devnull()?,
+    };
+    let stdout = match cmd.stdout.take() {
+        Some(fd) => fd,
+        None => dup_std(1)?,
+    };
+    let stderr = match cmd.stderr.take() {
+        Some(fd) => fd,
+        None => dup_std(2)?,
+    };
+    Ok([stdin, stdout, stderr])
+}
+
+/// Launch `cmd` under `prepared`. `cgroups` is required when the policy
+/// enables cgroup limits and the kernel has them.
+pub fn spawn(prepared: &Prepared, cgroups: Option<&CgroupRoot>, cmd: Command) -> Result<Child, SandboxError> {
+    let starting = begin(prepared, cgroups, cmd)?;
+    // The child is on its own now (rootfs, Landlock, seccomp, exec): use the
+    // wait to remove torn-down sandboxes' cgroups, off the critical path.
+    if let Some(root) = cgroups {
+        root.remove_emptied();
+    }
+    starting.finish()
+}
+
+/// A launched child that is still setting itself up; [`Starting::finish`]
+/// waits until it has exec'd the binary or reported the step that failed.
+pub(crate) struct Starting {
+    pub(crate) child: Child,
+    /// EOF once the child exec'd (close-on-exec), else 8 bytes: step, errno.
+    pub(crate) err_r: OwnedFd,
+    /// Held until the exec: the child treats its hang-up as our death.
+    pub(crate) release_w: Option<OwnedFd>,
+    pub(crate) policy: String,
+}
+
+/// Clone a fresh child for `cmd` and release it into its setup.
+pub(crate) fn begin(prepared: &Prepared, cgroups: Option<&CgroupRoot>, mut cmd: Command) -> Result<Starting, SandboxError> {
+    let policy = &prepared.policy;
+    let privileged = check_launcher(policy)?;
+    let launch_err = |step: &'static str, errno: std::io::Error| SandboxError::Launch {
+        policy: policy.name.clone(),
+        step,
+        errno,
+    };
+    let cgroup_root = cgroup_root_for(prepared, cgroups)?;
+    // v2: the child is born in its cgroup, so it must exist first. v1: the
+    // parent creates and attaches it while the child builds its rootfs, and
+    // the child waits for that before going on.
+    let born_in_cgroup = born_in_cgroup(cgroup_root);
+    let cgroup = match cgroup_root {
+        Some(root) if born_in_cgroup => Some(root.create(&policy.name, &policy.cgroup)?),
+        _ => None,
+    };
+    let [stdin, stdout, stderr] = stdio_fds(&mut cmd, &policy.name)?;
+    let (release_r, release_w) = pipe().map_err(|e| launch_err("pipe", e))?;
+    let (err_r, err_w) = pipe().map_err(|e| launch_err("pipe", e))?;
     let child_fds = ChildFds {
         release_r: release_r.as_raw_fd(),
         err_w: err_w.as_raw_fd(),
@@ -429,27 +513,14 @@ pub fn spawn(prepared: &Prepared, cgroups: Option<&CgroupRoot>, cmd: Command) ->
         await_cgroup: cgroup_root.is_some() && !born_in_cgroup,
         parent_only: vec![release_w.as_raw_fd(), err_r.as_raw_fd()],
     };
-    // SAFETY: clone3 without CLONE_VM behaves like fork; the child runs only
-    // `child::run`, which never returns.
-    let pid = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
-    if pid < 0 {
-        return Err(launch_err("clone3", last_err()));
-    }
-    if pid == 0 {
-        child::run(prepared, &child_fds, &cmd.argv);
-    }
-    let pid = pid as i32;
-    // SAFETY: clone3 wrote a fresh pidfd.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    let (pid, pidfd) = clone_sandbox(prepared, cgroup.as_ref(), || child::run(prepared, &child_fds, &cmd.argv))
+        .map_err(|e| launch_err("clone3", e))?;
     drop(release_r);
     drop(err_w);
-    let mut child = Child { pid, pidfd, cgroup, killed_by_host: false, outcome: None };
+    let mut child = Child::new(pid, pidfd, cgroup);
 
-    let ids = policy.identity;
     let setup = (|| -> Result<(), SandboxError> {
-        write_proc(pid, "setgroups", "deny").map_err(|e| launch_err("write setgroups", e))?;
-        write_proc(pid, "uid_map", &format!("{} {} 1\n", ids.inside_uid, ids.host_uid)).map_err(|e| launch_err("write uid_map", e))?;
-        write_proc(pid, "gid_map", &format!("{} {} 1\n", ids.inside_gid, ids.host_gid)).map_err(|e| launch_err("write gid_map", e))?;
+        write_id_maps(pid, policy).map_err(|(step, e)| launch_err(step, e))?;
         let release = || {
             // SAFETY: one byte to the child's release pipe.
             if unsafe { libc::write(release_w.as_raw_fd(), [1u8].as_ptr().cast(), 1) } != 1 {
@@ -486,35 +557,27 @@ pub fn spawn(prepared: &Prepared, cgroups: Option<&CgroupRoot>, cmd: Command) ->
         let _ = child.wait();
         return Err(e);
     }
-    // The child is on its own now (rootfs, Landlock, seccomp, exec): use the
-    // wait to make the next sandbox's cgroup and remove dead ones, so
-    // neither mkdir nor rmdir sits on a launch's critical path.
-    if let Some(root) = cgroup_root {
-        root.prepare_spare(&policy.name, &policy.cgroup);
-    }
-    // EOF means the exec succeeded (the pipe is CLOEXEC); 8 bytes name the failed step.
-    let mut msg = [0u8; 8];
-    let n = loop {
-        // SAFETY: reading into a stack buffer.
-        let n = unsafe { libc::read(err_r.as_raw_fd(), msg.as_mut_ptr().cast(), msg.len()) };
-        if n < 0 && last_err().kind() == std::io::ErrorKind::Interrupted {
-            continue;
+    Ok(Starting { child, err_r, release_w: Some(release_w), policy: policy.name.clone() })
+}
+
+impl Starting {
+    pub(crate) fn finish(mut self) -> Result<Child, SandboxError> {
+        let mut msg = [0u8; 8];
+        let n = loop {
+            // SAFETY: reading into a stack buffer.
+            let n = unsafe { libc::read(self.err_r.as_raw_fd(), msg.as_mut_ptr().cast(), msg.len()) };
+            if n < 0 && last_err().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            break n;
+        };
+        drop(self.release_w.take());
+        if n == 8 {
+            let _ = self.child.wait();
+            return Err(child::setup_error(&self.policy, msg));
         }
-        break n;
-    };
-    // Held until now: the child treats its hang-up before exec as our death.
-    drop(release_w);
-    if n == 8 {
-        let step = u32::from_ne_bytes([msg[0], msg[1], msg[2], msg[3]]);
-        let errno = i32::from_ne_bytes([msg[4], msg[5], msg[6], msg[7]]);
-        let _ = child.wait();
-        return Err(SandboxError::ChildSetup {
-            policy: policy.name.clone(),
-            step: Step::from_u32(step).map(Step::name).unwrap_or("unknown step"),
-            errno: std::io::Error::from_raw_os_error(errno),
-        });
+        Ok(self.child)
     }
-    Ok(child)
 }
 
 fn write_proc(pid: i32, file: &str, content: &str) -> Result<(), std::io::Error> {
@@ -522,6 +585,14 @@ fn write_proc(pid: i32, file: &str, content: &str) -> Result<(), std::io::Error>
 }
 
 impl Child {
+    pub(crate) fn new(pid: i32, pidfd: OwnedFd, cgroup: Option<Cgroup>) -> Child {
+        Child { pid, pidfd, cgroup, killed_by_host: false, outcome: None }
+    }
+
+    pub(crate) fn set_cgroup(&mut self, cgroup: Cgroup) {
+        self.cgroup = Some(cgroup);
+    }
+
     pub fn pid(&self) -> i32 {
         self.pid
     }

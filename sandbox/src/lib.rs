@@ -8,16 +8,19 @@ pub mod caps;
 pub mod cgroup;
 mod child;
 pub mod error;
+pub mod fdpass;
 pub mod features;
 pub mod launch;
 pub mod policy;
 pub mod seccomp;
+mod standby;
 
 pub use cgroup::{CgroupMode, CgroupRoot, Usage};
 pub use error::SandboxError;
 pub use features::KernelFeatures;
 pub use launch::{check_kernel, pipe, prepare, spawn, Child, Command, Downgrade, Outcome, Prepared};
 pub use policy::{Feature, Policy};
+pub use standby::Standbys;
 
 /// Drop supplementary groups: a root parent's group 0 would otherwise stay
 /// attached to the sandbox as an (unmapped, still effective) group.

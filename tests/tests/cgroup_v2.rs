@@ -60,9 +60,18 @@ fn inside_vm_cgroup_v2() {
     let downgrades = run.outcome["downgrades"].as_array().map(|a| a.len()).unwrap_or(0);
     assert!(downgrades >= 1, "the Landlock downgrade must be reported: {}", run.outcome);
 
-    let run = run_sandboxed(&policy, &["memory_bomb".to_string(), "256".to_string()]);
-    assert_eq!(run.seen, Seen::OomKilled, "memory.max: {run:?}");
-    assert!(run.outcome["usage"]["oom_kills"].as_u64().unwrap_or(0) >= 1, "{}", run.outcome);
+    // A standby is born in its own cgroup the same way, limits and all.
+    let standby = |args: &[&str]| {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        hostd_tests::run_sandboxed_with(&policy, &args, &["--standby"])
+    };
+    let run = standby(&["cgroup_path"]);
+    assert_eq!(run.line.trim(), "RESULT ok 0::/", "standby: {run:?}");
+
+    for run in [run_sandboxed(&policy, &["memory_bomb".to_string(), "256".to_string()]), standby(&["memory_bomb", "256"])] {
+        assert_eq!(run.seen, Seen::OomKilled, "memory.max: {run:?}");
+        assert!(run.outcome["usage"]["oom_kills"].as_u64().unwrap_or(0) >= 1, "{}", run.outcome);
+    }
 
     let run = run_sandboxed(&policy, &["fork_bomb".to_string(), "64".to_string()]);
     assert_eq!(run.seen, Seen::Errno("EAGAIN".into()), "pids.max: {run:?}");

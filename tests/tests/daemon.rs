@@ -173,6 +173,26 @@ fn unload_and_reload_at_runtime_with_dependents() {
     assert_ne!(second["pid"], first["pid"]);
     let out = env.ctl_ok(&["module", "t-dep", "call", "t-good", "again"]);
     assert_eq!(out.trim(), "pong to t-dep: again");
+
+    // That was a relaunch: the launcher makes a standby for t-good's policy
+    // while idle, and the next reload goes into it.
+    let launcher = env.status()["hostd"]["launcher"]["pid"].as_u64().expect("launcher pid");
+    let modules: Vec<u64> = ["t-good", "t-dep"].iter().filter_map(|m| env.module(m)["pid"].as_u64()).collect();
+    let standby = (0..300)
+        .find_map(|_| {
+            let spare = live_children(launcher).into_iter().find(|p| !modules.contains(p));
+            if spare.is_none() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            spare
+        })
+        .expect("the launcher made a standby after the relaunch");
+    env.ctl_ok(&["reload", "t-good"]);
+    let third = env.wait_module("t-good", "running a third time", T, |m| serving(m) && m["pid"] != second["pid"]);
+    assert_eq!(third["pid"].as_u64(), Some(standby), "the second reload went into the standby");
+    let out = env.ctl_ok(&["module", "t-dep", "call", "t-good", "third"]);
+    assert_eq!(out.trim(), "pong to t-dep: third");
+
     let out = env.ctl_ok(&["unload", "t-good", "--cascade"]);
     assert!(out.contains("t-dep") && out.contains("t-good"), "{out}");
     assert!(env.module("t-dep").is_null() && env.module("t-good").is_null());
@@ -207,6 +227,20 @@ fn file_requests_stay_inside_the_module_data_directory() {
     }
     assert_eq!(std::fs::read_to_string(env.scratch.0.join("host-secret")).expect("secret"), "SECRET");
     assert!(std::fs::read_to_string(&env.config).expect("config").contains("[daemon]"), "config untouched");
+}
+
+/// Pids whose parent is `parent`, zombies left out.
+fn live_children(parent: u64) -> Vec<u64> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u64>().ok()))
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let mut fields = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace()).into_iter().flatten();
+            let state = fields.next();
+            state != Some("Z") && fields.next().and_then(|p| p.parse::<u64>().ok()) == Some(parent)
+        })
+        .collect()
 }
 
 /// One line of /proc/<pid>/status, split into fields.

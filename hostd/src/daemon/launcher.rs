@@ -8,11 +8,12 @@
 //! each exit; when hostd goes away (EOF on the socket) it kills every
 //! sandbox and exits, so a killed hostd leaves no module behind.
 
+use sandbox::fdpass::{recv_packet, send_packet, seqpacket_pair};
 use sandbox::{CgroupRoot, Command, KernelFeatures, Outcome, Policy, Usage};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use super::lock;
 use crate::privdrop::RunAs;
 use std::sync::{Arc, Mutex};
@@ -58,101 +59,6 @@ fn io(op: &'static str) -> impl FnOnce(std::io::Error) -> LauncherError {
     move |source| LauncherError::Io { op, source }
 }
 
-fn seqpacket_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: socketpair fills two fds we then own.
-    if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: fresh fds.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
-fn send_packet(sock: RawFd, bytes: &[u8], fds: &[RawFd]) -> std::io::Result<()> {
-    let mut iov = libc::iovec { iov_base: bytes.as_ptr() as *mut _, iov_len: bytes.len() };
-    let space = if fds.is_empty() {
-        0
-    } else {
-        // SAFETY: CMSG_SPACE is a pure size computation.
-        unsafe { libc::CMSG_SPACE(std::mem::size_of_val(fds) as u32) as usize }
-    };
-    let mut cbuf = vec![0u8; space];
-    // SAFETY: zeroed msghdr is valid; fields set below.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    if !fds.is_empty() {
-        msg.msg_control = cbuf.as_mut_ptr().cast();
-        msg.msg_controllen = space;
-        // SAFETY: the control buffer has room for one header with `fds`.
-        unsafe {
-            let cmsg = libc::CMSG_FIRSTHDR(&msg);
-            (*cmsg).cmsg_level = libc::SOL_SOCKET;
-            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-            (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of_val(fds) as u32) as usize;
-            std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg).cast::<RawFd>(), fds.len());
-        }
-    }
-    loop {
-        // SAFETY: msg points at live buffers.
-        let n = unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) };
-        if n >= 0 {
-            return Ok(());
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
-}
-
-/// One packet and the fds that came with it; `None` at EOF.
-fn recv_packet(sock: RawFd, buf: &mut [u8]) -> std::io::Result<Option<(usize, Vec<OwnedFd>)>> {
-    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
-    // SAFETY: size computation.
-    let space = unsafe { libc::CMSG_SPACE((SPAWN_FDS * std::mem::size_of::<RawFd>()) as u32) as usize };
-    let mut cbuf = vec![0u8; space];
-    // SAFETY: zeroed msghdr is valid.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.as_mut_ptr().cast();
-    msg.msg_controllen = space;
-    let n = loop {
-        // SAFETY: msg points at live buffers; CMSG_CLOEXEC keeps received fds out of children.
-        let n = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
-        if n >= 0 {
-            break n as usize;
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    };
-    let mut fds = Vec::new();
-    // SAFETY: walking the control messages the kernel wrote.
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                let count = ((*cmsg).cmsg_len - libc::CMSG_LEN(0) as usize) / std::mem::size_of::<RawFd>();
-                let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
-                for i in 0..count {
-                    fds.push(OwnedFd::from_raw_fd(*data.add(i)));
-                }
-            }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-        }
-    }
-    if n == 0 && fds.is_empty() {
-        return Ok(None);
-    }
-    if msg.msg_flags & libc::MSG_TRUNC != 0 {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "control packet truncated"));
-    }
-    Ok(Some((n, fds)))
-}
-
 fn send_json<T: Serialize>(sock: RawFd, msg: &T, fds: &[RawFd]) -> std::io::Result<()> {
     let bytes = serde_json::to_vec(msg).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
     send_packet(sock, &bytes, fds)
@@ -164,7 +70,9 @@ fn send_json<T: Serialize>(sock: RawFd, msg: &T, fds: &[RawFd]) -> std::io::Resu
 /// With `run_as`, the launcher hands the sandbox cgroups to that user and
 /// drops to it keeping [`crate::privdrop::LAUNCHER_CAPS`]. Returns once the
 /// launcher says it is ready, or with the reason it could not start.
-pub fn fork_launcher(run_as: Option<&RunAs>) -> Result<Launcher, LauncherError> {
+/// `standbys`: how many sandboxes to keep made ahead for relaunched modules
+/// (see `sandbox::Standbys`).
+pub fn fork_launcher(run_as: Option<&RunAs>, standbys: usize) -> Result<Launcher, LauncherError> {
     let (ours, theirs) = seqpacket_pair().map_err(io("socketpair"))?;
     // SAFETY: we are single-threaded here (checked by the caller's design:
     // this runs before the tokio runtime); the child only runs `serve`.
@@ -177,7 +85,7 @@ pub fn fork_launcher(run_as: Option<&RunAs>) -> Result<Launcher, LauncherError> 
         // The launcher must not outlive hostd: its sandboxes would be orphans.
         // SAFETY: prctl with integer arguments.
         unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-        let code = match serve(theirs, run_as) {
+        let code = match serve(theirs, run_as, standbys) {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("hostd launcher: {e}");
@@ -189,7 +97,7 @@ pub fn fork_launcher(run_as: Option<&RunAs>) -> Result<Launcher, LauncherError> 
     }
     drop(theirs);
     let mut buf = vec![0u8; 64 * 1024];
-    match recv_packet(ours.as_raw_fd(), &mut buf).map_err(io("launcher start"))? {
+    match recv_packet(ours.as_raw_fd(), &mut buf, SPAWN_FDS).map_err(io("launcher start"))? {
         Some((n, _)) => match serde_json::from_slice::<FromLauncher>(&buf[..n]) {
             Ok(FromLauncher::Ready) => Ok(Launcher::new(ours, pid)),
             Ok(FromLauncher::StartFailed { error }) => Err(LauncherError::Start(error)),
@@ -204,7 +112,7 @@ fn set_up(run_as: Option<&RunAs>) -> Result<(KernelFeatures, Option<CgroupRoot>)
     sandbox::clear_supplementary_groups().map_err(|e| format!("setgroups: {e}"))?;
     let kernel = KernelFeatures::probe();
     let mut cgroups = match CgroupRoot::new(kernel.cgroup.clone()) {
-        Ok(c) => Some(c.with_spares()),
+        Ok(c) => Some(c),
         Err(e) => {
             eprintln!("hostd launcher: cgroups unavailable: {e}");
             None
@@ -220,7 +128,7 @@ struct Sandbox {
     child: sandbox::Child,
 }
 
-fn serve(sock: OwnedFd, run_as: Option<&RunAs>) -> Result<(), LauncherError> {
+fn serve(sock: OwnedFd, run_as: Option<&RunAs>, standbys: usize) -> Result<(), LauncherError> {
     let (kernel, cgroups) = match set_up(run_as) {
         Ok(v) => v,
         Err(error) => {
@@ -229,6 +137,8 @@ fn serve(sock: OwnedFd, run_as: Option<&RunAs>) -> Result<(), LauncherError> {
         }
     };
     send_json(sock.as_raw_fd(), &FromLauncher::Ready, &[]).map_err(io("send ready"))?;
+    // Relaunches (crash restarts, reloads) go into a sandbox made ahead of time.
+    let standbys = sandbox::Standbys::new(standbys);
     let mut sandboxes: HashMap<u64, Sandbox> = HashMap::new();
     let mut buf = vec![0u8; MAX_PACKET];
     loop {
@@ -237,8 +147,14 @@ fn serve(sock: OwnedFd, run_as: Option<&RunAs>) -> Result<(), LauncherError> {
         for k in &keys {
             pollfds.push(libc::pollfd { fd: sandboxes[k].child.pidfd(), events: libc::POLLIN, revents: 0 });
         }
+        // Standbys are made only when nothing else is waiting.
+        let timeout = if standbys.wanted() { 0 } else { -1 };
         // SAFETY: pollfds is a live array of the given length.
-        let rc = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, -1) };
+        let rc = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, timeout) };
+        if rc == 0 {
+            standbys.replenish(cgroups.as_ref());
+            continue;
+        }
         if rc < 0 {
             let e = std::io::Error::last_os_error();
             if e.kind() == std::io::ErrorKind::Interrupted {
@@ -262,7 +178,7 @@ fn serve(sock: OwnedFd, run_as: Option<&RunAs>) -> Result<(), LauncherError> {
         if pollfds[0].revents == 0 {
             continue;
         }
-        let Some((n, mut fds)) = recv_packet(sock.as_raw_fd(), &mut buf).map_err(io("recv"))? else {
+        let Some((n, mut fds)) = recv_packet(sock.as_raw_fd(), &mut buf, SPAWN_FDS).map_err(io("recv"))? else {
             // hostd is gone: Child's Drop kills and reaps every sandbox.
             return Ok(());
         };
@@ -275,7 +191,7 @@ fn serve(sock: OwnedFd, run_as: Option<&RunAs>) -> Result<(), LauncherError> {
         };
         let reply = match msg {
             ToLauncher::Spawn { key, policy, argv } => {
-                let result = spawn_one(&policy, &kernel, cgroups.as_ref(), argv, &mut fds);
+                let result = spawn_one(&policy, &kernel, cgroups.as_ref(), &standbys, argv, &mut fds);
                 match result {
                     Ok(child) => {
                         let pid = child.pid();
@@ -311,6 +227,7 @@ fn spawn_one(
     policy: &Policy,
     kernel: &KernelFeatures,
     cgroups: Option<&CgroupRoot>,
+    standbys: &sandbox::Standbys,
     argv: Vec<String>,
     fds: &mut Vec<OwnedFd>,
 ) -> Result<sandbox::Child, String> {
@@ -327,7 +244,7 @@ fn spawn_one(
         .collect::<Result<Vec<_>, _>>()?;
     let prepared = sandbox::prepare(policy, kernel).map_err(|e| e.to_string())?;
     let cmd = Command { exec_fd, argv, stdin: None, stdout, stderr, ipc };
-    sandbox::spawn(&prepared, cgroups, cmd).map_err(|e| e.to_string())
+    standbys.spawn(&prepared, cgroups, cmd).map_err(|e| e.to_string())
 }
 
 // ---------------------------------------------------------------- hostd side
@@ -382,7 +299,7 @@ impl Launcher {
             .spawn(move || {
                 let mut buf = vec![0u8; 64 * 1024];
                 loop {
-                    let msg = match recv_packet(sock.as_raw_fd(), &mut buf) {
+                    let msg = match recv_packet(sock.as_raw_fd(), &mut buf, SPAWN_FDS) {
                         Ok(Some((n, _))) => serde_json::from_slice::<FromLauncher>(&buf[..n]),
                         Ok(None) | Err(_) => break,
                     };

@@ -44,7 +44,7 @@ pub fn run(config: HostConfig) -> Result<(), RunError> {
     hand_over(&config, &run_as)?;
     // Before any thread exists (DESIGN.md launch step 0). The launcher drops
     // to `run_as` itself, after delegating the sandbox cgroups.
-    let launcher = launcher::fork_launcher(Some(&run_as))?;
+    let launcher = launcher::fork_launcher(Some(&run_as), config.daemon.standbys)?;
     crate::privdrop::drop_to(&run_as, &crate::privdrop::DAEMON_CAPS)?;
     use crate::privdrop::{daemon_mask, launcher_mask, names};
     tracing::info!(

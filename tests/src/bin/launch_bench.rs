@@ -4,9 +4,12 @@
 //!            root holding only the payload, and our ~150-rule seccomp allowlist;
 //!   hostd    `hostd sandbox run` with full isolation: all namespaces, cgroup
 //!            limits, Landlock, seccomp, capability drop, fd hygiene;
-//!   spawn    the same full policy through `sandbox::spawn` in this process
-//!            (what the daemon's long-lived launcher pays per module start).
-//! Prints p50/p95 per launcher and hostd/bwrap. Run as root:
+//!   cold     the same full policy through `sandbox::spawn` in this process
+//!            (what the daemon's long-lived launcher pays for a first start);
+//!   standby  the same again through `sandbox::Standbys` (what it pays to
+//!            relaunch a module: namespaces, ids and cgroup made ahead, in
+//!            idle time between launches; that time is printed separately).
+//! Prints p50/p95 per launcher and each one's ratio to bwrap. Run as root:
 //! `scripts/bench-launch.sh` (builds release first).
 
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -49,14 +52,18 @@ fn main() {
 
     let kernel = KernelFeatures::probe();
     let prepared = sandbox::prepare(&policy, &kernel).unwrap_or_else(|e| die(&e.to_string()));
-    // Like the daemon's long-lived launcher (spares made ahead of time).
-    let cgroups = CgroupRoot::new(kernel.cgroup.clone()).unwrap_or_else(|e| die(&e.to_string())).with_spares();
+    let cgroups = CgroupRoot::new(kernel.cgroup.clone()).unwrap_or_else(|e| die(&e.to_string()));
+    // Like the daemon's long-lived launcher.
+    let standbys = sandbox::Standbys::new(1);
     sandbox::clear_supplementary_groups().unwrap_or_else(|e| die(&e.to_string()));
 
     let mut bare = Vec::new();
     let mut bw = Vec::new();
     let mut hd = Vec::new();
-    let mut sp = Vec::new();
+    let mut cold = Vec::new();
+    let mut standby = Vec::new();
+    let mut warm_used = 0;
+    let mut replenish = Vec::new();
     for i in 0..iterations + 10 {
         let warm = i < 10;
         let t = time(|| run_bare(&payload));
@@ -73,25 +80,42 @@ fn main() {
         if !warm {
             hd.push(t);
         }
-        let t = time(|| run_spawn(&prepared, &cgroups, &payload));
+        let t = time(|| run_spawn(&prepared, &cgroups, &payload, None));
         if !warm {
-            sp.push(t);
+            cold.push(t);
+        }
+        let used_before = standbys.used();
+        let t = time(|| run_spawn(&prepared, &cgroups, &payload, Some(&standbys)));
+        if !warm {
+            standby.push(t);
+            warm_used += standbys.used() - used_before;
+        }
+        // What the daemon's launcher does when idle (timed separately).
+        let t = Instant::now();
+        standbys.replenish(Some(&cgroups));
+        if !warm {
+            replenish.push(t.elapsed());
         }
     }
+    drop(standbys);
     let _ = std::fs::remove_dir_all(&work);
     println!("launch latency, {iterations} interleaved runs each (fork+exec+wait until the payload exits)");
-    println!("{:<8} {:>10} {:>10}", "launcher", "p50 ms", "p95 ms");
-    let rows = [("bare", &bare), ("bwrap", &bw), ("hostd", &hd), ("spawn", &sp)];
+    println!("{:<8} {:>10} {:>10} {:>12}", "launcher", "p50 ms", "p95 ms", "p50/bwrap");
+    let bwrap_p50 = if bw.is_empty() { f64::NAN } else { pct(&bw, 50) };
+    let rows = [("bare", &bare), ("bwrap", &bw), ("hostd", &hd), ("cold", &cold), ("standby", &standby)];
     for (name, v) in rows {
         if !v.is_empty() {
-            println!("{:<8} {:>10.3} {:>10.3}", name, pct(v, 50), pct(v, 95));
+            println!("{:<8} {:>10.3} {:>10.3} {:>12.2}", name, pct(v, 50), pct(v, 95), pct(v, 50) / bwrap_p50);
         }
     }
-    if !bw.is_empty() {
-        println!("ratio hostd/bwrap p50: {:.2}  (target <= 0.60)", pct(&hd, 50) / pct(&bw, 50));
-        println!("ratio spawn/bwrap p50: {:.2}", pct(&sp, 50) / pct(&bw, 50));
-    } else {
+    println!(
+        "standby row: {warm_used} of {iterations} launches went into a standby; making each one took p50 {:.3} ms of idle launcher time (untimed above)",
+        pct(&replenish, 50)
+    );
+    if bw.is_empty() {
         println!("bwrap not installed (apt-get install bubblewrap): no ratio");
+    } else {
+        println!("target: hostd p50 <= 0.60 x bwrap p50 (cold {:.2}, standby {:.2})", pct(&cold, 50) / bwrap_p50, pct(&standby, 50) / bwrap_p50);
     }
 }
 
@@ -99,8 +123,7 @@ fn main() {
 /// at a time, to show where the launch time goes.
 fn breakdown(iterations: usize, payload: &Path) {
     let kernel = KernelFeatures::probe();
-    // Like the daemon's long-lived launcher (spares made ahead of time).
-    let cgroups = CgroupRoot::new(kernel.cgroup.clone()).unwrap_or_else(|e| die(&e.to_string())).with_spares();
+    let cgroups = CgroupRoot::new(kernel.cgroup.clone()).unwrap_or_else(|e| die(&e.to_string()));
     sandbox::clear_supplementary_groups().unwrap_or_else(|e| die(&e.to_string()));
     let full = Policy { name: "bench".into(), ..Policy::default() };
     type Tweak = fn(&mut Policy);
@@ -125,14 +148,14 @@ fn breakdown(iterations: usize, payload: &Path) {
     let mut times: Vec<Vec<Duration>> = vec![Vec::new(); prepared.len()];
     for i in 0..iterations + 10 {
         for (j, (_, p)) in prepared.iter().enumerate() {
-            let t = time(|| run_spawn(p, &cgroups, payload));
+            let t = time(|| run_spawn(p, &cgroups, payload, None));
             if i >= 10 {
                 times[j].push(t);
             }
         }
     }
     let base = pct(&times[0], 50);
-    println!("in-process spawn, one protection removed at a time, {iterations} interleaved runs");
+    println!("in-process cold spawn, one protection removed at a time, {iterations} interleaved runs");
     println!("{:<10} {:>10} {:>10} {:>12}", "variant", "p50 ms", "p95 ms", "saves ms");
     for ((name, _), t) in prepared.iter().zip(&times) {
         println!("{:<10} {:>10.3} {:>10.3} {:>12.3}", name, pct(t, 50), pct(t, 95), base - pct(t, 50));
@@ -239,13 +262,18 @@ fn run_hostd(hostd: &Path, policy: &Path, payload: &Path) -> bool {
         .unwrap_or(false)
 }
 
-fn run_spawn(prepared: &sandbox::Prepared, cgroups: &CgroupRoot, payload: &Path) -> bool {
+fn run_spawn(prepared: &sandbox::Prepared, cgroups: &CgroupRoot, payload: &Path, standbys: Option<&sandbox::Standbys>) -> bool {
     let Ok(mut cmd) = sandbox::Command::from_path(payload, &[]) else { return false };
     let Ok((host, module)) = UnixStream::pair() else { return false };
     cmd.ipc = Some(OwnedFd::from(module));
-    let Ok(mut child) = sandbox::spawn(prepared, Some(cgroups), cmd) else { return false };
+    let spawned = match standbys {
+        Some(s) => s.spawn(prepared, Some(cgroups), cmd),
+        None => sandbox::spawn(prepared, Some(cgroups), cmd),
+    };
+    let Ok(mut child) = spawned else { return false };
     let ok = matches!(child.wait(), Ok(sandbox::Outcome::Exited { code: 0 }));
     drop(child);
     let mut b = [0u8; 1];
     ok && (&host).peek_byte(&mut b)
 }
+
