@@ -123,6 +123,14 @@ impl Standbys {
         }
     }
 
+    /// Forget sandbox `name` (its module was unloaded): kill its standbys
+    /// and stop counting its launches.
+    pub fn forget(&self, name: &str) {
+        self.ready.borrow_mut().retain(|s| s.policy.name != name);
+        self.wanted.borrow_mut().retain(|p| p.policy.name != name);
+        self.recent.borrow_mut().retain(|p| p.name != name);
+    }
+
     /// Launch `cmd` under `prepared`: into a standby made for this policy if
     /// one is ready, else as a cold [`launch::spawn`]. A policy launched
     /// before asks for its next standby ([`Standbys::replenish`]).

@@ -196,6 +196,21 @@ fn unload_and_reload_at_runtime_with_dependents() {
     let out = env.ctl_ok(&["unload", "t-good", "--cascade"]);
     assert!(out.contains("t-dep") && out.contains("t-good"), "{out}");
     assert!(env.module("t-dep").is_null() && env.module("t-good").is_null());
+    // Unloading also ends the standby made after the second reload.
+    let left = (0..300)
+        .map(|_| {
+            let left = live_children(launcher);
+            if !left.is_empty() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            left
+        })
+        .find(Vec::is_empty);
+    let now: Vec<String> = live_children(launcher)
+        .iter()
+        .map(|p| format!("{p}: {}", std::fs::read_to_string(format!("/proc/{p}/status")).unwrap_or_default().lines().take(3).collect::<Vec<_>>().join(" ")))
+        .collect();
+    assert_eq!(left, Some(Vec::new()), "nothing of the unloaded modules is left under the launcher: {now:?}");
     env.ctl_ok(&["load", "t-good"]);
     env.wait_module("t-good", "loaded again", T, running);
 }

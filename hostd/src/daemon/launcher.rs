@@ -30,6 +30,8 @@ enum ToLauncher {
     Signal { key: u64, signal: i32 },
     Kill { key: u64 },
     Usage { key: u64 },
+    /// The module was unloaded: kill its standbys.
+    Forget { name: String },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -214,6 +216,10 @@ fn serve(sock: OwnedFd, run_as: Option<&RunAs>, standbys: usize) -> Result<(), L
                 }
                 continue;
             }
+            ToLauncher::Forget { name } => {
+                standbys.forget(&name);
+                continue;
+            }
             ToLauncher::Usage { key } => {
                 let usage = sandboxes.get(&key).map(|sb| sb.child.usage()).unwrap_or_default();
                 FromLauncher::Usage { key, usage }
@@ -390,6 +396,11 @@ impl Launcher {
     /// SIGKILL the sandbox and everything in its cgroup.
     pub fn kill(&self, key: u64) {
         let _ = self.send(&ToLauncher::Kill { key }, &[]);
+    }
+
+    /// Module `name` is gone: its standbys too.
+    pub fn forget(&self, name: &str) {
+        let _ = self.send(&ToLauncher::Forget { name: name.to_string() }, &[]);
     }
 
     pub async fn usage(&self, key: u64) -> Usage {

@@ -115,6 +115,7 @@ pub async fn unload(host: &Arc<Host>, name: &str, cascade: bool) -> Result<Vec<S
     }
     stop(host, name).await;
     host.slots().remove(name);
+    host.launcher.forget(name);
     publish_unloaded(host, name);
     tracing::info!(module = name, "unloaded");
     unloaded.push(name.to_string());
