@@ -529,12 +529,10 @@ pub(crate) fn begin(prepared: &Prepared, cgroups: Option<&CgroupRoot>, mut cmd: 
             Ok(())
         };
         let attach_v1 = |child: &mut Child| -> Result<(), SandboxError> {
-            if let (Some(root), false) = (cgroup_root, born_in_cgroup) {
-                let cg = root.create(&policy.name, &policy.cgroup)?;
-                cg.attach(pid)?;
-                child.cgroup = Some(cg);
+            match (cgroup_root, born_in_cgroup) {
+                (Some(root), false) => child.attach_new_cgroup(root, policy),
+                _ => Ok(()),
             }
-            Ok(())
         };
         let v1 = cgroup_root.is_some() && !born_in_cgroup;
         if privileged {
@@ -560,17 +558,23 @@ pub(crate) fn begin(prepared: &Prepared, cgroups: Option<&CgroupRoot>, mut cmd: 
     Ok(Starting { child, err_r, release_w: Some(release_w), policy: policy.name.clone() })
 }
 
+/// Block for what a child reports on its error channel: 8 bytes (step,
+/// errno) for a failure, 0 once it exec'd (or died), 1 for a parked standby.
+pub(crate) fn read_report(fd: RawFd, msg: &mut [u8; 8]) -> isize {
+    loop {
+        // SAFETY: reading into the caller's 8-byte buffer.
+        let n = unsafe { libc::read(fd, msg.as_mut_ptr().cast(), msg.len()) };
+        if n < 0 && last_err().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        return n;
+    }
+}
+
 impl Starting {
     pub(crate) fn finish(mut self) -> Result<Child, SandboxError> {
         let mut msg = [0u8; 8];
-        let n = loop {
-            // SAFETY: reading into a stack buffer.
-            let n = unsafe { libc::read(self.err_r.as_raw_fd(), msg.as_mut_ptr().cast(), msg.len()) };
-            if n < 0 && last_err().kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            break n;
-        };
+        let n = read_report(self.err_r.as_raw_fd(), &mut msg);
         drop(self.release_w.take());
         if n == 8 {
             let _ = self.child.wait();
@@ -589,8 +593,12 @@ impl Child {
         Child { pid, pidfd, cgroup, killed_by_host: false, outcome: None }
     }
 
-    pub(crate) fn set_cgroup(&mut self, cgroup: Cgroup) {
-        self.cgroup = Some(cgroup);
+    /// v1: a fresh cgroup for this child's policy, with the child moved in.
+    pub(crate) fn attach_new_cgroup(&mut self, root: &CgroupRoot, policy: &Policy) -> Result<(), SandboxError> {
+        let cg = root.create(&policy.name, &policy.cgroup)?;
+        cg.attach(self.pid)?;
+        self.cgroup = Some(cg);
+        Ok(())
     }
 
     pub fn pid(&self) -> i32 {

@@ -209,20 +209,10 @@ impl Standby {
         if let (Some(root), false) = (cgroup_root, born_in_cgroup) {
             // The standby still has the launcher's ids, so even a non-root
             // launcher may move it (v1's rule for unprivileged writers).
-            let cg = root.create(&policy.name, &policy.cgroup)?;
-            cg.attach(pid)?;
-            child.set_cgroup(cg);
+            child.attach_new_cgroup(root, policy)?;
         }
         let mut msg = [0u8; 8];
-        let n = loop {
-            // SAFETY: reading into a stack buffer.
-            let n = unsafe { libc::recv(ctl.as_raw_fd(), msg.as_mut_ptr().cast(), msg.len(), 0) };
-            if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            break n;
-        };
-        match (n, msg[0]) {
+        match (launch::read_report(ctl.as_raw_fd(), &mut msg), msg[0]) {
             (1, child::STANDBY_PARKED) => Ok(Standby { policy: policy.clone(), child, ctl }),
             (8, _) => Err(child::setup_error(&policy.name, msg)),
             _ => Err(launch_err("standby start", std::io::Error::from_raw_os_error(libc::EPROTO))),

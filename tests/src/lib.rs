@@ -295,3 +295,30 @@ fn check_schema(schema: &serde_json::Value, value: &serde_json::Value, path: &st
         }
     }
 }
+
+/// State letter and parent pid of `pid` from /proc/<pid>/stat; `None` once
+/// it is gone.
+pub fn proc_state(pid: u64) -> Option<(char, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: parse after the last ')'.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+/// Running: neither gone nor a zombie waiting to be reaped.
+pub fn pid_alive(pid: u64) -> bool {
+    proc_state(pid).is_some_and(|(state, _)| state != 'Z')
+}
+
+/// Poll `check` every 10 ms for up to 3 s; its first `Some`.
+pub fn eventually<T>(mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    for _ in 0..300 {
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    None
+}

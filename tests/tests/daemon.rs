@@ -2,7 +2,7 @@
 //! hostd-testmod binary plays each role), driven through the CLI.
 
 use hostd_tests::daemon_env::HostdEnv;
-use hostd_tests::require_daemon;
+use hostd_tests::{eventually, proc_state, require_daemon};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
@@ -178,14 +178,7 @@ fn unload_and_reload_at_runtime_with_dependents() {
     // while idle, and the next reload goes into it.
     let launcher = env.status()["hostd"]["launcher"]["pid"].as_u64().expect("launcher pid");
     let modules: Vec<u64> = ["t-good", "t-dep"].iter().filter_map(|m| env.module(m)["pid"].as_u64()).collect();
-    let standby = (0..300)
-        .find_map(|_| {
-            let spare = live_children(launcher).into_iter().find(|p| !modules.contains(p));
-            if spare.is_none() {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            spare
-        })
+    let standby = eventually(|| live_children(launcher).into_iter().find(|p| !modules.contains(p)))
         .expect("the launcher made a standby after the relaunch");
     env.ctl_ok(&["reload", "t-good"]);
     let third = env.wait_module("t-good", "running a third time", T, |m| serving(m) && m["pid"] != second["pid"]);
@@ -197,15 +190,7 @@ fn unload_and_reload_at_runtime_with_dependents() {
     assert!(out.contains("t-dep") && out.contains("t-good"), "{out}");
     assert!(env.module("t-dep").is_null() && env.module("t-good").is_null());
     // Unloading also ends the standby made after the second reload.
-    let left = (0..300)
-        .map(|_| {
-            let left = live_children(launcher);
-            if !left.is_empty() {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            left
-        })
-        .find(Vec::is_empty);
+    let left = eventually(|| Some(live_children(launcher)).filter(Vec::is_empty));
     let now: Vec<String> = live_children(launcher)
         .iter()
         .map(|p| format!("{p}: {}", std::fs::read_to_string(format!("/proc/{p}/status")).unwrap_or_default().lines().take(3).collect::<Vec<_>>().join(" ")))
@@ -249,12 +234,7 @@ fn live_children(parent: u64) -> Vec<u64> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
     dir.flatten()
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u64>().ok()))
-        .filter(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let mut fields = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace()).into_iter().flatten();
-            let state = fields.next();
-            state != Some("Z") && fields.next().and_then(|p| p.parse::<u64>().ok()) == Some(parent)
-        })
+        .filter(|pid| proc_state(*pid).is_some_and(|(state, ppid)| state != 'Z' && ppid == parent))
         .collect()
 }
 

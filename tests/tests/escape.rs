@@ -477,17 +477,9 @@ fn no_sandboxed_process_survives_a_killed_launcher() {
     // SAFETY: SIGKILL to the launcher we started.
     unsafe { libc::kill(launcher.id() as i32, libc::SIGKILL) };
     let _ = launcher.wait();
-    let mut gone = false;
-    for _ in 0..300 {
-        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        // Gone, or a zombie waiting for init to reap it: either way not running.
-        if state.is_empty() || state.rsplit_once(')').map(|(_, r)| r.trim_start().starts_with('Z')).unwrap_or(false) {
-            gone = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    assert!(gone, "sandboxed pid {pid} survived its launcher's SIGKILL");
+    // Gone, or a zombie waiting for init to reap it: either way not running.
+    let gone = hostd_tests::eventually(|| (!hostd_tests::pid_alive(pid as u64)).then_some(()));
+    assert!(gone.is_some(), "sandboxed pid {pid} survived its launcher's SIGKILL");
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use hostd_tests::{bin_dir, require_privileged};
+use hostd_tests::{bin_dir, eventually, pid_alive, require_privileged};
 use sandbox::{CgroupRoot, Command, KernelFeatures, Outcome, Policy, Standbys};
 
 struct Launched {
@@ -27,8 +27,7 @@ fn launch(prepared: &sandbox::Prepared, root: &CgroupRoot, standbys: &Standbys, 
 }
 
 fn alive(pid: i32) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    !stat.is_empty() && !stat.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+    pid_alive(pid as u64)
 }
 
 /// spawn needs a single-threaded caller (like hostd's launcher); the test
@@ -163,15 +162,8 @@ fn a_standby_dies_with_its_launcher() {
         libc::kill(launcher, libc::SIGKILL);
         libc::waitpid(launcher, std::ptr::null_mut(), 0);
     }
-    let mut gone = false;
-    for _ in 0..300 {
-        if !alive(standby) {
-            gone = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    assert!(gone, "standby {standby} survived its launcher's SIGKILL");
+    let gone = eventually(|| (!alive(standby)).then_some(()));
+    assert!(gone.is_some(), "standby {standby} survived its launcher's SIGKILL");
     // A new root sweeps the dead launcher's cgroups away.
     let root = CgroupRoot::new(KernelFeatures::probe().cgroup).expect("cgroup root");
     drop(root);
