@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Launch benchmark (release build): bare exec vs bubblewrap vs hostd, one run.
+# Launch benchmark (release build), one run: bare exec, bubblewrap, hostd-sandbox
+# run, hostd sandbox run, and the library's cold and standby launches.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v bwrap >/dev/null || { apt-get update -qq && apt-get install -y -qq bubblewrap; }

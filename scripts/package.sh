@@ -7,10 +7,10 @@ cd "$(dirname "$0")/.."
 target_dir=${CARGO_TARGET_DIR:-/var/tmp/hostd-target}
 triple=x86_64-unknown-linux-gnu
 out="$target_dir/packages"
-# Pinned: the versions DESIGN.md measured on these machines.
+# Pinned: the versions measured on these machines (docs/kernel.md, "Tools").
 command -v cargo-deb >/dev/null || (cd / && cargo install --locked cargo-deb@3.8.0)
 command -v cargo-generate-rpm >/dev/null || (cd / && cargo install --locked cargo-generate-rpm@0.21.1)
-cargo build --release --locked -p hostd >&2
+cargo build --release --locked -p hostd -p hostd-sandbox >&2
 # The man page and completions come from the CLI definition itself
 # (hostd/Cargo.toml names them as target/release/gen-docs/…).
 gen="$target_dir/$triple/release/gen-docs"

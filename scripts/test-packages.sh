@@ -34,7 +34,7 @@ rpmdb=$(mktemp -d)
 trap 'rm -rf "$rpmdb"' EXIT
 files=$(rpm --dbpath "$rpmdb" -qpl "$rpm")
 rpm --dbpath "$rpmdb" -qpi "$rpm" | head -n 12
-for f in /usr/bin/hostd /usr/lib/hostd/hostd-setup /etc/hostd/hostd.toml /usr/lib/systemd/system/hostd.service /usr/lib/sysusers.d/hostd.conf \
+for f in /usr/bin/hostd /usr/bin/hostd-sandbox /usr/lib/hostd/hostd-setup /etc/hostd/hostd.toml /usr/lib/systemd/system/hostd.service /usr/lib/sysusers.d/hostd.conf \
          /usr/lib/tmpfiles.d/hostd.conf /usr/share/man/man1/hostd.1.gz /usr/share/hostd/policies/seccomp-baseline.toml; do
   grep -qx "$f" <<<"$files" || fail "rpm lacks $f"
 done
@@ -70,6 +70,7 @@ in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$
 step "install"
 in_root dpkg -i /tmp/hostd.deb
 in_root /usr/bin/hostd --version
+in_root /usr/bin/hostd-sandbox --version
 in_root getent passwd hostd >/dev/null || fail "install: no hostd user"
 for f in /etc/hostd/hostd.toml /usr/lib/systemd/system/hostd.service /usr/share/man/man1/hostd.1.gz \
          /usr/share/bash-completion/completions/hostd /usr/share/hostd/policies/seccomp-baseline.toml; do
@@ -92,7 +93,7 @@ grep -q "# local edit" "$root/etc/hostd/hostd.toml" || fail "upgrade: local conf
 
 step "remove"
 in_root dpkg -r hostd
-[ ! -e "$root/usr/bin/hostd" ] || fail "remove: binary still there"
+[ ! -e "$root/usr/bin/hostd" ] && [ ! -e "$root/usr/bin/hostd-sandbox" ] || fail "remove: binary still there"
 [ -f "$root/etc/hostd/hostd.toml" ] || fail "remove: conffile must stay until purge"
 in_root getent passwd hostd >/dev/null || fail "remove: user must stay until purge"
 

@@ -28,7 +28,7 @@ if ! id hostd >/dev/null 2>&1; then
   echo "==> useradd --system hostd"
   useradd --system --no-create-home --home-dir /var/lib/hostd --shell /usr/sbin/nologin hostd
 fi
-# The packaging tools (pinned as in DESIGN.md) build from crates.io in the
+# The packaging tools (pinned versions, see docs/kernel.md) build from crates.io in the
 # background, using the cores the main build leaves idle while it links.
 tools_pid=
 if ! command -v cargo-deb >/dev/null || ! command -v cargo-generate-rpm >/dev/null; then

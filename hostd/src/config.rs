@@ -208,7 +208,7 @@ pub struct SandboxSettings {
 
 impl Default for SandboxSettings {
     fn default() -> Self {
-        SandboxSettings { min_landlock_abi: 6, allow_downgrade: Vec::new() }
+        SandboxSettings { min_landlock_abi: sandbox::policy::LANDLOCK_ABI_SCOPE, allow_downgrade: Vec::new() }
     }
 }
 

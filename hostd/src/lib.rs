@@ -1,14 +1,22 @@
-//! hostd as a library: manifests, trust, permissions, host config, and the
-//! manifest → sandbox policy generator. The `hostd` binary is its CLI.
+//! hostd as a library; the `hostd` binary (`cli/`) is its command line.
+//!
+//! The map, by role:
+//! * `module/` — what a module is before it runs: manifest, permissions,
+//!   trust, discovery, manifest → sandbox policy, `policy show`;
+//! * `daemon/` — `hostd run`: the launcher process, connections, the
+//!   permission-checked hub, event bus, storage, lifecycle, control socket,
+//!   and the privilege drop;
+//! * `config` — the host config (`hostd.toml`) every role reads;
+//! * `spelling` — "did you mean" for config and manifest errors;
+//! * `beneath` — path resolution that cannot leave a directory.
+//!
+//! The sandbox itself is the `sandbox` crate; the wire protocol is
+//! `hostd-protocol`. `docs/architecture.md` has the whole picture.
 
 pub mod beneath;
 pub mod config;
 pub mod daemon;
-pub mod manifest;
-pub mod modules;
-pub mod permissions;
-pub mod policy_show;
-pub mod policygen;
-pub mod privdrop;
+pub mod module;
 pub mod spelling;
-pub mod trust;
+
+pub use module::{discovery, manifest, permissions, policy_show, policygen, trust};

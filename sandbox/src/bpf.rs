@@ -29,6 +29,8 @@ use std::collections::HashMap;
 
 use seccompiler::sock_filter;
 
+use crate::seccomp::CmpOp;
+
 const BPF_LD: u16 = 0x00;
 const BPF_ALU: u16 = 0x04;
 const BPF_JMP: u16 = 0x05;
@@ -63,19 +65,10 @@ pub(crate) struct Cond {
     /// Compare all 64 bits, or only the low 32 (e.g. `int` arguments whose
     /// upper half the kernel ignores).
     pub wide: bool,
-    pub op: Op,
+    pub op: CmpOp,
     pub value: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Op {
-    Eq,
-    Ne,
-    Lt,
-    Le,
-    Gt,
-    Ge,
-    MaskedEq(u64),
+    /// The mask of [`CmpOp::MaskedEq`] (all ones for the other operators).
+    pub mask: u64,
 }
 
 /// What one syscall number does: ordered (action, alternatives) groups. An
@@ -251,8 +244,8 @@ fn condition(e: &mut Emitter, c: &Cond, ok: Label, fail: Label) -> Label {
     let (vhi, vlo) = ((c.value >> 32) as u32, c.value as u32);
     // Emitted back to front: the low word's test first, then the high word's.
     match c.op {
-        Op::Eq | Op::MaskedEq(_) => {
-            let mask = if let Op::MaskedEq(m) = c.op { Some(m) } else { None };
+        CmpOp::Eq | CmpOp::MaskedEq => {
+            let mask = (c.op == CmpOp::MaskedEq).then_some(c.mask);
             e.jump(BPF_JEQ, vlo, ok, fail);
             if let Some(m) = mask {
                 e.and(m as u32);
@@ -267,7 +260,7 @@ fn condition(e: &mut Emitter, c: &Cond, ok: Label, fail: Label) -> Label {
             }
             e.ld(off_arg_hi(c.index))
         }
-        Op::Ne => {
+        CmpOp::Ne => {
             e.jump(BPF_JEQ, vlo, fail, ok);
             let entry = e.ld(off_arg_lo(c.index));
             if !c.wide {
@@ -276,12 +269,12 @@ fn condition(e: &mut Emitter, c: &Cond, ok: Label, fail: Label) -> Label {
             e.jump(BPF_JEQ, vhi, entry, ok);
             e.ld(off_arg_hi(c.index))
         }
-        Op::Gt | Op::Ge | Op::Lt | Op::Le => {
+        CmpOp::Gt | CmpOp::Ge | CmpOp::Lt | CmpOp::Le => {
             // Unsigned: the high words decide unless they are equal.
             let (greater, strict) = match c.op {
-                Op::Gt => (true, true),
-                Op::Ge => (true, false),
-                Op::Lt => (false, true),
+                CmpOp::Gt => (true, true),
+                CmpOp::Ge => (true, false),
+                CmpOp::Lt => (false, true),
                 _ => (false, false),
             };
             // lo > v (JGT) or lo >= v (JGE); Lt = !(>=), Le = !(>).

@@ -1,6 +1,7 @@
-//! Raw capability and securebits calls, shared by the sandbox child (which
-//! drops everything before exec) and hostd's own privilege drop. Plain
-//! syscalls with no allocation: safe between clone and exec.
+//! Raw capability and securebits calls and names, shared by the sandbox
+//! child's drop of everything before exec (`child/caps.rs`) and a
+//! launcher's or daemon's drop to a kept set (`privdrop.rs`). Plain syscalls
+//! with no allocation: safe between clone and exec.
 
 pub const SECBIT_NOROOT: libc::c_ulong = 1 << 0;
 pub const SECBIT_NOROOT_LOCKED: libc::c_ulong = 1 << 1;
@@ -36,7 +37,7 @@ struct CapData {
 /// capset(2) for the calling thread, 64-bit masks (capability version 3).
 /// Returns the raw syscall result (negative on error, errno set).
 pub fn capset(effective: u64, permitted: u64, inheritable: u64) -> libc::c_long {
-    let header = CapHeader { version: 0x2008_0522, pid: 0 };
+    let header = CapHeader { version: crate::sys::LINUX_CAPABILITY_VERSION_3, pid: 0 };
     let data = [
         CapData { effective: effective as u32, permitted: permitted as u32, inheritable: inheritable as u32 },
         CapData { effective: (effective >> 32) as u32, permitted: (permitted >> 32) as u32, inheritable: (inheritable >> 32) as u32 },
@@ -44,3 +45,54 @@ pub fn capset(effective: u64, permitted: u64, inheritable: u64) -> libc::c_long 
     // SAFETY: header and data are live locals of the layout capset expects.
     unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) }
 }
+
+/// Capability numbers hostd names in code (capabilities(7)).
+pub const CAP_CHOWN: u32 = 0;
+pub const CAP_FOWNER: u32 = 3;
+pub const CAP_SETGID: u32 = 6;
+pub const CAP_SETUID: u32 = 7;
+
+/// Every capability's name by number, as of Linux 5.9 (CAP_CHECKPOINT_RESTORE = 40).
+pub const NAMES: [&str; 41] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];

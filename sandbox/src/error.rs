@@ -23,13 +23,35 @@ pub enum SandboxError {
     CgroupSetup(String),
     #[error("{path}: {op}: {source}")]
     Io { path: PathBuf, op: &'static str, source: std::io::Error },
+    #[error("launcher set-up: {step} failed: {errno}")]
+    Launcher { step: &'static str, errno: std::io::Error },
     #[error("launch of {policy:?}: {step} failed: {errno}")]
     Launch { policy: String, step: &'static str, errno: std::io::Error },
-    #[error("sandboxed child of {policy:?} failed at step `{step}`: {errno}")]
-    ChildSetup { policy: String, step: &'static str, errno: std::io::Error },
+    #[error("sandboxed child of {policy:?} failed at step `{step}`{}: {errno}", detail_suffix(.detail))]
+    ChildSetup { policy: String, step: &'static str, errno: std::io::Error, detail: String },
+    #[error("waiting for sandbox pid {pid}: {errno}")]
+    Wait { pid: i32, errno: std::io::Error },
+}
+
+fn detail_suffix(detail: &str) -> String {
+    if detail.is_empty() {
+        String::new()
+    } else {
+        format!(" ({detail})")
+    }
 }
 
 impl SandboxError {
+    /// The error a child's [`crate::handshake::Failure`] report stands for.
+    pub(crate) fn child_setup(policy: &str, f: crate::handshake::Failure) -> Self {
+        SandboxError::ChildSetup {
+            policy: policy.to_string(),
+            step: f.step.name(),
+            errno: std::io::Error::from_raw_os_error(f.errno),
+            detail: f.detail,
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, op: &'static str, source: std::io::Error) -> Self {
         SandboxError::Io { path: path.into(), op, source }
     }

@@ -187,11 +187,17 @@ pub struct CpuMax {
     pub period_us: u64,
 }
 
+/// Landlock ABI 4, Linux 6.7: TCP bind/connect rules (landlock(7)).
+pub const LANDLOCK_ABI_NET: u32 = 4;
+/// Landlock ABI 6, Linux 6.12: abstract-unix-socket and signal scoping.
+pub const LANDLOCK_ABI_SCOPE: u32 = 6;
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LandlockPolicy {
     /// Refuse to launch on a kernel below this ABI unless `landlock` is in
-    /// `allow_downgrade`. 6 is the first ABI with signal/abstract-socket scoping.
+    /// `allow_downgrade`. The default is [`LANDLOCK_ABI_SCOPE`], the first ABI
+    /// with signal/abstract-socket scoping.
     pub min_abi: u32,
     /// Paths inside the sandbox and what may be done beneath them.
     pub rules: Vec<FsRule>,
@@ -204,7 +210,7 @@ pub struct LandlockPolicy {
 impl Default for LandlockPolicy {
     fn default() -> Self {
         LandlockPolicy {
-            min_abi: 6,
+            min_abi: LANDLOCK_ABI_SCOPE,
             rules: Vec::new(),
             tcp_bind: Vec::new(),
             tcp_connect: Vec::new(),

@@ -8,7 +8,7 @@
 //! that socket; from there the standby does exactly what a cold child does
 //! after its release (ids, hostname, rootfs, fds, rlimits, capabilities,
 //! no_new_privs, Landlock, seccomp, exec), so both paths share one code path
-//! in `child.rs` and one escape suite.
+//! in `child/` and one escape suite.
 //!
 //! What this moves off a launch's critical path is the kernel's most costly
 //! part of it: creating the namespaces (a network namespace alone is ~0.4 ms
@@ -33,12 +33,15 @@
 use std::cell::{Cell, RefCell};
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use crate::cgroup::CgroupRoot;
+use crate::cgroup::{CgroupRoot, Placement};
 use crate::child;
 use crate::error::SandboxError;
 use crate::fdpass::{send_packet, seqpacket_pair};
-use crate::launch::{self, Child, Command, Prepared, Starting};
+use crate::handshake::{self, Heard, Order, Report};
+use crate::launch::{self, Command, Starting};
 use crate::policy::Policy;
+use crate::prepare::Prepared;
+use crate::process::Child;
 
 /// Policies remembered as launched, to tell a relaunch from a first launch.
 const RECENT_LAUNCHES: usize = 16;
@@ -145,7 +148,8 @@ impl Standbys {
                     self.used.set(self.used.get() + 1);
                     starting
                 }
-                Err((cmd, e)) => {
+                Err(failed) => {
+                    let (cmd, e) = *failed;
                     tracing::warn!(policy = %prepared.policy.name, error = %e, "standby unusable; launching cold");
                     launch::begin(prepared, cgroups, cmd)?
                 }
@@ -186,64 +190,55 @@ impl Standbys {
 impl Standby {
     fn make(prepared: &Prepared, cgroups: Option<&CgroupRoot>) -> Result<Standby, SandboxError> {
         let policy = &prepared.policy;
+        let launch_err = |step: &'static str| {
+            let name = policy.name.clone();
+            move |errno| SandboxError::Launch { policy: name, step, errno }
+        };
         launch::check_launcher(policy)?;
-        let launch_err = |step: &'static str, errno: std::io::Error| SandboxError::Launch {
-            policy: policy.name.clone(),
-            step,
-            errno,
-        };
-        let cgroup_root = launch::cgroup_root_for(prepared, cgroups)?;
-        let born_in_cgroup = launch::born_in_cgroup(cgroup_root);
-        let cgroup = match cgroup_root {
-            Some(root) if born_in_cgroup => Some(root.create(&policy.name, &policy.cgroup)?),
-            _ => None,
-        };
-        let (ctl, ctl_child) = seqpacket_pair().map_err(|e| launch_err("standby socketpair", e))?;
+        let mut placement = Placement::plan(prepared, cgroups)?;
+        let (ctl, ctl_child) = seqpacket_pair().map_err(launch_err("standby socketpair"))?;
         let child_end = ctl_child.as_raw_fd();
-        let (pid, pidfd) = launch::clone_sandbox(prepared, cgroup.as_ref(), || child::run_standby(prepared, child_end))
-            .map_err(|e| launch_err("clone3 (standby)", e))?;
+        let (pid, pidfd) = launch::clone_sandbox(prepared, placement.clone_into_fd(), || child::run_standby(prepared, child_end))
+            .map_err(launch_err("clone3 (standby)"))?;
         drop(ctl_child);
-        let mut child = Child::new(pid, pidfd, cgroup);
         // On failure `child` is dropped, which kills and reaps the standby.
-        launch::write_id_maps(pid, policy).map_err(|(step, e)| launch_err(step, e))?;
-        if let (Some(root), false) = (cgroup_root, born_in_cgroup) {
-            // The standby still has the launcher's ids, so even a non-root
-            // launcher may move it (v1's rule for unprivileged writers).
-            child.attach_new_cgroup(root, policy)?;
-        }
-        let mut msg = [0u8; 8];
-        match (launch::read_report(ctl.as_raw_fd(), &mut msg), msg[0]) {
-            (1, child::STANDBY_PARKED) => Ok(Standby { policy: policy.clone(), child, ctl }),
-            (8, _) => Err(child::setup_error(&policy.name, msg)),
-            _ => Err(launch_err("standby start", std::io::Error::from_raw_os_error(libc::EPROTO))),
+        let mut child = Child::new(pid, pidfd, None);
+        placement.born(&mut child);
+        launch::write_id_maps(pid, policy)?;
+        // The standby still has the launcher's ids, so even a non-root
+        // launcher may move it (v1's rule for unprivileged writers).
+        placement.attach(&mut child, policy)?;
+        match handshake::read_report(ctl.as_raw_fd()) {
+            Heard::Report(Report::Parked) => Ok(Standby { policy: policy.clone(), child, ctl }),
+            Heard::Report(Report::Failed(f)) => Err(SandboxError::child_setup(&policy.name, f)),
+            Heard::Closed => Err(launch_err("standby start (it exited before parking)")(launch::proto_err())),
+            Heard::Garbled(e) => Err(launch_err("standby start (read its report)")(e)),
         }
     }
 
     /// Send the order. On failure (the standby died, or the argv is too
     /// long for one order) the command comes back for a cold launch.
-    fn start(self, mut cmd: Command) -> Result<Starting, (Command, SandboxError)> {
+    fn start(self, mut cmd: Command) -> Result<Starting, Box<(Command, SandboxError)>> {
         let name = self.policy.name.clone();
         let launch_err = |step: &'static str, errno: std::io::Error| SandboxError::Launch { policy: name.clone(), step, errno };
-        let mut order = vec![u8::from(cmd.ipc.is_some())];
-        for a in &cmd.argv {
-            order.extend_from_slice(a.as_bytes_with_nul());
-        }
-        if order.len() > child::STANDBY_ORDER_MAX {
-            return Err((cmd, launch_err("standby order", std::io::Error::from_raw_os_error(libc::E2BIG))));
-        }
+        let order = Order { ipc: cmd.ipc.is_some(), argv: cmd.argv.clone() };
+        let bytes = match order.encode() {
+            Ok(b) => b,
+            Err(e) => return Err(Box::new((cmd, launch_err("standby order", e)))),
+        };
         let stdio = match launch::stdio_fds(&mut cmd, &name) {
             Ok(s) => s,
-            Err(e) => return Err((cmd, e)),
+            Err(e) => return Err(Box::new((cmd, e))),
         };
         let mut fds = vec![cmd.exec_fd.as_raw_fd()];
         fds.extend(stdio.iter().map(|f| f.as_raw_fd()));
         fds.extend(cmd.ipc.as_ref().map(|f| f.as_raw_fd()));
-        if let Err(e) = send_packet(self.ctl.as_raw_fd(), &order, &fds) {
+        if let Err(e) = send_packet(self.ctl.as_raw_fd(), &bytes, &fds) {
             // The cold launch gets the same stdio this one would have had.
             let [stdin, stdout, stderr] = stdio;
             (cmd.stdin, cmd.stdout, cmd.stderr) = (Some(stdin), Some(stdout), Some(stderr));
-            return Err((cmd, launch_err("send standby order", e)));
+            return Err(Box::new((cmd, launch_err("send standby order", e))));
         }
-        Ok(Starting { child: self.child, err_r: self.ctl, release_w: None, policy: name })
+        Ok(Starting { child: self.child, report: self.ctl, go: None, policy: name })
     }
 }

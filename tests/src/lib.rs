@@ -50,7 +50,7 @@ pub fn require_daemon(what: &str) -> bool {
     if !require_privileged(what) {
         return false;
     }
-    match hostd::privdrop::RunAs::lookup("hostd") {
+    match hostd::daemon::privileges::RunAs::lookup("hostd") {
         Ok(_) => true,
         Err(e) if strict() => panic!("{what}: {e}, and CI/HOSTD_REQUIRE_PRIVILEGED forbids skipping"),
         Err(e) => {
@@ -93,6 +93,12 @@ pub fn probe_bin() -> PathBuf {
 
 pub fn hostd_bin() -> PathBuf {
     workspace_bin("hostd")
+}
+
+/// The operator's run-under-policy command, `hostd-sandbox` (the same code
+/// as `hostd sandbox`, without the daemon's storage engine).
+pub fn sandbox_bin() -> PathBuf {
+    workspace_bin("hostd-sandbox")
 }
 
 /// The default (strict) policy for a sandbox named `name` running as host
@@ -169,21 +175,27 @@ fn classify(line: &str) -> Seen {
     }
 }
 
-/// Run the probe under `policy` through `hostd sandbox run`, with a host
+/// Run the probe under `policy` through `hostd-sandbox run`, with a host
 /// secret in the launcher's environment and a leaked non-CLOEXEC fd, so the
 /// env and fd cases test what really reaches the sandbox.
 pub fn run_sandboxed(policy: &Policy, args: &[String]) -> Run {
     run_sandboxed_with(policy, args, &["--timeout-ms", "30000"])
 }
 
-/// `run_sandboxed` with extra `hostd sandbox run` options.
+/// `run_sandboxed` with extra `hostd-sandbox run` options.
 pub fn run_sandboxed_with(policy: &Policy, args: &[String], options: &[&str]) -> Run {
+    run_sandboxed_by(&[sandbox_bin().as_os_str(), "run".as_ref()], policy, args, options)
+}
+
+/// `run_sandboxed_with` through another command line that takes `run`'s
+/// options, e.g. `hostd sandbox run`.
+pub fn run_sandboxed_by(command: &[&std::ffi::OsStr], policy: &Policy, args: &[String], options: &[&str]) -> Run {
     let dir = Scratch::new("run");
     let policy_path = dir.0.join("policy.json");
     let outcome_path = dir.0.join("outcome.json");
     std::fs::write(&policy_path, serde_json::to_string(policy).unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
-    let mut cmd = Command::new(hostd_bin());
-    cmd.args(["sandbox", "run", "--ipc"]).args(options).arg("--policy")
+    let mut cmd = Command::new(command[0]);
+    cmd.args(&command[1..]).arg("--ipc").args(options).arg("--policy")
         .arg(&policy_path)
         .arg("--outcome-json")
         .arg(&outcome_path)

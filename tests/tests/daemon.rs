@@ -256,7 +256,7 @@ fn hostd_drops_root_keeps_only_documented_capabilities_and_still_launches() {
     if !require_daemon("hostd run") {
         return;
     }
-    let user = hostd::privdrop::RunAs::lookup("hostd").expect("the hostd user exists (scripts/test.sh creates it)");
+    let user = hostd::daemon::privileges::RunAs::lookup("hostd").expect("the hostd user exists (scripts/test.sh creates it)");
     let mut env = HostdEnv::new("privdrop", "");
     env.install_testmod("t-good", &["read_filesystem", "write_filesystem"], "");
     // Type=notify: hostd says READY=1 once its modules are started.
@@ -276,14 +276,14 @@ fn hostd_drops_root_keeps_only_documented_capabilities_and_still_launches() {
     let hostd_pid = u64::from(env.pid().expect("running"));
     let launcher_pid = st["hostd"]["launcher"]["pid"].as_u64().expect("launcher pid");
     let module_pid = m["pid"].as_u64().expect("module pid");
-    for (who, pid, want) in [("daemon", hostd_pid, hostd::privdrop::daemon_mask()), ("launcher", launcher_pid, hostd::privdrop::launcher_mask())] {
+    for (who, pid, want) in [("daemon", hostd_pid, hostd::daemon::privileges::daemon_mask()), ("launcher", launcher_pid, hostd::daemon::privileges::launcher_mask())] {
         let uid = user.uid.to_string();
         let gid = user.gid.to_string();
         assert_eq!(proc_status(pid, "Uid:"), vec![uid.clone(); 4], "{who}: real, effective, saved and fs uid");
         assert_eq!(proc_status(pid, "Gid:"), vec![gid.clone(); 4], "{who}: gids");
         assert!(proc_status(pid, "Groups:").is_empty(), "{who}: no supplementary groups");
         for set in ["CapEff:", "CapPrm:", "CapBnd:"] {
-            assert_eq!(cap_mask(pid, set), want, "{who} {set}: {:?}", hostd::privdrop::names(cap_mask(pid, set)));
+            assert_eq!(cap_mask(pid, set), want, "{who} {set}: {:?}", hostd::daemon::privileges::names(cap_mask(pid, set)));
         }
         for set in ["CapInh:", "CapAmb:"] {
             assert_eq!(cap_mask(pid, set), 0, "{who} {set}");

@@ -4,6 +4,7 @@
 //! row can pass vacuously. `each_protection_is_load_bearing` then removes one
 //! protection at a time and requires at least one row to change.
 
+use std::ffi::OsString;
 use std::io::Read;
 use std::os::linux::net::SocketAddrExt;
 use std::net::TcpListener;
@@ -12,7 +13,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use hostd_tests::{
-    policy_with_data, require_daemon, require_privileged, run_sandboxed, run_sandboxed_with, run_unconfined, Run, Scratch, Seen, SANDBOX_UID,
+    policy_with_data, require_daemon, require_privileged, run_sandboxed, run_sandboxed_by, run_unconfined, Run, Scratch, Seen,
+    SANDBOX_UID,
 };
 use sandbox::policy::{CpuMax, FsAccess, FsRule};
 use sandbox::Policy;
@@ -175,15 +177,15 @@ fn start_other_sandbox(data: &std::path::Path) -> (Child, i32) {
     sleeping_sandbox(&policy_with_data("other", SANDBOX_UID + 1, data), &[])
 }
 
-/// `hostd sandbox run [options] --policy <policy> -- probe sleep`: a
+/// `hostd-sandbox run [options] --policy <policy> -- probe sleep`: a
 /// launcher whose sandbox stays up; returns it and the sandbox's host pid.
 fn sleeping_sandbox(policy: &Policy, options: &[&str]) -> (Child, i32) {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
     let file = std::env::temp_dir().join(format!("hostd-sleeper-{}-{}.json", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
     std::fs::write(&file, serde_json::to_string(policy).unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
-    let child = Command::new(hostd_tests::hostd_bin())
-        .args(["sandbox", "run"])
+    let child = Command::new(hostd_tests::sandbox_bin())
+        .arg("run")
         .args(options)
         .arg("--policy")
         .arg(&file)
@@ -337,23 +339,37 @@ fn run_case(env: &Env, case: &Case, removed: &[Protection]) -> Run {
 }
 
 /// `case` under the suite's policy minus `removed`, launched by
-/// `hostd sandbox run` with `options`.
+/// `hostd-sandbox run` with `options`.
 fn run_case_with(env: &Env, case: &Case, removed: &[Protection], options: &[&str]) -> Run {
+    run_case_by(&lean_command(), env, case, removed, options)
+}
+
+/// `case` launched by `command` (`hostd-sandbox run` or `hostd sandbox run`).
+fn run_case_by(command: &[OsString], env: &Env, case: &Case, removed: &[Protection], options: &[&str]) -> Run {
     let mut policy = env.policy();
     (case.tweak)(&mut policy);
     for p in removed {
         remove(&mut policy, *p);
     }
-    run_sandboxed_with(&policy, &(case.args)(env), options)
+    let command: Vec<&std::ffi::OsStr> = command.iter().map(OsString::as_os_str).collect();
+    run_sandboxed_by(&command, &policy, &(case.args)(env), options)
+}
+
+fn lean_command() -> Vec<OsString> {
+    vec![hostd_tests::sandbox_bin().into(), "run".into()]
 }
 
 /// Every case under the suite's policy, launched with `options`: the rows
 /// that did not end as expected.
 fn expectation_failures(env: &Env, options: &[&str]) -> Vec<String> {
+    expectation_failures_by(&lean_command(), env, options)
+}
+
+fn expectation_failures_by(command: &[OsString], env: &Env, options: &[&str]) -> Vec<String> {
     cases()
         .iter()
         .filter_map(|case| {
-            let run = run_case_with(env, case, &[], options);
+            let run = run_case_by(command, env, case, &[], options);
             (!case.expect.matches(&run.seen)).then(|| {
                 format!("{} {options:?}: expected {:?}, saw {:?} ({}) {}", case.name, case.expect, run.seen, run.line, run.stderr.trim())
             })
@@ -391,6 +407,20 @@ fn escape_suite() {
     assert!(failures.is_empty(), "{} escape-suite failures:\n{}", failures.len(), failures.join("\n"));
 }
 
+/// `hostd sandbox run` is the same command inside the daemon's binary:
+/// every attack ends exactly as through `hostd-sandbox run`.
+#[test]
+fn escape_suite_through_hostd_sandbox_run() {
+    if !require_privileged("escape suite through hostd sandbox run") {
+        return;
+    }
+    let env = Env::new();
+    let command: Vec<OsString> = vec![hostd_tests::hostd_bin().into(), "sandbox".into(), "run".into()];
+    let failures = expectation_failures_by(&command, &env, &["--timeout-ms", "30000"]);
+    env.drain_listener();
+    assert!(failures.is_empty(), "{} failures through hostd sandbox run:\n{}", failures.len(), failures.join("\n"));
+}
+
 /// hostd's own launcher is not root: it runs as the `hostd` user with only
 /// CAP_SETUID and CAP_SETGID. Every attack must end exactly the same when
 /// the sandbox comes from such a launcher (`hostd sandbox run --user`).
@@ -402,14 +432,14 @@ fn escape_suite_under_the_unprivileged_launcher() {
     let env = Env::new();
     // The flag really drops: the launcher of a running sandbox is hostd's
     // user with CAP_SETUID and CAP_SETGID alone.
-    let hostd = hostd::privdrop::RunAs::lookup("hostd").expect("hostd user");
+    let hostd = hostd::daemon::privileges::RunAs::lookup("hostd").expect("hostd user");
     let (mut launcher, _) = sleeping_sandbox(&env.policy(), &["--user", "hostd"]);
     let status = std::fs::read_to_string(format!("/proc/{}/status", launcher.id())).unwrap_or_default();
     let _ = launcher.kill();
     let _ = launcher.wait();
     let field = |k: &str| status.lines().find_map(|l| l.strip_prefix(k)).map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "));
     assert_eq!(field("Uid:"), Some(vec![hostd.uid.to_string(); 4].join(" ")), "{status}");
-    assert_eq!(field("CapEff:"), Some(format!("{:016x}", hostd::privdrop::launcher_mask())), "{status}");
+    assert_eq!(field("CapEff:"), Some(format!("{:016x}", hostd::daemon::privileges::launcher_mask())), "{status}");
 
     // Cold launches, and launches into standbys made by that launcher.
     let mut failures = expectation_failures(&env, &["--timeout-ms", "30000", "--user", "hostd"]);

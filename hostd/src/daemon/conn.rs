@@ -8,6 +8,7 @@
 use super::bus::EventFrame;
 use super::limit::{LineBudget, TokenBucket};
 use super::{hub, lock, Host};
+use hostd_protocol::connection::{FrameReader, FrameWriter, ReadError};
 use hostd_protocol::{
     self as proto, negotiate, CrashReason, ErrorBody, ErrorCode, HostMessage, Invocation, LogLevel, ModuleMessage, Welcome,
     MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
@@ -16,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot};
 
@@ -97,28 +98,22 @@ pub struct ConnCtx {
 pub async fn serve(host: Arc<Host>, module: String, version: String, stream: UnixStream) -> ConnEnd {
     let d = &host.config.daemon;
     let max_frame = d.max_frame_bytes;
-    let (mut rd, mut wr) = stream.into_split();
+    let (rd, wr) = stream.into_split();
+    let mut rd = FrameReader::new(rd, max_frame);
+    let mut wr = FrameWriter::new(wr, max_frame);
 
     // ---- handshake
-    let hello = tokio::time::timeout(Duration::from_millis(u64::from(d.handshake_timeout_ms)), async {
-        let mut header = [0u8; proto::FRAME_HEADER];
-        rd.read_exact(&mut header).await.map_err(|e| format!("reading the handshake: {e}"))?;
-        let len = proto::frame::body_len(header, max_frame).map_err(|e| e.to_string())?;
-        let mut body = vec![0u8; len];
-        rd.read_exact(&mut body).await.map_err(|e| format!("reading the handshake: {e}"))?;
-        proto::decode::<ModuleMessage>(&body).map_err(|e| e.to_string())
-    })
-    .await;
+    let hello = tokio::time::timeout(Duration::from_millis(u64::from(d.handshake_timeout_ms)), rd.next::<ModuleMessage>()).await;
     let hello = match hello {
         Err(_) => return violation("no handshake within the timeout"),
         Ok(Err(e)) => return violation(format!("bad handshake frame: {e}")),
-        Ok(Ok(ModuleMessage::Hello(h))) => h,
-        Ok(Ok(_)) => return violation("first message was not a handshake"),
+        Ok(Ok(None)) => return violation("closed before the handshake"),
+        Ok(Ok(Some(ModuleMessage::Hello(h)))) => h,
+        Ok(Ok(Some(_))) => return violation("first message was not a handshake"),
     };
     if hello.name != module {
         return refuse(
             &mut wr,
-            max_frame,
             ErrorCode::IdentityMismatch,
             format!("handshake names module {:?} but this connection belongs to {module:?}", hello.name),
         )
@@ -127,7 +122,6 @@ pub async fn serve(host: Arc<Host>, module: String, version: String, stream: Uni
     let Some(protocol) = negotiate((MIN_PROTOCOL_VERSION, PROTOCOL_VERSION), (hello.protocol_min, hello.protocol_max)) else {
         return refuse(
             &mut wr,
-            max_frame,
             ErrorCode::VersionMismatch,
             format!(
                 "module speaks protocol {}..={}, hostd speaks {MIN_PROTOCOL_VERSION}..={PROTOCOL_VERSION}",
@@ -137,7 +131,7 @@ pub async fn serve(host: Arc<Host>, module: String, version: String, stream: Uni
         .await;
     };
     let (granted, config_toml) = host
-        .with_slot(&module, |s| {
+        .with_module(&module, |s| {
             let granted: Vec<String> = s.permissions.iter().map(|p| p.as_str().to_string()).collect();
             (granted, toml::to_string(&s.module.config).unwrap_or_default())
         })
@@ -151,13 +145,11 @@ pub async fn serve(host: Arc<Host>, module: String, version: String, stream: Uni
         max_in_flight: d.max_in_flight,
         config_toml,
     });
-    match proto::encode(&welcome, max_frame) {
-        Ok(f) => {
-            if wr.write_all(&f).await.is_err() {
-                return ConnEnd::Closed;
-            }
-        }
-        Err(e) => return violation(format!("welcome does not encode: {e}")),
+    if let Err(e) = wr.push(&welcome) {
+        return violation(format!("welcome does not encode: {e}"));
+    }
+    if wr.flush().await.is_err() {
+        return ConnEnd::Closed;
     }
 
     // ---- live connection
@@ -170,7 +162,7 @@ pub async fn serve(host: Arc<Host>, module: String, version: String, stream: Uni
         in_flight: AtomicU32::new(0),
     });
     let events = host.bus.attach(&module, &version);
-    host.with_slot(&module, |s| {
+    host.with_module(&module, |s| {
         s.conn = Some(handle.clone());
         s.handshaken = true;
     });
@@ -183,7 +175,7 @@ pub async fn serve(host: Arc<Host>, module: String, version: String, stream: Uni
         next_timer: AtomicU64::new(1),
     });
     let mut log_budget = LineBudget::new(d.output_lines_per_sec);
-    let end = read_loop(&host, &ctx, &mut rd, max_frame, &mut log_budget).await;
+    let end = read_loop(&host, &ctx, &mut rd, &mut log_budget).await;
     report_suppressed(&host, &module, log_budget.take_suppressed());
 
     // ---- teardown
@@ -193,7 +185,7 @@ pub async fn serve(host: Arc<Host>, module: String, version: String, stream: Uni
         t.abort();
     }
     lock(&handle.pending).clear();
-    host.with_slot(&module, |s| {
+    host.with_module(&module, |s| {
         if s.conn.as_ref().is_some_and(|c| Arc::ptr_eq(c, &handle)) {
             s.conn = None;
             s.api.clear();
@@ -203,113 +195,88 @@ pub async fn serve(host: Arc<Host>, module: String, version: String, stream: Uni
     end
 }
 
-async fn refuse(wr: &mut tokio::net::unix::OwnedWriteHalf, max_frame: u32, code: ErrorCode, message: String) -> ConnEnd {
-    if let Ok(f) = proto::encode(&HostMessage::Refused(ErrorBody::new(code, message.clone())), max_frame) {
-        let _ = wr.write_all(&f).await;
-    }
+async fn refuse(wr: &mut FrameWriter<OwnedWriteHalf>, code: ErrorCode, message: String) -> ConnEnd {
+    let _ = wr.send(&HostMessage::Refused(ErrorBody::new(code, message.clone()))).await;
     violation(message)
 }
 
-async fn write_loop(mut wr: tokio::net::unix::OwnedWriteHalf, mut ctrl: mpsc::Receiver<Vec<u8>>, mut events: mpsc::Receiver<EventFrame>) {
-    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+/// Responses and invocations first, then events; what is already queued
+/// goes out in one write.
+async fn write_loop(mut wr: FrameWriter<OwnedWriteHalf>, mut ctrl: mpsc::Receiver<Vec<u8>>, mut events: mpsc::Receiver<EventFrame>) {
     loop {
-        buf.clear();
         tokio::select! {
             biased;
-            Some(f) = ctrl.recv() => buf.extend_from_slice(&f),
-            Some(f) = events.recv() => buf.extend_from_slice(&f),
+            Some(f) = ctrl.recv() => wr.push_frame(&f),
+            Some(f) = events.recv() => wr.push_frame(&f),
             else => return,
         }
-        // Coalesce what is already queued into one write.
-        while buf.len() < 256 * 1024 {
+        while !wr.batch_full() {
             if let Ok(f) = ctrl.try_recv() {
-                buf.extend_from_slice(&f);
+                wr.push_frame(&f);
             } else if let Ok(f) = events.try_recv() {
-                buf.extend_from_slice(&f);
+                wr.push_frame(&f);
             } else {
                 break;
             }
         }
-        if wr.write_all(&buf).await.is_err() {
+        if wr.flush().await.is_err() {
             return;
         }
     }
 }
 
-async fn read_loop(
-    host: &Arc<Host>,
-    ctx: &Arc<ConnCtx>,
-    rd: &mut tokio::net::unix::OwnedReadHalf,
-    max_frame: u32,
-    log_budget: &mut LineBudget,
-) -> ConnEnd {
+async fn read_loop(host: &Arc<Host>, ctx: &Arc<ConnCtx>, rd: &mut FrameReader<OwnedReadHalf>, log_budget: &mut LineBudget) -> ConnEnd {
     let d = &host.config.daemon;
     let mut limiter = TokenBucket::new(d.requests_per_sec, d.request_burst);
     let max_in_flight = d.max_in_flight;
-    let mut fb = proto::FrameBuf::new(max_frame);
-    let mut chunk = vec![0u8; 64 * 1024];
     loop {
-        let n = match rd.read(&mut chunk).await {
-            Ok(n) => n,
-            // A reset is the peer closing with unread data queued: still a close.
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => 0,
-            Err(e) => return violation(format!("read error: {e}")),
+        // One read can hold thousands of requests: give the runtime back
+        // every so often so writers (this module's and others') and other
+        // modules' readers are not starved by one busy module.
+        tokio::task::coop::consume_budget().await;
+        let msg = match rd.next::<ModuleMessage>().await {
+            Ok(Some(m)) => m,
+            Ok(None) => return ConnEnd::Closed,
+            Err(ReadError::Io(e)) => return violation(format!("read error: {e}")),
+            Err(e @ ReadError::Truncated { .. }) => return violation(e.to_string()),
+            Err(ReadError::Frame(e)) => return violation(format!("bad frame: {e}")),
         };
-        if n == 0 {
-            return if fb.pending() > 0 {
-                violation(format!("connection closed inside a frame ({} bytes pending)", fb.pending()))
-            } else {
-                ConnEnd::Closed
-            };
-        }
-        fb.push(&chunk[..n]);
-        loop {
-            // One read can hold thousands of requests: give the runtime back
-            // every so often so writers (this module's and others') and
-            // other modules' readers are not starved by one busy module.
-            tokio::task::coop::consume_budget().await;
-            let msg = match fb.next_message::<ModuleMessage>() {
-                Ok(Some(m)) => m,
-                Ok(None) => break,
-                Err(e) => return violation(format!("bad frame: {e}")),
-            };
-            match msg {
-                ModuleMessage::Hello(_) => return violation("second handshake on a live connection"),
-                ModuleMessage::Log(rec) => {
-                    let admit = log_budget.admit();
-                    report_suppressed(host, &ctx.module, admit.closed_window_suppressed);
-                    if admit.keep {
-                        log_record(host, &ctx.module, rec);
-                    }
+        match msg {
+            ModuleMessage::Hello(_) => return violation("second handshake on a live connection"),
+            ModuleMessage::Log(rec) => {
+                let admit = log_budget.admit();
+                report_suppressed(host, &ctx.module, admit.closed_window_suppressed);
+                if admit.keep {
+                    log_record(host, &ctx.module, rec);
                 }
-                ModuleMessage::InvocationResult { id, result } => ctx.handle.complete(id, result),
-                ModuleMessage::Request { id, request } => {
-                    let early = if !limiter.allow() {
-                        Some(ErrorBody::new(ErrorCode::RateLimited, format!("more than {} requests/s", d.requests_per_sec)))
-                    } else if ctx.handle.in_flight.load(Ordering::Relaxed) >= max_in_flight {
-                        Some(ErrorBody::new(ErrorCode::TooManyInFlight, format!("more than {max_in_flight} requests in flight")))
-                    } else {
-                        None
-                    };
-                    if let Some(err) = early {
-                        if !ctx.handle.try_send(&HostMessage::Response { id, result: Err(err) }) {
-                            return violation("request flood: the module does not read its responses");
-                        }
-                        continue;
+            }
+            ModuleMessage::InvocationResult { id, result } => ctx.handle.complete(id, result),
+            ModuleMessage::Request { id, request } => {
+                let early = if !limiter.allow() {
+                    Some(ErrorBody::new(ErrorCode::RateLimited, format!("more than {} requests/s", d.requests_per_sec)))
+                } else if ctx.handle.in_flight.load(Ordering::Relaxed) >= max_in_flight {
+                    Some(ErrorBody::new(ErrorCode::TooManyInFlight, format!("more than {max_in_flight} requests in flight")))
+                } else {
+                    None
+                };
+                if let Some(err) = early {
+                    if !ctx.handle.try_send(&HostMessage::Response { id, result: Err(err) }) {
+                        return violation("request flood: the module does not read its responses");
                     }
-                    if hub::is_blocking(&request) {
-                        ctx.handle.in_flight.fetch_add(1, Ordering::Relaxed);
-                        let (host, ctx) = (host.clone(), ctx.clone());
-                        tokio::spawn(async move {
-                            let result = hub::handle(&host, &ctx, request).await;
-                            ctx.handle.in_flight.fetch_sub(1, Ordering::Relaxed);
-                            respond(&ctx, id, result);
-                        });
-                    } else {
-                        let result = hub::handle(host, ctx, request).await;
-                        if !respond(ctx, id, result) {
-                            return violation("request flood: the module does not read its responses");
-                        }
+                    continue;
+                }
+                if hub::is_blocking(request.kind()) {
+                    ctx.handle.in_flight.fetch_add(1, Ordering::Relaxed);
+                    let (host, ctx) = (host.clone(), ctx.clone());
+                    tokio::spawn(async move {
+                        let result = hub::handle(&host, &ctx, request).await;
+                        ctx.handle.in_flight.fetch_sub(1, Ordering::Relaxed);
+                        respond(&ctx, id, result);
+                    });
+                } else {
+                    let result = hub::handle(host, ctx, request).await;
+                    if !respond(ctx, id, result) {
+                        return violation("request flood: the module does not read its responses");
                     }
                 }
             }
@@ -335,7 +302,7 @@ fn respond(ctx: &ConnCtx, id: u64, result: Result<proto::Response, ErrorBody>) -
 pub(crate) fn report_suppressed(host: &Host, module: &str, suppressed: u64) {
     if suppressed > 0 {
         tracing::warn!(module, "{suppressed} log/output lines suppressed (over {}/s)", host.config.daemon.output_lines_per_sec);
-        host.with_slot(module, |s| s.suppressed_lines += suppressed);
+        host.with_module(module, |s| s.suppressed_lines += suppressed);
     }
 }
 

@@ -2,7 +2,7 @@
 //! Only root and the configured control group can connect (socket mode
 //! 0600/0660, and the peer's credentials are checked again on accept).
 
-use super::{hub, supervisor, Host};
+use super::{hub, lifecycle, Host};
 use hostd_protocol::Invocation;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -127,20 +127,20 @@ async fn handle(host: &Arc<Host>, req: ControlRequest) -> ControlResponse {
                 return ControlResponse::err(e);
             }
             let dir = host.config.module_dir(&module);
-            match crate::modules::load_dir(&dir, &host.config, true).map_err(supervisor::LifecycleError::from).and_then(|m| supervisor::load(host, m)) {
+            match crate::discovery::load_dir(&dir, &host.config, true).map_err(lifecycle::LifecycleError::from).and_then(|m| lifecycle::load(host, m)) {
                 Ok(()) => ControlResponse::ok(serde_json::json!({ "loaded": module })),
                 Err(e) => ControlResponse::err(e),
             }
         }
-        ControlRequest::Unload { module, cascade } => match supervisor::unload(host, &module, cascade).await {
+        ControlRequest::Unload { module, cascade } => match lifecycle::unload(host, &module, cascade).await {
             Ok(list) => ControlResponse::ok(serde_json::json!({ "unloaded": list })),
             Err(e) => ControlResponse::err(e),
         },
-        ControlRequest::Reload { module } => match supervisor::reload(host, &module).await {
+        ControlRequest::Reload { module } => match lifecycle::reload(host, &module).await {
             Ok(()) => ControlResponse::ok(serde_json::json!({ "reloaded": module })),
             Err(e) => ControlResponse::err(e),
         },
-        ControlRequest::Logs { module, lines } => match host.with_slot(&module, |s| {
+        ControlRequest::Logs { module, lines } => match host.with_module(&module, |s| {
             let skip = s.logs.len().saturating_sub(lines);
             s.logs.iter().skip(skip).cloned().collect::<Vec<_>>()
         }) {
@@ -149,7 +149,7 @@ async fn handle(host: &Arc<Host>, req: ControlRequest) -> ControlResponse {
         },
         ControlRequest::CliSpecs => {
             let specs: serde_json::Map<String, serde_json::Value> = host
-                .slots()
+                .loaded()
                 .values()
                 .filter_map(|s| s.cli.as_ref().map(|c| (s.name().to_string(), cli_json(c))))
                 .collect();
@@ -157,7 +157,7 @@ async fn handle(host: &Arc<Host>, req: ControlRequest) -> ControlResponse {
         }
         ControlRequest::RpcEndpoints => {
             let all: serde_json::Map<String, serde_json::Value> = host
-                .slots()
+                .loaded()
                 .values()
                 .flat_map(|s| s.rpc.iter().map(|(m, d)| (m.clone(), serde_json::json!({"module": s.name(), "description": d}))))
                 .collect();
@@ -167,7 +167,7 @@ async fn handle(host: &Arc<Host>, req: ControlRequest) -> ControlResponse {
             if let Err(e) = serde_json::from_str::<serde_json::Value>(&params) {
                 return ControlResponse::err(format!("RPC params for {method} are not JSON: {e}"));
             }
-            let owner = host.slots().values().find(|s| s.rpc.contains_key(&method)).map(|s| (s.name().to_string(), s.conn.clone()));
+            let owner = host.loaded().values().find(|s| s.rpc.contains_key(&method)).map(|s| (s.name().to_string(), s.conn.clone()));
             let Some((module, conn)) = owner else { return ControlResponse::err(format!("no module registered the RPC method {method:?}")) };
             let Some(conn) = conn else { return ControlResponse::err(format!("module {module} is not running")) };
             let timeout = Duration::from_millis(u64::from(host.config.daemon.call_timeout_ms));
@@ -177,7 +177,7 @@ async fn handle(host: &Arc<Host>, req: ControlRequest) -> ControlResponse {
             }
         }
         ControlRequest::RunCli { module, command, args } => {
-            let found = host.with_slot(&module, |s| (s.conn.clone(), s.cli.clone()));
+            let found = host.with_module(&module, |s| (s.conn.clone(), s.cli.clone()));
             let Some((conn, spec)) = found else { return ControlResponse::err(format!("module {module:?} is not loaded")) };
             let Some(spec) = spec else { return ControlResponse::err(format!("module {module} registered no CLI commands")) };
             if !spec.commands.iter().any(|c| c.name == command) {
@@ -207,7 +207,7 @@ fn cli_json(c: &hostd_protocol::CliSpec) -> serde_json::Value {
 
 async fn status(host: &Arc<Host>) -> serde_json::Value {
     let rows: Vec<(String, Option<u64>, serde_json::Value)> = host
-        .slots()
+        .loaded()
         .values()
         .map(|s| {
             let info = hub::module_info(s);
@@ -243,7 +243,7 @@ async fn status(host: &Arc<Host>) -> serde_json::Value {
         row["subscriptions"] = serde_json::json!(host.bus.subscriptions(&name).iter().map(|t| t.as_str()).collect::<Vec<_>>());
         modules.push(row);
     }
-    use crate::privdrop::{names, CapSets};
+    use crate::daemon::privileges::{names, CapSets};
     let launcher_pid = host.launcher.pid() as u32;
     let caps = |c: CapSets| serde_json::json!({ "effective": names(c.effective), "permitted": names(c.permitted), "bounding": names(c.bounding) });
     // SAFETY: geteuid/getegid have no preconditions.

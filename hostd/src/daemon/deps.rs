@@ -4,7 +4,7 @@
 //! requirement accepts; an optional one is ordered first when present and
 //! acceptable, and ignored otherwise. A cycle is an error naming its path.
 
-use crate::modules::ModuleDir;
+use crate::discovery::ModuleDir;
 use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -139,7 +139,7 @@ mod tests {
         std::fs::create_dir_all(&d).expect("mkdir");
         let text = format!("name = \"{name}\"\nversion = \"{version}\"\nentry_point = \"x\"\n{deps}");
         std::fs::write(d.join("module.toml"), text).expect("write");
-        crate::modules::load_dir(&d, &HostConfig::default(), true).expect("valid")
+        crate::discovery::load_dir(&d, &HostConfig::default(), true).expect("valid")
     }
 
     #[test]

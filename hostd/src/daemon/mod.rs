@@ -1,28 +1,38 @@
 //! `hostd run`: the module host daemon.
 //!
+//! - [`run`]: start-up (root hand-over, launcher fork, privilege drop) and shutdown;
+//! - [`layout`]: the data directory's layout and its hand-over to the hostd user;
+//! - [`privileges`]: what the daemon keeps when it drops root;
 //! - [`launcher`]: the single-threaded process that creates sandboxes;
 //! - [`conn`]: one task per module connection (handshake, frames, limits);
-//! - [`hub`]: permission-checked request handlers;
+//! - [`hub`]: permission-checked request handlers, by request family;
 //! - [`bus`]: the event bus;
 //! - [`storage`]: per-module RocksDB;
-//! - [`supervisor`]: discovery order, start, stop, crash restarts;
-//! - [`control`]: the control socket and its CLI.
+//! - [`lifecycle`]: load, unload, stop, reload; [`deps`]: dependency order;
+//! - [`supervisor`]: one task per module: start, watch, restart ([`crash`]);
+//! - [`monitor`]: resource and disk warnings;
+//! - [`control`]: the control socket; [`notify`]: sd_notify.
 
 pub mod bus;
 pub mod conn;
 pub mod control;
 pub mod deps;
 pub mod hub;
+pub mod crash;
 pub mod launcher;
+pub mod layout;
+pub mod lifecycle;
 pub mod limit;
+pub mod monitor;
 pub mod node;
 pub mod notify;
-pub mod storage;
+pub mod privileges;
 pub mod run;
+pub mod storage;
 pub mod supervisor;
 
 use crate::config::HostConfig;
-use crate::modules::ModuleDir;
+use crate::discovery::ModuleDir;
 use crate::permissions::Permission;
 use hostd_protocol::{CliSpec, HealthStatus};
 use serde::Serialize;
@@ -47,7 +57,7 @@ pub enum ModState {
 }
 
 /// What hostd knows about one module while it is loaded.
-pub struct Slot {
+pub struct LoadedModule {
     pub module: ModuleDir,
     pub permissions: BTreeSet<Permission>,
     pub state: ModState,
@@ -65,12 +75,12 @@ pub struct Slot {
     pub health: Option<(HealthStatus, String)>,
     pub logs: VecDeque<String>,
     pub suppressed_lines: u64,
-    pub control: Option<tokio::sync::mpsc::Sender<supervisor::Command>>,
+    pub control: Option<tokio::sync::mpsc::Sender<supervisor::StopRequest>>,
 }
 
-impl Slot {
-    pub fn new(module: ModuleDir) -> Slot {
-        Slot {
+impl LoadedModule {
+    pub fn new(module: ModuleDir) -> LoadedModule {
+        LoadedModule {
             permissions: module.manifest.permissions.clone(),
             module,
             state: ModState::Stopped,
@@ -128,24 +138,24 @@ pub struct Host {
     pub storage: storage::StorageEnv,
     pub launcher: launcher::Launcher,
     pub node: Box<dyn node::NodeBackend>,
-    pub slots: Mutex<BTreeMap<String, Slot>>,
+    pub loaded: Mutex<BTreeMap<String, LoadedModule>>,
     /// (module, metric name) → (value, labels).
     pub metrics: Mutex<Metrics>,
-    pub ids: Mutex<crate::modules::IdMap>,
+    pub ids: Mutex<crate::discovery::IdMap>,
     pub started: Instant,
 }
 
 impl Host {
-    pub fn slots(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Slot>> {
-        lock(&self.slots)
+    pub fn loaded(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, LoadedModule>> {
+        lock(&self.loaded)
     }
 
     /// Run `f` on the module's slot, if it is loaded.
-    pub fn with_slot<R>(&self, module: &str, f: impl FnOnce(&mut Slot) -> R) -> Option<R> {
-        self.slots().get_mut(module).map(f)
+    pub fn with_module<R>(&self, module: &str, f: impl FnOnce(&mut LoadedModule) -> R) -> Option<R> {
+        self.loaded().get_mut(module).map(f)
     }
 
     pub fn log_line(&self, module: &str, line: String) {
-        self.with_slot(module, |s| s.push_log(line));
+        self.with_module(module, |s| s.push_log(line));
     }
 }

@@ -89,6 +89,11 @@ impl FrameBuf {
         FrameBuf { buf: Vec::new(), start: 0, max }
     }
 
+    /// Change the largest body accepted from now on.
+    pub fn set_max(&mut self, max: u32) {
+        self.max = max;
+    }
+
     /// Bytes not yet consumed as frames.
     pub fn pending(&self) -> usize {
         self.buf.len() - self.start

@@ -1,7 +1,8 @@
 //! The wire between hostd and a module: message types and the frame codec.
 //!
-//! No runtime lives here: host and SDK bring their own I/O and call
-//! [`frame`] to cut and check frames and [`encode`]/[`decode`] for bodies.
+//! [`frame`] cuts and checks frames and [`encode`]/[`decode`] bodies, with
+//! no runtime; [`connection`] (feature `io`, tokio) is the one frame
+//! reader and batching writer both hostd and the SDK use.
 //!
 //! Compatibility rules (the reason for several choices below):
 //! - every enum only grows at the end: bincode encodes a variant by index,
@@ -16,6 +17,8 @@
 
 pub use bincode;
 
+#[cfg(feature = "io")]
+pub mod connection;
 pub mod events;
 pub mod frame;
 pub mod kind;

@@ -1,13 +1,10 @@
 //! The connection: fd pickup, handshake, reader and writer tasks.
 
 use crate::client::{Client, Shared};
-use hostd_protocol::{
-    self as proto, ErrorBody, Event, Hello, HostMessage, Invocation, ModuleMessage, FRAME_HEADER, MIN_PROTOCOL_VERSION,
-    PROTOCOL_VERSION,
-};
+use hostd_protocol::connection::{FrameReader, FrameWriter, ReadError};
+use hostd_protocol::{self as proto, ErrorBody, Event, Hello, HostMessage, Invocation, ModuleMessage, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
@@ -30,6 +27,8 @@ pub enum SdkError {
     Io(#[from] std::io::Error),
     #[error("frame: {0}")]
     Frame(#[from] proto::FrameError),
+    #[error("reading from hostd: {0}")]
+    Read(#[from] ReadError),
     #[error("hostd refused the handshake: {0}")]
     Refused(ErrorBody),
     #[error("hostd answered the handshake with an unexpected message")]
@@ -109,7 +108,10 @@ pub async fn connect_fd(fd: OwnedFd, name: &str, version: &str) -> Result<(Clien
     let raw = std::os::fd::AsRawFd::as_raw_fd(&std_stream);
     std_stream.set_nonblocking(true).map_err(|source| SdkError::NotASocket { fd: raw, source })?;
     let stream = UnixStream::from_std(std_stream).map_err(|source| SdkError::NotASocket { fd: raw, source })?;
-    let (mut rd, mut wr) = stream.into_split();
+    let (rd, wr) = stream.into_split();
+    // Until the Welcome says otherwise, accept what the protocol allows.
+    let mut rd = FrameReader::new(rd, proto::HARD_MAX_FRAME);
+    let mut wr = FrameWriter::new(wr, proto::DEFAULT_MAX_FRAME);
 
     let hello = ModuleMessage::Hello(Hello {
         name: name.to_string(),
@@ -117,49 +119,36 @@ pub async fn connect_fd(fd: OwnedFd, name: &str, version: &str) -> Result<(Clien
         protocol_min: MIN_PROTOCOL_VERSION,
         protocol_max: PROTOCOL_VERSION,
     });
-    wr.write_all(&proto::encode(&hello, proto::DEFAULT_MAX_FRAME)?).await?;
-    let welcome = match read_frame::<HostMessage>(&mut rd, proto::HARD_MAX_FRAME).await? {
+    wr.send(&hello).await?;
+    let welcome = match rd.next::<HostMessage>().await? {
         Some(HostMessage::Welcome(w)) => w,
         Some(HostMessage::Refused(e)) => return Err(SdkError::Refused(e)),
         Some(_) => return Err(SdkError::UnexpectedHandshake),
         None => return Err(SdkError::Closed),
     };
     let max_frame = welcome.max_frame;
+    rd.set_max_frame(max_frame);
+    wr.set_max_frame(max_frame);
     let (out_tx, out_rx) = mpsc::channel::<ModuleMessage>(OUTGOING_CAPACITY);
     let (in_tx, in_rx) = mpsc::channel::<Incoming>(INCOMING_CAPACITY);
     let shared = Arc::new(Shared::new(welcome, out_tx));
     let client = Client::from_shared(shared.clone());
-    tokio::spawn(writer(wr, out_rx, max_frame));
-    tokio::spawn(reader(rd, shared, in_tx, client.clone(), max_frame));
+    tokio::spawn(writer(wr, out_rx));
+    tokio::spawn(reader(rd, shared, in_tx, client.clone()));
     Ok((client, IncomingStream { rx: in_rx }))
 }
 
-async fn read_frame<T: proto::bincode::Decode<()>>(rd: &mut OwnedReadHalf, max: u32) -> Result<Option<T>, SdkError> {
-    let mut header = [0u8; FRAME_HEADER];
-    match rd.read_exact(&mut header).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e.into()),
-    }
-    let len = proto::frame::body_len(header, max)?;
-    let mut body = vec![0u8; len];
-    rd.read_exact(&mut body).await?;
-    Ok(Some(proto::decode(&body)?))
-}
-
-async fn writer(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<ModuleMessage>, max_frame: u32) {
-    let mut buf = Vec::with_capacity(64 * 1024);
+async fn writer(mut wr: FrameWriter<OwnedWriteHalf>, mut rx: mpsc::Receiver<ModuleMessage>) {
     while let Some(first) = rx.recv().await {
-        buf.clear();
         let mut next = Some(first);
         // Coalesce whatever is already queued into one write.
         while let Some(msg) = next {
-            if let Err(e) = proto::encode_into(&msg, &mut buf, max_frame) {
+            if let Err(e) = wr.push(&msg) {
                 eprintln!("hostd-sdk: dropping a message that does not fit a frame: {e}");
             }
-            next = if buf.len() < 256 * 1024 { rx.try_recv().ok() } else { None };
+            next = if wr.batch_full() { None } else { rx.try_recv().ok() };
         }
-        if wr.write_all(&buf).await.is_err() {
+        if wr.flush().await.is_err() {
             return;
         }
     }
@@ -186,50 +175,34 @@ async fn deliver_event(inbox: &mpsc::Sender<Incoming>, shared: &Shared, ev: Even
     shared.count_dropped_event();
 }
 
-async fn reader(
-    mut rd: OwnedReadHalf,
-    shared: Arc<Shared>,
-    inbox: mpsc::Sender<Incoming>,
-    client: Client,
-    max_frame: u32,
-) {
-    let mut fb = proto::FrameBuf::new(max_frame);
-    let mut chunk = vec![0u8; 64 * 1024];
+async fn reader(mut rd: FrameReader<OwnedReadHalf>, shared: Arc<Shared>, inbox: mpsc::Sender<Incoming>, client: Client) {
     loop {
-        let n = match rd.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        fb.push(&chunk[..n]);
-        loop {
-            let msg = match fb.next_message::<HostMessage>() {
-                Ok(Some(m)) => m,
-                Ok(None) => break,
-                Err(e) => {
-                    eprintln!("hostd-sdk: undecodable frame from hostd: {e}");
-                    shared.close();
-                    return;
-                }
-            };
-            match msg {
-                HostMessage::Response { id, result } => shared.complete(id, result),
-                HostMessage::Event(ev) => deliver_event(&inbox, &shared, ev).await,
-                HostMessage::Invoke { id, invocation } => {
-                    let call = InvocationCall { id, invocation, client: client.clone() };
-                    if inbox.send(Incoming::Invoke(call)).await.is_err() {
-                        break;
-                    }
-                }
-                HostMessage::TimerFired { timer_id, task } => {
-                    if inbox.send(Incoming::TimerFired { timer_id, task }).await.is_err() {
-                        break;
-                    }
-                }
-                HostMessage::Shutdown { grace_ms } => {
-                    let _ = inbox.send(Incoming::Shutdown { grace_ms }).await;
-                }
-                HostMessage::Welcome(_) | HostMessage::Refused(_) => {}
+        let msg = match rd.next::<HostMessage>().await {
+            Ok(Some(m)) => m,
+            Ok(None) => break,
+            Err(e) => {
+                eprintln!("hostd-sdk: undecodable frame from hostd: {e}");
+                break;
             }
+        };
+        match msg {
+            HostMessage::Response { id, result } => shared.complete(id, result),
+            HostMessage::Event(ev) => deliver_event(&inbox, &shared, ev).await,
+            HostMessage::Invoke { id, invocation } => {
+                let call = InvocationCall { id, invocation, client: client.clone() };
+                if inbox.send(Incoming::Invoke(call)).await.is_err() {
+                    break;
+                }
+            }
+            HostMessage::TimerFired { timer_id, task } => {
+                if inbox.send(Incoming::TimerFired { timer_id, task }).await.is_err() {
+                    break;
+                }
+            }
+            HostMessage::Shutdown { grace_ms } => {
+                let _ = inbox.send(Incoming::Shutdown { grace_ms }).await;
+            }
+            HostMessage::Welcome(_) | HostMessage::Refused(_) => {}
         }
     }
     shared.close();

@@ -7,9 +7,6 @@ use hostd_sdk::{CliCommand, CliSpec, ErrorBody, ErrorCode, EventType, Incoming, 
 use std::io::Write;
 use std::os::fd::FromRawFd;
 
-#[path = "../bench_module.rs"]
-mod bench;
-
 fn raw_fd3() -> std::fs::File {
     // SAFETY: fd 3 is the IPC socket hostd gave this process.
     unsafe { std::fs::File::from_raw_fd(3) }
@@ -94,11 +91,6 @@ async fn sdk_main(name: &str, role: &str) {
                 hog.push(vec![1u8; 8 << 20]);
             }
         }
-        _ => {}
-    }
-    match role {
-        "bench" => return bench::serve(client, incoming).await,
-        "sink" => return bench::sink(client, incoming).await,
         _ => {}
     }
     let commands = ["try-utxo", "put", "get", "flood", "call", "quota", "fs-write", "fs-read"];

@@ -1,6 +1,8 @@
-//! `hostd sandbox …`: run a binary under a policy file; print the kernel probe.
+//! Run a binary under a policy file; print the kernel probe or the default
+//! policy. The commands of both `hostd-sandbox` (this crate's binary, which
+//! links nothing else) and `hostd sandbox` (the same code inside hostd).
 //!
-//! This process is its own launcher: it stays single-threaded (no runtime),
+//! The process is its own launcher: it stays single-threaded (no runtime),
 //! so it can clone sandboxes directly.
 
 use clap::Subcommand;
@@ -12,6 +14,25 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use sandbox::{CgroupRoot, Command, KernelFeatures, Outcome, Policy, SandboxError, Usage};
+
+/// The name this process was started as (`hostd` or `hostd-sandbox`), for messages.
+fn program_name() -> String {
+    std::env::args_os()
+        .next()
+        .and_then(|a| std::path::Path::new(&a).file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "hostd-sandbox".into())
+}
+
+/// Logs to stderr: warnings and errors, or what `HOSTD_LOG` selects
+/// (tracing's EnvFilter syntax, e.g. "info" or "sandbox=debug"). Without
+/// HOSTD_LOG no filter is compiled: this runs at every launch.
+pub fn init_logging() {
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr);
+    match std::env::var("HOSTD_LOG") {
+        Ok(filter) => builder.with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "warn".into())).init(),
+        Err(_) => builder.with_max_level(tracing::Level::WARN).init(),
+    }
+}
 
 #[derive(Subcommand)]
 pub enum SandboxCommand {
@@ -86,12 +107,12 @@ pub fn run(cmd: SandboxCommand) -> ExitCode {
 fn print_json<T: Serialize>(v: &T) {
     match serde_json::to_string_pretty(v) {
         Ok(s) => println!("{s}"),
-        Err(e) => eprintln!("hostd: cannot render JSON: {e}"),
+        Err(e) => eprintln!("{}: cannot render JSON: {e}", program_name()),
     }
 }
 
 fn fail(msg: &str) -> ExitCode {
-    eprintln!("hostd: {msg}");
+    eprintln!("{}: {msg}", program_name());
     // 125 like bwrap/podman: the launcher failed, not the sandboxed program.
     ExitCode::from(125)
 }
@@ -105,7 +126,7 @@ enum RunError {
     #[error("{what}: {source}")]
     Io { what: &'static str, source: std::io::Error },
     #[error(transparent)]
-    Privileges(#[from] hostd::privdrop::PrivError),
+    Privileges(#[from] sandbox::privdrop::PrivError),
     #[error("--standby: the launch did not use the standby made for it")]
     StandbyUnused,
 }
@@ -147,8 +168,8 @@ fn run_sandboxed(args: RunArgs) -> Result<i32, RunError> {
         None => None,
     };
     if let Some(name) = &user {
-        let run_as = hostd::privdrop::RunAs::lookup(name)?;
-        hostd::privdrop::become_launcher(&run_as, cgroups.as_mut())?;
+        let run_as = sandbox::privdrop::RunAs::lookup(name)?;
+        sandbox::privdrop::become_launcher(&run_as, cgroups.as_mut())?;
     }
     let sigfd = termination_signalfd()?;
     let mut child = if standby {

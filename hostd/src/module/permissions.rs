@@ -80,41 +80,62 @@ impl std::str::FromStr for Permission {
 /// Request kinds live with the wire types; this table gives their permissions.
 pub use hostd_protocol::RequestKind;
 
-/// The permission a request needs; `None` for the few every module may send.
-/// This match is the whole access-control table: exhaustive, so a new
-/// request kind cannot be added without deciding its permission.
-pub fn required_permission(kind: RequestKind) -> Option<Permission> {
+/// What the hub must know of a request kind before it runs one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Access {
+    /// The permission it needs; `None` for the few every module may send.
+    pub permission: Option<Permission>,
+    /// It may block (disk, another module): the hub runs it on its own task
+    /// so the module's other requests keep flowing.
+    pub blocking: bool,
+}
+
+/// Runs on its own task.
+const BLOCKS: bool = true;
+/// Answered inline, in the connection's reader.
+const INLINE: bool = false;
+
+/// The whole access-control table: exhaustive, so a new request kind cannot
+/// be added without deciding its permission and whether it blocks.
+pub fn access(kind: RequestKind) -> Access {
     use Permission as P;
     use RequestKind as R;
-    Some(match kind {
-        R::Handshake | R::Log | R::ReportHealth | R::RegisterCliSpec => return None,
-        R::GetBlock | R::GetBlockHeader | R::GetTransaction | R::HasTransaction => P::ReadBlockchain,
-        R::GetUtxo => P::ReadUtxo,
-        R::GetChainTip | R::GetBlockHeight | R::GetChainInfo => P::ReadChainState,
-        R::SubscribeEvents | R::UnsubscribeEvents => P::SubscribeEvents,
-        R::SendTransaction => P::SendTransactions,
-        R::GetMempoolTransactions | R::GetMempoolTransaction | R::GetMempoolSize | R::GetFeeEstimate => P::ReadMempool,
-        R::GetNetworkStats | R::GetNetworkPeers => P::ReadNetwork,
-        R::SendMeshPacket => P::NetworkAccess,
-        R::GetLightningNodeUrl | R::GetLightningInfo => P::ReadLightning,
-        R::GetPaymentState => P::ReadPayment,
-        R::StorageGet | R::StorageIterPrefix => P::ReadStorage,
-        R::StoragePut | R::StorageDelete | R::StorageBatch => P::WriteStorage,
-        R::StorageOpenTree | R::StorageDropTree | R::StorageQuota => P::ManageStorage,
-        R::FsRead => P::ReadFilesystem,
-        R::FsWrite | R::FsDelete => P::WriteFilesystem,
-        R::FsMkdir => P::ManageFilesystem,
-        R::RegisterRpcEndpoint | R::UnregisterRpcEndpoint => P::RegisterRpcEndpoint,
-        R::TimerCreate | R::TimerCancel | R::ScheduleTask => P::ManageTimers,
-        R::ReportMetric => P::ReportMetrics,
-        R::GetMetrics => P::ReadMetrics,
-        R::DiscoverModules | R::GetModuleInfo => P::DiscoverModules,
-        R::PublishEvent => P::PublishEvents,
-        R::CallModule => P::CallModule,
-        R::RegisterModuleApi | R::UnregisterModuleApi => P::RegisterModuleApi,
-        R::SubmitBlock => P::SubmitBlock,
-        R::QueueInboundBlock => P::QueueInboundBlock,
-    })
+    let (permission, blocking) = match kind {
+        R::Handshake | R::Log | R::ReportHealth | R::RegisterCliSpec => (None, INLINE),
+        R::GetBlock | R::GetBlockHeader | R::GetTransaction | R::HasTransaction => (Some(P::ReadBlockchain), INLINE),
+        R::GetUtxo => (Some(P::ReadUtxo), INLINE),
+        R::GetChainTip | R::GetBlockHeight | R::GetChainInfo => (Some(P::ReadChainState), INLINE),
+        R::SubscribeEvents | R::UnsubscribeEvents => (Some(P::SubscribeEvents), INLINE),
+        R::SendTransaction => (Some(P::SendTransactions), INLINE),
+        R::GetMempoolTransactions | R::GetMempoolTransaction | R::GetMempoolSize | R::GetFeeEstimate => (Some(P::ReadMempool), INLINE),
+        R::GetNetworkStats | R::GetNetworkPeers => (Some(P::ReadNetwork), INLINE),
+        R::SendMeshPacket => (Some(P::NetworkAccess), INLINE),
+        R::GetLightningNodeUrl | R::GetLightningInfo => (Some(P::ReadLightning), INLINE),
+        R::GetPaymentState => (Some(P::ReadPayment), INLINE),
+        R::StorageGet | R::StorageIterPrefix => (Some(P::ReadStorage), BLOCKS),
+        R::StoragePut | R::StorageDelete | R::StorageBatch => (Some(P::WriteStorage), BLOCKS),
+        R::StorageOpenTree | R::StorageDropTree => (Some(P::ManageStorage), BLOCKS),
+        R::StorageQuota => (Some(P::ManageStorage), INLINE),
+        R::FsRead => (Some(P::ReadFilesystem), BLOCKS),
+        R::FsWrite | R::FsDelete => (Some(P::WriteFilesystem), BLOCKS),
+        R::FsMkdir => (Some(P::ManageFilesystem), BLOCKS),
+        R::RegisterRpcEndpoint | R::UnregisterRpcEndpoint => (Some(P::RegisterRpcEndpoint), INLINE),
+        R::TimerCreate | R::TimerCancel | R::ScheduleTask => (Some(P::ManageTimers), INLINE),
+        R::ReportMetric => (Some(P::ReportMetrics), INLINE),
+        R::GetMetrics => (Some(P::ReadMetrics), INLINE),
+        R::DiscoverModules | R::GetModuleInfo => (Some(P::DiscoverModules), INLINE),
+        R::PublishEvent => (Some(P::PublishEvents), INLINE),
+        R::CallModule => (Some(P::CallModule), BLOCKS),
+        R::RegisterModuleApi | R::UnregisterModuleApi => (Some(P::RegisterModuleApi), INLINE),
+        R::SubmitBlock => (Some(P::SubmitBlock), INLINE),
+        R::QueueInboundBlock => (Some(P::QueueInboundBlock), INLINE),
+    };
+    Access { permission, blocking }
+}
+
+/// The permission a request needs; `None` for the few every module may send.
+pub fn required_permission(kind: RequestKind) -> Option<Permission> {
+    access(kind).permission
 }
 
 /// The requests `p` unlocks.
@@ -147,6 +168,31 @@ mod tests {
         sorted.sort();
         sorted.dedup();
         assert_eq!(sorted.len(), RequestKind::ALL.len(), "duplicate in RequestKind::ALL");
+    }
+
+    #[test]
+    fn blocking_requests_are_disk_and_other_modules() {
+        let blocking: Vec<&str> = RequestKind::ALL.iter().filter(|k| access(**k).blocking).map(|k| k.as_str()).collect();
+        assert_eq!(
+            blocking,
+            [
+                "storage_get",
+                "storage_iter_prefix",
+                "storage_put",
+                "storage_delete",
+                "storage_batch",
+                "storage_open_tree",
+                "storage_drop_tree",
+                "fs_read",
+                "fs_write",
+                "fs_delete",
+                "fs_mkdir",
+                "call_module"
+            ]
+        );
+        // The few every module may send are the handshake's neighbours, never data.
+        let free: Vec<&str> = RequestKind::ALL.iter().filter(|k| required_permission(**k).is_none()).map(|k| k.as_str()).collect();
+        assert_eq!(free, ["handshake", "log", "report_health", "register_cli_spec"]);
     }
 
     #[test]

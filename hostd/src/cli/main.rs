@@ -1,12 +1,16 @@
-//! hostd: the module host daemon and its CLI.
+//! hostd: the module host daemon and its CLI. One file per command family:
+//! `trust.rs` (keygen, sign, verify), `policy.rs` (policy show), `control.rs`
+//! (commands against a running hostd), `gen_docs.rs`; `hostd sandbox …` is
+//! the `hostd-sandbox` crate's code; `hostd run` is `hostd::daemon::run`.
 
-mod daemon_cmd;
-mod sandbox_cmd;
-mod trust_cmd;
+mod control;
+mod gen_docs;
+mod policy;
+mod trust;
 
-use hostd::{config, policy_show};
+use hostd::config;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -27,7 +31,7 @@ struct Cli {
 enum Command {
     /// Run any binary under a sandbox policy, like bwrap or nsjail.
     #[command(subcommand)]
-    Sandbox(sandbox_cmd::SandboxCommand),
+    Sandbox(hostd_sandbox::SandboxCommand),
     /// Audit what a module may do.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -51,7 +55,7 @@ enum Command {
     /// Run the daemon: every enabled module, sandboxed, plus the control socket.
     Run,
     #[command(flatten)]
-    Daemon(daemon_cmd::DaemonCommand),
+    Daemon(control::DaemonCommand),
     /// Write the man page and shell completions generated from this CLI
     /// (used when building packages).
     #[command(hide = true)]
@@ -80,7 +84,7 @@ fn load_config(explicit: Option<&Path>) -> Result<config::HostConfig, String> {
     match explicit {
         Some(p) => config::HostConfig::load(p).map_err(|e| e.to_string()),
         None => {
-            let p = trust_cmd::default_config_path();
+            let p = trust::default_config_path();
             if p.exists() {
                 config::HostConfig::load(&p).map_err(|e| e.to_string())
             } else {
@@ -101,48 +105,6 @@ fn with_config(explicit: Option<&Path>, f: impl FnOnce(config::HostConfig) -> Ex
     }
 }
 
-fn policy_show(c: &config::HostConfig, module: Option<&str>, dir: Option<&Path>, json: bool) -> ExitCode {
-    let kernel = sandbox::KernelFeatures::probe();
-    let report = policy_show::load(c, module, dir).and_then(|(m, installed)| policy_show::build(&m, c, &kernel, installed));
-    match report {
-        Ok(r) => {
-            if json {
-                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-            } else {
-                print!("{}", policy_show::render(&r));
-            }
-            // Auditing succeeded; the exit code still says whether it would start.
-            if r.verification.ok && r.refused.is_none() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(3)
-            }
-        }
-        Err(e) => {
-            eprintln!("hostd: {e}");
-            ExitCode::from(1)
-        }
-    }
-}
-
-/// The man page and completions come from the same clap definition the
-/// binary parses with, so they cannot drift from it.
-fn gen_docs(out: &Path) -> std::io::Result<()> {
-    use clap::CommandFactory;
-    use clap_complete::Shell;
-    let cmd = Cli::command();
-    std::fs::create_dir_all(out.join("completions"))?;
-    let mut page = Vec::new();
-    clap_mangen::Man::new(cmd.clone()).render(&mut page)?;
-    std::fs::write(out.join("hostd.1"), page)?;
-    for (shell, file) in [(Shell::Bash, "hostd.bash"), (Shell::Zsh, "_hostd"), (Shell::Fish, "hostd.fish")] {
-        let mut text = Vec::new();
-        clap_complete::generate(shell, &mut cmd.clone(), "hostd", &mut text);
-        std::fs::write(out.join("completions").join(file), text)?;
-    }
-    Ok(())
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -151,13 +113,13 @@ fn main() -> ExitCode {
         .init();
     let config = cli.config.as_deref();
     match cli.command {
-        Command::Sandbox(cmd) => sandbox_cmd::run(cmd),
+        Command::Sandbox(cmd) => hostd_sandbox::run(cmd),
         Command::Policy(PolicyCommand::Show { module, dir, json }) => {
-            with_config(config, |c| policy_show(&c, module.as_deref(), dir.as_deref(), json))
+            with_config(config, |c| policy::show(&c, module.as_deref(), dir.as_deref(), json))
         }
-        Command::Keygen { out } => trust_cmd::keygen(&out),
-        Command::Sign { dir, key, name } => trust_cmd::sign(&dir, &key, name),
-        Command::Verify { dir } => with_config(config, |c| trust_cmd::verify(&dir, &c)),
+        Command::Keygen { out } => trust::keygen(&out),
+        Command::Sign { dir, key, name } => trust::sign(&dir, &key, name),
+        Command::Verify { dir } => with_config(config, |c| trust::verify(&dir, &c)),
         Command::Run => with_config(config, |c| match hostd::daemon::run::run(c) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -165,13 +127,13 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         }),
-        Command::GenDocs { out } => match gen_docs(&out) {
+        Command::GenDocs { out } => match gen_docs::write(Cli::command(), &out) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("hostd gen-docs: {}: {e}", out.display());
                 ExitCode::FAILURE
             }
         },
-        Command::Daemon(cmd) => with_config(config, |c| daemon_cmd::run(cmd, &c.control_socket())),
+        Command::Daemon(cmd) => with_config(config, |c| control::run(cmd, &c.control_socket())),
     }
 }

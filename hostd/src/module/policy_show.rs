@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::config::HostConfig;
-use crate::modules::{IdMap, ModuleDir};
+use crate::discovery::{IdMap, ModuleDir};
 use crate::permissions::{unlocks, Permission};
 use crate::policygen;
 use crate::trust::{self, Verification};
@@ -338,10 +338,10 @@ fn args_text(args: &[sandbox::seccomp::ArgCondition]) -> String {
 /// any directory (`--dir`, e.g. before installing it).
 pub fn load(host: &HostConfig, module: Option<&str>, dir: Option<&Path>) -> Result<(ModuleDir, bool), String> {
     match (module, dir) {
-        (_, Some(d)) => crate::modules::load_dir(d, host, false).map(|m| (m, false)).map_err(|e| e.to_string()),
+        (_, Some(d)) => crate::discovery::load_dir(d, host, false).map(|m| (m, false)).map_err(|e| e.to_string()),
         (Some(name), None) => {
             crate::manifest::check_name(name)?;
-            crate::modules::load_dir(&host.module_dir(name), host, true).map(|m| (m, true)).map_err(|e| e.to_string())
+            crate::discovery::load_dir(&host.module_dir(name), host, true).map(|m| (m, true)).map_err(|e| e.to_string())
         }
         (None, None) => Err("name a module or pass --dir".into()),
     }

@@ -139,10 +139,11 @@ fn main() {
     // knob, not the pipeline's capacity, which is what this measures.
     let daemon = "call_timeout_ms = 120000\nrequests_per_sec = 100000000\nrequest_burst = 100000000\n";
     let bench_caps = ["report_metrics", "publish_events"];
+    let benchmod = hostd_tests::bin_dir().join("hostd-benchmod");
 
     // ---- phase 1: one module; round trips and pipelining
     let env = HostdEnv::new("bench", daemon);
-    env.install_testmod("b-bench", &bench_caps, "");
+    env.install("b-bench", &benchmod, &bench_caps, "");
     let (b, _) = start(env);
     b.env.wait_module("b-bench", "handshake", Duration::from_secs(20), |m| m["handshaken"] == true);
     let (rss_one, launcher_one) = b.rss_kib();
@@ -189,9 +190,9 @@ fn main() {
 
     // ---- phase 2: the publisher plus `modules` sinks
     let env = HostdEnv::new("bench-fanout", daemon);
-    env.install_testmod("b-bench", &bench_caps, "");
+    env.install("b-bench", &benchmod, &bench_caps, "");
     for i in 0..modules {
-        env.install_testmod(&format!("s{i}-sink"), &["subscribe_events"], "");
+        env.install(&format!("s{i}-sink"), &benchmod, &["subscribe_events"], "");
     }
     let t = Instant::now();
     let (b, ready) = start(env);

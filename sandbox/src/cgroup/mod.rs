@@ -9,6 +9,18 @@
 //!
 //! cgroups-rs is not used: its v2 create path writes `+ctrl` into every
 //! ancestor's subtree_control (above our delegation) and ignores errors.
+//!
+//! Layout: this file holds what both versions share (detection, the root
+//! sandboxes are created under, the per-sandbox handle, teardown); `v2.rs`
+//! and `v1.rs` what differs; `placement.rs` how a new child gets into its
+//! cgroup (born into it on v2, attached after the clone on v1).
+
+mod detect;
+mod placement;
+mod v1;
+mod v2;
+
+pub(crate) use placement::Placement;
 
 use serde::Serialize;
 use std::cell::Cell;
@@ -21,97 +33,9 @@ use std::sync::{Arc, Mutex};
 use crate::error::SandboxError;
 use crate::policy::CgroupLimits;
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-#[serde(tag = "mode", rename_all = "snake_case")]
-pub enum CgroupMode {
-    /// Pure cgroup v2: `base` is the directory we create sandboxes under.
-    Unified { mount: PathBuf, own: PathBuf, controllers: Vec<String> },
-    /// v1 hierarchies (possibly beside an empty cgroup2 mount).
-    Legacy { hierarchies: Vec<V1Hierarchy> },
-    Unavailable { reason: String },
-}
+pub use detect::{CgroupMode, V1Hierarchy};
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct V1Hierarchy {
-    pub controller: String,
-    /// Our own cgroup directory in that hierarchy.
-    pub own_dir: PathBuf,
-}
-
-/// The v1 hierarchies a sandbox gets a cgroup in. Each one costs a mkdir,
-/// a migration of the child (an RCU grace period) and an rmdir per launch,
-/// so accounting-only cpuacct is left out unless it shares cpu's hierarchy;
-/// CPU time is then summed from the members' /proc stat instead.
-const V1_CONTROLLERS: [&str; 3] = ["memory", "cpu", "pids"];
-
-impl CgroupMode {
-    pub fn detect() -> CgroupMode {
-        let own = match fs::read_to_string("/proc/self/cgroup") {
-            Ok(s) => s,
-            Err(e) => return CgroupMode::Unavailable { reason: format!("/proc/self/cgroup: {e}") },
-        };
-        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut v1_mounts: Vec<(Vec<String>, PathBuf)> = Vec::new();
-        let mut v2_mount: Option<PathBuf> = None;
-        for line in mountinfo.lines() {
-            let Some((left, right)) = line.split_once(" - ") else { continue };
-            let mut r = right.split_whitespace();
-            let fstype = r.next().unwrap_or("");
-            let _source = r.next();
-            let opts = r.next().unwrap_or("");
-            let mount_point = left.split_whitespace().nth(4).map(PathBuf::from);
-            match (fstype, mount_point) {
-                ("cgroup2", Some(mp)) => {
-                    v2_mount.get_or_insert(mp);
-                }
-                ("cgroup", Some(mp)) => {
-                    let ctrls = opts.split(',').map(str::to_string).collect();
-                    v1_mounts.push((ctrls, mp));
-                }
-                _ => {}
-            }
-        }
-        let mut hierarchies = Vec::new();
-        let mut unified_path = None;
-        for line in own.lines() {
-            let mut parts = line.splitn(3, ':');
-            let (Some(id), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else { continue };
-            if id == "0" && ctrls.is_empty() {
-                unified_path = Some(PathBuf::from(path));
-                continue;
-            }
-            for c in ctrls.split(',') {
-                if !V1_CONTROLLERS.contains(&c) {
-                    continue;
-                }
-                if let Some((_, mp)) = v1_mounts.iter().find(|(opts, _)| opts.iter().any(|o| o == c)) {
-                    hierarchies.push(V1Hierarchy { controller: c.to_string(), own_dir: join_cgroup(mp, path) });
-                }
-            }
-        }
-        if hierarchies.is_empty() {
-            if let (Some(mount), Some(own)) = (v2_mount, unified_path) {
-                let dir = join_cgroup(&mount, own.to_string_lossy().as_ref());
-                let controllers = fs::read_to_string(dir.join("cgroup.controllers"))
-                    .map(|s| s.split_whitespace().map(str::to_string).collect())
-                    .unwrap_or_default();
-                return CgroupMode::Unified { mount, own, controllers };
-            }
-            return CgroupMode::Unavailable { reason: "no cgroup v2 mount and no v1 memory/cpu/pids hierarchy".into() };
-        }
-        CgroupMode::Legacy { hierarchies }
-    }
-
-    pub fn has_controller(&self, c: &str) -> bool {
-        match self {
-            CgroupMode::Unified { controllers, .. } => controllers.iter().any(|x| x == c),
-            CgroupMode::Legacy { hierarchies } => hierarchies.iter().any(|h| h.controller == c),
-            CgroupMode::Unavailable { .. } => false,
-        }
-    }
-}
-
-fn join_cgroup(mount: &Path, rel: &str) -> PathBuf {
+pub(super) fn join_cgroup(mount: &Path, rel: &str) -> PathBuf {
     mount.join(rel.trim_start_matches('/'))
 }
 
@@ -166,7 +90,7 @@ impl CgroupRoot {
                     (Some(n), Some(parent)) if n == SUPERVISOR_LEAF && own.parent().is_some() => parent.to_path_buf(),
                     _ => own_dir,
                 };
-                Some(prepare_v2_base(&base)?)
+                Some(v2::prepare_base(&base)?)
             }
             _ => None,
         };
@@ -225,7 +149,7 @@ impl CgroupRoot {
             CgroupMode::Unified { .. } => {
                 if let Some(base) = &self.v2_base {
                     chown(base)?;
-                    for f in ["cgroup.procs", "cgroup.subtree_control", "cgroup.threads"] {
+                    for f in v2::DELEGATED_FILES {
                         chown(&base.join(f))?;
                     }
                 }
@@ -260,58 +184,18 @@ impl CgroupRoot {
     /// A fresh cgroup for sandbox `name`, with its limits written.
     pub fn create(&self, name: &str, limits: &CgroupLimits) -> Result<Cgroup, SandboxError> {
         let leaf = leaf_name(name);
-        match &self.mode {
+        let mut cg = match &self.mode {
             CgroupMode::Unified { .. } => {
                 let base = self.v2_base.as_ref().ok_or_else(|| SandboxError::CgroupSetup("v2 base missing".into()))?;
-                let dir = base.join(&leaf);
-                fs::create_dir(&dir).map_err(|e| SandboxError::Cgroup { path: dir.clone(), op: "mkdir", source: e })?;
-                // Built before the limits so a failed write removes the directory again.
-                let mut cg = Cgroup { kind: Kind::V2 { dir: dir.clone(), dirfd: None }, emptied: Cell::new(false), graveyard: None };
-                if let Some(m) = limits.memory_max {
-                    write_file(&dir.join("memory.max"), &m.to_string())?;
-                    if dir.join("memory.swap.max").exists() {
-                        write_file(&dir.join("memory.swap.max"), &limits.memory_swap_max.unwrap_or(0).to_string())?;
-                    }
-                    // One OOM kill takes the whole sandbox, not a random member.
-                    write_file(&dir.join("memory.oom.group"), "1")?;
-                }
-                if let Some(c) = limits.cpu_max {
-                    write_file(&dir.join("cpu.max"), &format!("{} {}", c.quota_us, c.period_us))?;
-                }
-                if let Some(p) = limits.pids_max {
-                    write_file(&dir.join("pids.max"), &p.to_string())?;
-                }
-                let fd = open_dir(&dir)?;
-                if let Kind::V2 { dirfd, .. } = &mut cg.kind {
-                    *dirfd = Some(fd);
-                }
-                cg.graveyard = Some(self.graveyard.clone());
-                Ok(cg)
+                v2::create(base.join(&leaf), limits)
             }
             CgroupMode::Legacy { hierarchies } => {
-                let mut dirs = Vec::new();
-                for h in hierarchies {
-                    let dir = self.v1_base(h).join(&leaf);
-                    match fs::create_dir(&dir) {
-                        Ok(()) => dirs.push((h.controller.clone(), dir)),
-                        // cpu and cpuacct are often co-mounted: one directory serves both.
-                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dirs.iter().any(|(_, d)| d == &dir) => {
-                            dirs.push((h.controller.clone(), dir))
-                        }
-                        Err(e) => {
-                            // Dropping removes what was already created.
-                            drop(Cgroup { kind: Kind::V1 { dirs }, emptied: Cell::new(false), graveyard: None });
-                            return Err(SandboxError::Cgroup { path: dir, op: "mkdir", source: e });
-                        }
-                    }
-                }
-                let mut cg = Cgroup { kind: Kind::V1 { dirs }, emptied: Cell::new(false), graveyard: None };
-                cg.write_v1_limits(limits)?;
-                cg.graveyard = Some(self.graveyard.clone());
-                Ok(cg)
+                v1::create(hierarchies.iter().map(|h| (h.controller.clone(), self.v1_base(h).join(&leaf))).collect(), limits)
             }
-            CgroupMode::Unavailable { reason } => Err(SandboxError::CgroupSetup(reason.clone())),
-        }
+            CgroupMode::Unavailable { reason } => return Err(SandboxError::CgroupSetup(reason.clone())),
+        }?;
+        cg.graveyard = Some(self.graveyard.clone());
+        Ok(cg)
     }
 }
 
@@ -334,44 +218,6 @@ fn open_dir(dir: &Path) -> Result<OwnedFd, SandboxError> {
     Ok(OwnedFd::from(f))
 }
 
-/// Move our own processes into `<own>/supervisor` and enable the controllers
-/// for our children. Nothing above `own` is touched.
-fn prepare_v2_base(own: &Path) -> Result<PathBuf, SandboxError> {
-    let available = fs::read_to_string(own.join("cgroup.controllers")).unwrap_or_default();
-    let wanted: Vec<&str> = ["memory", "cpu", "pids"].into_iter().filter(|c| available.split_whitespace().any(|a| a == *c)).collect();
-    let enabled = fs::read_to_string(own.join("cgroup.subtree_control")).unwrap_or_default();
-    if wanted.iter().all(|c| enabled.split_whitespace().any(|e| e == *c)) {
-        return Ok(own.to_path_buf());
-    }
-    let procs = fs::read_to_string(own.join("cgroup.procs")).unwrap_or_default();
-    if !procs.trim().is_empty() {
-        let leaf = own.join(SUPERVISOR_LEAF);
-        match fs::create_dir(&leaf) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(SandboxError::Cgroup { path: leaf, op: "mkdir", source: e }),
-        }
-        // Every process of our cgroup is ours (we are its delegate); move them all.
-        for pid in procs.split_whitespace() {
-            write_file(&leaf.join("cgroup.procs"), pid)?;
-        }
-    }
-    let ctl: Vec<String> = wanted.iter().map(|c| format!("+{c}")).collect();
-    if !ctl.is_empty() {
-        write_file(&own.join("cgroup.subtree_control"), &ctl.join(" "))?;
-    }
-    Ok(own.to_path_buf())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn leaf_names_carry_the_launcher_pid() {
-        let leaf = super::leaf_name("my-module");
-        assert_eq!(super::leaf_launcher_pid(&leaf), Some(std::process::id()));
-        assert_eq!(super::leaf_launcher_pid("not-ours"), None);
-    }
-}
 
 #[derive(Debug)]
 enum Kind {
@@ -404,33 +250,11 @@ pub struct Usage {
 }
 
 impl Cgroup {
-    fn dir_for(&self, controller: &str) -> Option<&Path> {
+    pub(super) fn dir_for(&self, controller: &str) -> Option<&Path> {
         match &self.kind {
             Kind::V2 { dir, .. } => Some(dir),
             Kind::V1 { dirs } => dirs.iter().find(|(c, _)| c == controller).map(|(_, d)| d.as_path()),
         }
-    }
-
-    fn write_v1_limits(&self, limits: &CgroupLimits) -> Result<(), SandboxError> {
-        if let (Some(m), Some(dir)) = (limits.memory_max, self.dir_for("memory")) {
-            write_file(&dir.join("memory.limit_in_bytes"), &m.to_string())?;
-            let memsw = dir.join("memory.memsw.limit_in_bytes");
-            if memsw.exists() {
-                let swap = limits.memory_swap_max.unwrap_or(0);
-                write_file(&memsw, &(m + swap).to_string())?;
-            } else if limits.memory_swap_max.unwrap_or(0) == 0 {
-                // Without swap accounting, swappiness 0 is the closest to "no swap".
-                let _ = write_file(&dir.join("memory.swappiness"), "0");
-            }
-        }
-        if let (Some(c), Some(dir)) = (limits.cpu_max, self.dir_for("cpu")) {
-            write_file(&dir.join("cpu.cfs_period_us"), &c.period_us.to_string())?;
-            write_file(&dir.join("cpu.cfs_quota_us"), &c.quota_us.to_string())?;
-        }
-        if let (Some(p), Some(dir)) = (limits.pids_max, self.dir_for("pids")) {
-            write_file(&dir.join("pids.max"), &p.to_string())?;
-        }
-        Ok(())
     }
 
     /// v2 directory fd for CLONE_INTO_CGROUP.
@@ -443,44 +267,16 @@ impl Cgroup {
 
     /// Place `pid` in every hierarchy (v1; on v2 CLONE_INTO_CGROUP already did).
     pub fn attach(&self, pid: i32) -> Result<(), SandboxError> {
-        if let Kind::V1 { dirs } = &self.kind {
-            let mut seen: Vec<&Path> = Vec::new();
-            for (_, dir) in dirs {
-                if seen.contains(&dir.as_path()) {
-                    continue;
-                }
-                seen.push(dir);
-                write_file(&dir.join("cgroup.procs"), &pid.to_string())?;
-            }
+        match &self.kind {
+            Kind::V1 { dirs } => v1::attach(dirs, pid),
+            Kind::V2 { .. } => Ok(()),
         }
-        Ok(())
     }
 
     pub fn usage(&self) -> Usage {
         match &self.kind {
-            Kind::V2 { dir, .. } => Usage {
-                memory_current: read_u64(&dir.join("memory.current")),
-                memory_peak: read_u64(&dir.join("memory.peak")),
-                cpu_usage_usec: read_keyed(&dir.join("cpu.stat"), "usage_usec"),
-                pids_current: read_u64(&dir.join("pids.current")),
-                oom_kills: read_keyed(&dir.join("memory.events"), "oom_kill"),
-                cpu_nr_throttled: read_keyed(&dir.join("cpu.stat"), "nr_throttled"),
-            },
-            Kind::V1 { .. } => {
-                let mem = self.dir_for("memory");
-                Usage {
-                    memory_current: mem.and_then(|d| read_u64(&d.join("memory.usage_in_bytes"))),
-                    memory_peak: mem.and_then(|d| read_u64(&d.join("memory.max_usage_in_bytes"))),
-                    cpu_usage_usec: self
-                        .dir_for("cpu")
-                        .and_then(|d| read_u64(&d.join("cpuacct.usage")))
-                        .map(|ns| ns / 1000)
-                        .or_else(|| Some(self.pids().into_iter().filter_map(proc_cpu_usec).sum())),
-                    pids_current: self.dir_for("pids").and_then(|d| read_u64(&d.join("pids.current"))),
-                    oom_kills: mem.and_then(|d| read_keyed(&d.join("memory.oom_control"), "oom_kill")),
-                    cpu_nr_throttled: self.dir_for("cpu").and_then(|d| read_keyed(&d.join("cpu.stat"), "nr_throttled")),
-                }
-            }
+            Kind::V2 { dir, .. } => v2::usage(dir),
+            Kind::V1 { .. } => v1::usage(self),
         }
     }
 
@@ -537,17 +333,6 @@ impl Cgroup {
     }
 }
 
-/// utime + stime of one live process, in microseconds.
-fn proc_cpu_usec(pid: i32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    let mut fields = rest.split_whitespace().skip(11);
-    let ticks: u64 = fields.next()?.parse::<u64>().ok()? + fields.next()?.parse::<u64>().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Some(ticks * 1_000_000 / hz)
-}
-
 impl Drop for Cgroup {
     fn drop(&mut self) {
         // Killing is never deferred: nothing of the sandbox outlives this.
@@ -585,5 +370,15 @@ fn remove_dirs<'a>(dirs: impl Iterator<Item = &'a Path>) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn leaf_names_carry_the_launcher_pid() {
+        let leaf = super::leaf_name("my-module");
+        assert_eq!(super::leaf_launcher_pid(&leaf), Some(std::process::id()));
+        assert_eq!(super::leaf_launcher_pid("not-ours"), None);
     }
 }

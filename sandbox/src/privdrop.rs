@@ -1,16 +1,14 @@
-//! Dropping root. `hostd run` starts as root, does what only root can
-//! (hand its data, run and cgroup directories to the service user, fork the
-//! launcher), then both processes become the service user and keep exactly
-//! the capabilities below, nothing in the bounding, inheritable or ambient
-//! sets beyond them, securebits locked so uid 0 never means anything again,
-//! and no_new_privs set.
+//! Dropping root for good: become an unprivileged user keeping exactly a
+//! given set of capabilities, nothing in the bounding, inheritable or
+//! ambient sets beyond them, securebits locked so uid 0 never means anything
+//! again, and no_new_privs set — verified from /proc afterwards.
 //!
-//! The daemon is the process that parses what modules send; it keeps the
-//! least. The launcher never reads module input (only hostd's typed
-//! requests over its private socket) and keeps what creating a sandbox with
-//! a distinct host uid needs.
+//! A launcher ([`become_launcher`]) keeps [`LAUNCHER_CAPS`]: what creating a
+//! sandbox with a distinct host uid needs. It never reads module input, so
+//! what it keeps cannot be steered by a module. Other processes (hostd's
+//! daemon) choose their own, smaller set.
 
-use sandbox::caps;
+use crate::caps::{self, CAP_SETGID, CAP_SETUID};
 use std::path::Path;
 
 /// One Linux capability, with why hostd keeps it.
@@ -20,25 +18,6 @@ pub struct Retained {
     pub name: &'static str,
     pub why: &'static str,
 }
-
-const CAP_CHOWN: u32 = 0;
-const CAP_FOWNER: u32 = 3;
-const CAP_SETGID: u32 = 6;
-const CAP_SETUID: u32 = 7;
-
-/// What the daemon keeps.
-pub const DAEMON_CAPS: [Retained; 2] = [
-    Retained {
-        cap: CAP_CHOWN,
-        name: "CAP_CHOWN",
-        why: "give data/modules/<name>/files and the files hostd writes there on a module's behalf to the module's uid",
-    },
-    Retained {
-        cap: CAP_FOWNER,
-        name: "CAP_FOWNER",
-        why: "restore the mode (2770, group hostd) of a module's files/ directory, which the module owns and may have changed",
-    },
-];
 
 /// What the launcher keeps.
 pub const LAUNCHER_CAPS: [Retained; 2] = [
@@ -69,7 +48,7 @@ pub enum PrivError {
     #[error("handing {path} to user {user}: {source}")]
     Chown { path: std::path::PathBuf, user: String, source: std::io::Error },
     #[error("handing the sandbox cgroups to user {user}: {source}")]
-    Cgroups { user: String, source: sandbox::SandboxError },
+    Cgroups { user: String, source: crate::SandboxError },
 }
 
 /// The unprivileged user hostd runs as.
@@ -115,7 +94,8 @@ impl RunAs {
     }
 }
 
-fn mask(keep: &[Retained]) -> u64 {
+/// The capability mask of `keep`.
+pub fn mask(keep: &[Retained]) -> u64 {
     keep.iter().fold(0, |m, r| m | (1u64 << r.cap))
 }
 
@@ -168,8 +148,8 @@ pub fn drop_to(run_as: &RunAs, keep: &[Retained]) -> Result<(), PrivError> {
 
 /// Make this process a launcher running as `run_as`: hand it the sandbox
 /// cgroups, drop to it keeping [`LAUNCHER_CAPS`], and stay dumpable.
-/// Used by the daemon's launcher and by `hostd sandbox run --user`.
-pub fn become_launcher(run_as: &RunAs, cgroups: Option<&mut sandbox::CgroupRoot>) -> Result<(), PrivError> {
+/// Used by hostd's launcher and by `hostd-sandbox run --user`.
+pub fn become_launcher(run_as: &RunAs, cgroups: Option<&mut crate::CgroupRoot>) -> Result<(), PrivError> {
     if let Some(cg) = cgroups {
         cg.delegate(run_as.uid, run_as.gid).map_err(|source| PrivError::Cgroups { user: run_as.user.clone(), source })?;
     }
@@ -218,21 +198,15 @@ impl CapSets {
     }
 }
 
-/// Names of the capabilities in `mask` that hostd knows about, else numbers.
+/// Names of the capabilities in `mask` (capabilities(7)), else numbers.
 pub fn names(mask: u64) -> Vec<String> {
-    (0..64)
+    (0..64u32)
         .filter(|c| mask & (1u64 << c) != 0)
-        .map(|c| {
-            DAEMON_CAPS.iter().chain(LAUNCHER_CAPS.iter()).find(|r| r.cap == c).map(|r| r.name.to_string()).unwrap_or_else(|| format!("cap{c}"))
-        })
+        .map(|c| caps::NAMES.get(c as usize).map(|n| n.to_string()).unwrap_or_else(|| format!("cap{c}")))
         .collect()
 }
 
-/// The documented masks, for tests and `policy show`.
-pub fn daemon_mask() -> u64 {
-    mask(&DAEMON_CAPS)
-}
-
+/// The launcher's documented mask, for tests and `hostd status`.
 pub fn launcher_mask() -> u64 {
     mask(&LAUNCHER_CAPS)
 }
@@ -244,7 +218,7 @@ mod tests {
     #[test]
     fn status_parsing_and_masks() {
         let s = CapSets::parse("Name:\tx\nCapInh:\t0000000000000000\nCapPrm:\t0000000000000009\nCapEff:\t0000000000000009\nCapBnd:\t0000000000000009\nCapAmb:\t0000000000000000\n");
-        assert_eq!(s.effective, daemon_mask());
+        assert_eq!(s.effective, 0b1001);
         assert_eq!(names(s.permitted), vec!["CAP_CHOWN", "CAP_FOWNER"]);
         assert_eq!(names(launcher_mask()), vec!["CAP_SETGID", "CAP_SETUID"]);
     }

@@ -1,0 +1,105 @@
+//! The API hub: every request is checked against the permission table
+//! (`crate::permissions::access`) before its handler runs; a denied or
+//! failed request is an error response and the connection stays up. The
+//! handlers live by request family: `chain`, `storage`, `files`,
+//! `registry` (RPC endpoints, module APIs, CLI specs, discovery, calls),
+//! `timers`, `metrics`, `events`.
+
+mod chain;
+mod events;
+mod files;
+mod metrics;
+mod registry;
+mod storage;
+mod timers;
+
+pub use registry::module_info;
+
+use super::conn::ConnCtx;
+use super::Host;
+use crate::permissions::access;
+use hostd_protocol::{ErrorBody, ErrorCode, Request, RequestKind, Response};
+use std::sync::Arc;
+
+fn err(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
+    ErrorBody::new(code, message)
+}
+
+/// Requests that may block (disk, other modules) run on their own task so
+/// the module's other requests keep flowing; the table says which.
+pub fn is_blocking(kind: RequestKind) -> bool {
+    access(kind).blocking
+}
+
+pub async fn handle(host: &Arc<Host>, ctx: &Arc<ConnCtx>, req: Request) -> Result<Response, ErrorBody> {
+    let module = ctx.module.as_str();
+    let kind = req.kind();
+    if let Some(p) = access(kind).permission {
+        let granted = host.with_module(module, |s| s.permissions.contains(&p)).unwrap_or(false);
+        if !granted {
+            return Err(err(ErrorCode::PermissionDenied, format!("{kind} needs the {p} permission, which module {module} does not have")));
+        }
+    }
+    use Request as Q;
+    match req {
+        Q::ReportHealth { status, detail } => events::report_health(host, module, status, detail),
+        Q::SubscribeEvents { types } => events::subscribe(host, module, &types),
+        Q::UnsubscribeEvents { types } => events::unsubscribe(host, module, &types),
+        Q::PublishEvent { event_type, data } => events::publish(host, module, event_type, data),
+        Q::GetBlock { .. }
+        | Q::GetBlockHeader { .. }
+        | Q::GetTransaction { .. }
+        | Q::HasTransaction { .. }
+        | Q::GetUtxo { .. }
+        | Q::GetChainTip
+        | Q::GetBlockHeight
+        | Q::GetChainInfo
+        | Q::SendTransaction { .. }
+        | Q::GetMempoolTransactions
+        | Q::GetMempoolTransaction { .. }
+        | Q::GetMempoolSize
+        | Q::GetFeeEstimate { .. }
+        | Q::GetNetworkStats
+        | Q::GetNetworkPeers
+        | Q::SendMeshPacket { .. }
+        | Q::GetLightningNodeUrl
+        | Q::GetLightningInfo
+        | Q::GetPaymentState { .. }
+        | Q::SubmitBlock { .. }
+        | Q::QueueInboundBlock { .. } => chain::query(host, &req),
+        Q::StorageGet { tree, key } => storage::run(host, module, move |s| s.get(&tree, &key).map(Response::Bytes)).await,
+        Q::StorageIterPrefix { tree, prefix, limit } => {
+            let limit = limit.min(storage::MAX_SCAN) as usize;
+            storage::run(host, module, move |s| s.iter_prefix(&tree, &prefix, limit).map(Response::Entries)).await
+        }
+        Q::StoragePut { tree, key, value } => storage::run(host, module, move |s| s.put(&tree, &key, &value).map(|_| Response::Ack)).await,
+        Q::StorageDelete { tree, key } => storage::run(host, module, move |s| s.delete(&tree, &key).map(|_| Response::Ack)).await,
+        Q::StorageBatch { tree, ops } => storage::run(host, module, move |s| s.batch(&tree, &ops).map(|_| Response::Ack)).await,
+        Q::StorageOpenTree { tree } => storage::run(host, module, move |s| s.open_tree(&tree).map(|_| Response::Ack)).await,
+        Q::StorageDropTree { tree } => storage::run(host, module, move |s| s.drop_tree(&tree).map(|_| Response::Ack)).await,
+        Q::StorageQuota => {
+            storage::run(host, module, |s| {
+                let (used_bytes, limit_bytes) = s.quota();
+                Ok(Response::Quota { used_bytes, limit_bytes })
+            })
+            .await
+        }
+        Q::FsRead { path, offset, len } => files::run(host, module, move |f| f.read(&path, offset, len)).await,
+        Q::FsWrite { path, data, append } => files::run(host, module, move |f| f.write(&path, &data, append)).await,
+        Q::FsDelete { path } => files::run(host, module, move |f| f.delete(&path)).await,
+        Q::FsMkdir { path } => files::run(host, module, move |f| f.mkdir(&path)).await,
+        Q::RegisterCliSpec { spec } => registry::cli_spec(host, module, spec),
+        Q::RegisterRpcEndpoint { method, description } => registry::register_rpc(host, module, method, description),
+        Q::UnregisterRpcEndpoint { method } => registry::unregister_rpc(host, module, &method),
+        Q::RegisterModuleApi { methods } => registry::register_api(host, module, methods),
+        Q::UnregisterModuleApi => registry::unregister_api(host, module),
+        Q::DiscoverModules => registry::discover(host),
+        Q::GetModuleInfo { name } => registry::info(host, &name),
+        Q::CallModule { module: target, method, params } => registry::call(host, module, &target, method, params).await,
+        Q::TimerCreate { interval_ms, repeat } => timers::start(ctx, interval_ms, repeat, None),
+        Q::ScheduleTask { delay_ms, task } => timers::start(ctx, delay_ms, false, Some(task)),
+        Q::TimerCancel { timer_id } => timers::cancel(ctx, timer_id),
+        Q::ReportMetric { name, value, labels } => metrics::report(host, module, name, value, labels),
+        Q::GetMetrics { module: filter } => metrics::get(host, filter),
+    }
+}

@@ -1,0 +1,37 @@
+//! Storage requests: the module's own RocksDB trees, on the blocking pool.
+
+use super::err;
+use crate::daemon::storage::{ModuleStore, StorageError};
+use crate::daemon::Host;
+use hostd_protocol::{ErrorBody, ErrorCode, Response};
+use std::sync::Arc;
+
+/// Most entries one prefix scan returns.
+pub const MAX_SCAN: u32 = 10_000;
+
+fn storage_error(e: StorageError) -> ErrorBody {
+    let code = match &e {
+        StorageError::BadTreeName(_) | StorageError::DropDefault => ErrorCode::InvalidArgument,
+        StorageError::NoSuchTree(_) => ErrorCode::NotFound,
+        StorageError::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
+        StorageError::Db { .. } => ErrorCode::Internal,
+    };
+    if code == ErrorCode::Internal {
+        tracing::error!("{e}");
+    }
+    err(code, e.to_string())
+}
+
+/// Run `op` on `module`'s open store, on the blocking pool.
+pub async fn run<F>(host: &Arc<Host>, module: &str, op: F) -> Result<Response, ErrorBody>
+where
+    F: FnOnce(&ModuleStore) -> Result<Response, StorageError> + Send + 'static,
+{
+    let store = host
+        .with_module(module, |s| s.store.clone())
+        .flatten()
+        .ok_or_else(|| err(ErrorCode::Internal, format!("storage of module {module} is not open")))?;
+    tokio::task::spawn_blocking(move || op(&store).map_err(storage_error))
+        .await
+        .map_err(|e| err(ErrorCode::Internal, e.to_string()))?
+}

@@ -1,0 +1,118 @@
+//! Module lifecycle: load (dependencies, data dirs, storage, then the
+//! supervisor), unload (refused, or cascading over dependents), stop, reload.
+
+use super::supervisor::{self, StopRequest};
+use super::{deps, layout, Host, LoadedModule, ModState};
+use crate::discovery::ModuleDir;
+use hostd_protocol::{Event, EventPayload, EventType};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error("module {0} is already loaded")]
+    AlreadyLoaded(String),
+    #[error("module {0} is not loaded")]
+    NotLoaded(String),
+    #[error("module {module} is needed by {}; unload them first or pass --cascade", .dependents.join(", "))]
+    HasDependents { module: String, dependents: Vec<String> },
+    #[error("{0}")]
+    Dependency(#[from] deps::DepError),
+    #[error("{0}")]
+    Module(#[from] crate::discovery::ModuleError),
+    #[error("storage: {0}")]
+    Storage(#[from] super::storage::StorageError),
+    #[error("data directory: {0}")]
+    Layout(#[from] layout::LayoutError),
+}
+
+/// Load a module: check its dependencies against what is loaded, open its
+/// storage and start supervising it.
+pub fn load(host: &Arc<Host>, module: ModuleDir) -> Result<(), LifecycleError> {
+    let name = module.manifest.manifest.name.clone();
+    {
+        let slots = host.loaded();
+        if slots.get(&name).is_some_and(|s| s.state != ModState::Stopped) {
+            return Err(LifecycleError::AlreadyLoaded(name));
+        }
+        let loaded: Vec<&ModuleDir> = slots.values().map(|s| &s.module).chain(std::iter::once(&module)).collect();
+        let (_, bad) = deps::resolve(&loaded);
+        if let Some((_, e)) = bad.into_iter().find(|(n, _)| *n == name) {
+            return Err(e.into());
+        }
+    }
+    let uid = super::lock(&host.ids).assign(&name, &host.config)?;
+    layout::prepare_module_dirs(&host.config, &name, uid)?;
+    let store = host.storage.open(&name, &host.config.module_data_dir(&name).join("db"), host.config.daemon.storage_quota_bytes)?;
+    let (tx, rx) = mpsc::channel(4);
+    let mut slot = LoadedModule::new(module);
+    slot.store = Some(Arc::new(store));
+    slot.control = Some(tx);
+    slot.state = ModState::Starting;
+    host.loaded().insert(name.clone(), slot);
+    tokio::spawn(supervisor::supervise(host.clone(), name, rx));
+    Ok(())
+}
+
+/// Stop and forget a module. With `cascade`, modules that depend on it are
+/// unloaded first; without, their presence is an error naming them.
+pub async fn unload(host: &Arc<Host>, name: &str, cascade: bool) -> Result<Vec<String>, LifecycleError> {
+    let dependents = {
+        let slots = host.loaded();
+        if !slots.contains_key(name) {
+            return Err(LifecycleError::NotLoaded(name.into()));
+        }
+        deps::dependents(name, slots.values().filter(|s| s.name() != name).map(|s| &s.module))
+    };
+    let mut unloaded = Vec::new();
+    if !dependents.is_empty() {
+        if !cascade {
+            return Err(LifecycleError::HasDependents { module: name.into(), dependents });
+        }
+        for d in dependents {
+            if host.loaded().contains_key(&d) {
+                unloaded.extend(Box::pin(unload(host, &d, true)).await?);
+            }
+        }
+    }
+    stop(host, name).await;
+    host.loaded().remove(name);
+    host.launcher.forget(name);
+    publish_unloaded(host, name);
+    tracing::info!(module = name, "unloaded");
+    unloaded.push(name.to_string());
+    Ok(unloaded)
+}
+
+/// Stop the module's process (graceful, then kill) and its supervisor.
+pub async fn stop(host: &Arc<Host>, name: &str) {
+    let control = host.with_module(name, |s| s.control.take()).flatten();
+    if let Some(tx) = control {
+        let (done, wait) = oneshot::channel();
+        if tx.send(StopRequest { done }).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+/// Re-read the module's directory (manifest, config, binary hash and
+/// signatures are checked again at start) and restart it. Dependents stay
+/// loaded; they see ModuleUnloaded and ModuleLoaded.
+pub async fn reload(host: &Arc<Host>, name: &str) -> Result<(), LifecycleError> {
+    let dir = host.with_module(name, |s| s.module.dir.clone()).ok_or_else(|| LifecycleError::NotLoaded(name.into()))?;
+    let fresh = crate::discovery::load_dir(&dir, &host.config, true)?;
+    stop(host, name).await;
+    let restarts = host.loaded().remove(name).map(|s| s.restarts).unwrap_or(0);
+    publish_unloaded(host, name);
+    load(host, fresh)?;
+    host.with_module(name, |s| s.restarts = restarts);
+    Ok(())
+}
+
+pub(super) fn publish_unloaded(host: &Host, name: &str) {
+    host.bus.publish(Event {
+        event_type: EventType::ModuleUnloaded,
+        publisher: None,
+        payload: EventPayload::ModuleUnloaded { module_name: name.into() },
+    });
+}
