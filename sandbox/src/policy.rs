@@ -12,46 +12,82 @@ use std::path::PathBuf;
 
 use crate::seccomp::SeccompPolicy;
 
+// Defaults are per field, not `#[serde(default)]` on the struct: that would
+// build a whole `Policy::default()` — parsing the seccomp baseline — for
+// every policy read, even one that brings its own seccomp rules.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 pub struct Policy {
     /// Short identifier: cgroup directory name and default hostname.
+    #[serde(default = "default_name")]
     pub name: String,
+    #[serde(default)]
     pub namespaces: Namespaces,
+    #[serde(default)]
     pub identity: Identity,
+    #[serde(default = "default_hostname")]
     pub hostname: String,
+    #[serde(default)]
     pub rootfs: RootFs,
+    #[serde(default)]
     pub rlimits: Rlimits,
+    #[serde(default)]
     pub cgroup: CgroupLimits,
     /// `None` disables Landlock entirely (only for weakened test controls).
+    #[serde(default = "default_landlock")]
     pub landlock: Option<LandlockPolicy>,
     /// `None` disables seccomp entirely (only for weakened test controls).
+    #[serde(default = "default_seccomp")]
     pub seccomp: Option<SeccompPolicy>,
+    #[serde(default)]
     pub capabilities: CapabilityPolicy,
     /// The complete environment of the sandboxed process; nothing is inherited.
+    #[serde(default)]
     pub env: BTreeMap<String, String>,
     /// File mode creation mask of the sandboxed process.
+    #[serde(default = "default_umask")]
     pub umask: u32,
     /// Kernel features this policy may run without. Anything missing that is
     /// not listed here makes the launch fail.
+    #[serde(default)]
     pub allow_downgrade: Vec<Feature>,
+}
+
+fn default_name() -> String {
+    "sandbox".into()
+}
+
+fn default_hostname() -> String {
+    "hostd-sandbox".into()
+}
+
+fn default_landlock() -> Option<LandlockPolicy> {
+    Some(LandlockPolicy::default())
+}
+
+fn default_seccomp() -> Option<SeccompPolicy> {
+    Some(SeccompPolicy::baseline())
+}
+
+fn default_umask() -> u32 {
+    0o077
 }
 
 impl Default for Policy {
     fn default() -> Self {
         Policy {
-            name: "sandbox".into(),
+            name: default_name(),
             namespaces: Namespaces::default(),
             identity: Identity::default(),
-            hostname: "hostd-sandbox".into(),
+            hostname: default_hostname(),
             rootfs: RootFs::default(),
             rlimits: Rlimits::default(),
             cgroup: CgroupLimits::default(),
-            landlock: Some(LandlockPolicy::default()),
-            seccomp: Some(SeccompPolicy::baseline()),
+            landlock: default_landlock(),
+            seccomp: default_seccomp(),
             capabilities: CapabilityPolicy::default(),
             env: BTreeMap::new(),
-            umask: 0o077,
+            umask: default_umask(),
             allow_downgrade: Vec::new(),
         }
     }

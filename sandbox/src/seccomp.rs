@@ -199,11 +199,15 @@ pub fn errno_number(name: &str) -> Option<u32> {
 impl SeccompPolicy {
     /// The shipped baseline. It is compiled into the binary and checked by a
     /// unit test, so a parse failure here is a build defect, not bad input.
+    /// Parsed once per process (it is ~150 rules of TOML).
     pub fn baseline() -> SeccompPolicy {
-        match toml::from_str::<SeccompPolicy>(BASELINE_TOML) {
-            Ok(p) => p,
-            Err(e) => panic!("policies/seccomp-baseline.toml is invalid: {e}"),
-        }
+        static BASELINE: std::sync::OnceLock<SeccompPolicy> = std::sync::OnceLock::new();
+        BASELINE
+            .get_or_init(|| match toml::from_str::<SeccompPolicy>(BASELINE_TOML) {
+                Ok(p) => p,
+                Err(e) => panic!("policies/seccomp-baseline.toml is invalid: {e}"),
+            })
+            .clone()
     }
 
     pub fn validate(&self) -> Result<(), String> {
