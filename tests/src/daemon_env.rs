@@ -59,6 +59,12 @@ impl HostdEnv {
             caps.join(", ")
         );
         std::fs::write(dir.join("module.toml"), manifest).expect("write manifest");
+        self.sign(name);
+    }
+
+    /// Sign module `name` again with the anchor's key (after editing it).
+    pub fn sign(&self, name: &str) {
+        let dir = self.modules_dir().join(name);
         let out = Command::new(hostd_bin()).arg("sign").arg(&dir).arg("--key").arg(&self.key).output().expect("sign");
         assert!(out.status.success(), "sign {name}: {}", text(&out));
     }

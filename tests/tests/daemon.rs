@@ -200,6 +200,59 @@ fn unload_and_reload_at_runtime_with_dependents() {
     env.wait_module("t-good", "loaded again", T, running);
 }
 
+/// A reload is checked before the running instance is stopped: each row
+/// breaks the installed module in one way, and `hostd reload` must refuse
+/// with the reason while the old process keeps running. The control: the
+/// repaired module reloads.
+#[test]
+fn a_reload_that_cannot_start_keeps_the_running_module() {
+    if !require_daemon("hostd run") {
+        return;
+    }
+    let mut env = HostdEnv::new("reload", "");
+    env.install_testmod("t-good", &["register_module_api"], "");
+    env.install_testmod("t-dep", &["call_module"], "[dependencies]\nt-good = \"^1\"\n");
+    env.start();
+    env.wait_module("t-dep", "running", T, running);
+    let before = env.wait_module("t-good", "running", T, running);
+    let dir = env.modules_dir().join("t-good");
+    let (manifest, binary) = (dir.join("module.toml"), dir.join("t-good"));
+    let original = std::fs::read_to_string(&manifest).expect("manifest");
+    type Break = fn(&HostdEnv, &std::path::Path, &std::path::Path);
+    let rows: [(&str, Break, &str); 3] = [
+        ("binary replaced after signing", |_, _, bin| {
+            // `mv` onto the running binary, as an update would.
+            let other = bin.with_extension("new");
+            std::fs::copy(hostd_tests::probe_bin(), &other).expect("copy");
+            std::fs::rename(&other, bin).expect("rename");
+        }, "does not match"),
+        ("manifest changed after signing", |_, m, _| {
+            let text = std::fs::read_to_string(m).expect("manifest");
+            std::fs::write(m, text.replace("capabilities = [", "capabilities = [\"read_utxo\", ")).expect("write");
+        }, "signature"),
+        ("new version a loaded dependent does not accept", |env, m, _| {
+            let text = std::fs::read_to_string(m).expect("manifest").replace("version = \"1.0.0\"", "version = \"2.0.0\"");
+            std::fs::write(m, text).expect("write");
+            env.sign("t-good");
+        }, "t-dep requires t-good ^1"),
+    ];
+    for (what, break_it, why) in rows {
+        break_it(&env, &manifest, &binary);
+        let out = env.ctl(&["reload", "t-good"]);
+        let said = hostd_tests::output_text(&out);
+        assert_eq!(out.status.code(), Some(1), "{what}: reload must fail: {said}");
+        assert!(said.contains("keeps running") && said.contains(why), "{what}: {said}");
+        let now = env.module("t-good");
+        assert!(running(&now) && now["pid"] == before["pid"], "{what}: the old instance kept running: {now:#}");
+        // Repair for the next row.
+        std::fs::copy(hostd_tests::bin_dir().join("hostd-testmod"), &binary).expect("restore binary");
+        std::fs::write(&manifest, &original).expect("restore manifest");
+        env.sign("t-good");
+    }
+    env.ctl_ok(&["reload", "t-good"]);
+    env.wait_module("t-good", "reloaded", T, |m| running(m) && m["pid"] != before["pid"]);
+}
+
 #[test]
 fn file_requests_stay_inside_the_module_data_directory() {
     if !require_daemon("hostd run") {
@@ -227,6 +280,40 @@ fn file_requests_stay_inside_the_module_data_directory() {
     }
     assert_eq!(std::fs::read_to_string(env.scratch.0.join("host-secret")).expect("secret"), "SECRET");
     assert!(std::fs::read_to_string(&env.config).expect("config").contains("[daemon]"), "config untouched");
+
+    // What is planted in files/ (from outside: the sandbox cannot make
+    // links or FIFOs) is checked before hostd touches it.
+    use std::os::unix::fs::MetadataExt;
+    let ids = env.data_dir().join("module-ids.toml");
+    let ids_before = (std::fs::read(&ids).expect("ids"), std::fs::metadata(&ids).expect("ids").uid());
+    std::fs::hard_link(&ids, files.join("link")).expect("hard link");
+    let fifo = std::ffi::CString::new(files.join("fifo").to_string_lossy().as_bytes()).expect("path");
+    // SAFETY: mkfifo with a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o666) }, 0);
+    // As the module would own it (files/ belongs to the module's uid).
+    let module_uid = std::fs::metadata(&files).expect("files/").uid();
+    std::os::unix::fs::chown(files.join("fifo"), Some(module_uid), None).expect("chown fifo");
+    std::fs::set_permissions(files.join("fifo"), std::os::unix::fs::PermissionsExt::from_mode(0o660)).expect("chmod fifo");
+    std::fs::write(files.join("roots"), "root's").expect("write");
+    std::os::unix::fs::chown(files.join("roots"), Some(0), Some(0)).expect("chown");
+    // World-writable, so only hostd's owner check stands in the way.
+    std::fs::set_permissions(files.join("roots"), std::os::unix::fs::PermissionsExt::from_mode(0o666)).expect("chmod");
+    for (cmd, path, why) in [
+        ("fs-write", "link", "hard links"),
+        ("fs-read", "fifo", "not a regular file"),
+        ("fs-write", "fifo", "not a regular file"),
+        ("fs-write", "roots", "neither the module nor hostd"),
+    ] {
+        let t = std::time::Instant::now();
+        let out = env.ctl_ok(&["module", "t-good", cmd, path, "pwned"]);
+        assert!(out.contains(why) && !out.contains("written"), "{cmd} {path}: {out}");
+        assert!(t.elapsed() < Duration::from_secs(5), "{cmd} {path} answered at once, not after blocking");
+    }
+    assert_eq!((std::fs::read(&ids).expect("ids"), std::fs::metadata(&ids).expect("ids").uid()), ids_before, "module-ids.toml untouched");
+    assert_eq!(std::fs::read_to_string(files.join("roots")).expect("roots"), "root's");
+    // Control: the module's own existing file is rewritten in place.
+    assert_eq!(env.ctl_ok(&["module", "t-good", "fs-write", "ok.txt", "again"]).trim(), "written");
+    assert_eq!(env.ctl_ok(&["module", "t-good", "fs-read", "ok.txt"]).trim(), "again");
 }
 
 /// Pids whose parent is `parent`, zombies left out.

@@ -24,38 +24,42 @@ pub enum DepError {
 pub fn resolve(modules: &[&ModuleDir]) -> (Vec<String>, Vec<(String, DepError)>) {
     let by_name: BTreeMap<&str, &ModuleDir> = modules.iter().map(|m| (m.manifest.manifest.name.as_str(), *m)).collect();
     let mut failed: BTreeMap<String, DepError> = BTreeMap::new();
-    // Direct checks, repeated until no new failure propagates.
-    loop {
-        let mut changed = false;
-        for m in modules {
-            let name = m.manifest.manifest.name.as_str();
-            if failed.contains_key(name) {
-                continue;
-            }
-            for (dep, req) in &m.manifest.dependencies {
-                let e = match by_name.get(dep.as_str()) {
-                    None => Some(DepError::Missing { module: name.into(), dependency: dep.clone(), requirement: req.to_string() }),
-                    Some(d) if !req.matches(&d.manifest.version) => Some(DepError::Version {
-                        module: name.into(),
-                        dependency: dep.clone(),
-                        requirement: req.to_string(),
-                        found: d.manifest.version.to_string(),
-                    }),
-                    Some(_) => failed.get(dep.as_str()).map(|why| DepError::Unloadable {
-                        module: name.into(),
-                        dependency: dep.clone(),
-                        reason: why.to_string(),
-                    }),
-                };
-                if let Some(e) = e {
-                    failed.insert(name.into(), e);
-                    changed = true;
-                    break;
-                }
-            }
-        }
-        if !changed {
+    // Direct failures: a required dependency absent, or in a version its
+    // requirement refuses.
+    for m in modules {
+        let name = m.manifest.manifest.name.as_str();
+        for (dep, req) in &m.manifest.dependencies {
+            let e = match by_name.get(dep.as_str()) {
+                None => DepError::Missing { module: name.into(), dependency: dep.clone(), requirement: req.to_string() },
+                Some(d) if !req.matches(&d.manifest.version) => DepError::Version {
+                    module: name.into(),
+                    dependency: dep.clone(),
+                    requirement: req.to_string(),
+                    found: d.manifest.version.to_string(),
+                },
+                Some(_) => continue,
+            };
+            failed.insert(name.into(), e);
             break;
+        }
+    }
+    // Then to everything that requires a module that cannot load, once
+    // each (a worklist over reverse edges: linear, however long the chain).
+    let mut required_by: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for m in modules {
+        for dep in m.manifest.dependencies.keys() {
+            required_by.entry(dep.as_str()).or_default().push(m.manifest.manifest.name.as_str());
+        }
+    }
+    let mut work: std::collections::VecDeque<String> = failed.keys().cloned().collect();
+    while let Some(broken) = work.pop_front() {
+        let reason = failed.get(&broken).map(root_cause).unwrap_or_default();
+        for dependent in required_by.get(broken.as_str()).into_iter().flatten() {
+            if !failed.contains_key(*dependent) {
+                let e = DepError::Unloadable { module: dependent.to_string(), dependency: broken.clone(), reason: reason.clone() };
+                failed.insert(dependent.to_string(), e);
+                work.push_back(dependent.to_string());
+            }
         }
     }
     // Edges: required deps, and optional deps that are present, acceptable and loadable.
@@ -73,8 +77,7 @@ pub fn resolve(modules: &[&ModuleDir]) -> (Vec<String>, Vec<(String, DepError)>)
         if failed.contains_key(&name) || done.contains(&name) {
             continue;
         }
-        let mut path = Vec::new();
-        if let Err(cycle) = visit(&name, &by_name, &edges, &failed, &mut done, &mut path, &mut order) {
+        if let Err(cycle) = visit(&name, &by_name, &edges, &failed, &mut done, &mut order) {
             for member in &cycle[..cycle.len() - 1] {
                 if !failed.contains_key(member) && !cyclic.iter().any(|(n, _)| n == member) {
                     cyclic.push((member.clone(), DepError::Cycle(cycle.clone())));
@@ -91,33 +94,63 @@ pub fn resolve(modules: &[&ModuleDir]) -> (Vec<String>, Vec<(String, DepError)>)
     (order, bad)
 }
 
+/// What ultimately stops a dependency from loading: a chain of unloadable
+/// modules names its first link's reason once, not nested per link (a long
+/// chain would otherwise build messages quadratic in its length).
+fn root_cause(why: &DepError) -> String {
+    match why {
+        DepError::Unloadable { reason, .. } => reason.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Depth-first post-order from `start`, appending to `order`; an explicit
+/// stack, so a chain as long as a hostile set of manifests likes cannot
+/// overflow the thread's stack. Err: the cycle met, as a path that ends
+/// where it began.
 fn visit(
-    name: &str,
+    start: &str,
     by_name: &BTreeMap<&str, &ModuleDir>,
     edges: &dyn Fn(&ModuleDir) -> Vec<String>,
     failed: &BTreeMap<String, DepError>,
     done: &mut BTreeSet<String>,
-    path: &mut Vec<String>,
     order: &mut Vec<String>,
 ) -> Result<(), Vec<String>> {
-    if done.contains(name) {
+    // (module, its dependencies, how many of them were visited)
+    let mut stack: Vec<(String, Vec<String>, usize)> = Vec::new();
+    let mut on_path: BTreeSet<String> = BTreeSet::new();
+    let enter = |name: &str, stack: &mut Vec<(String, Vec<String>, usize)>, on_path: &mut BTreeSet<String>| {
+        if let Some(m) = by_name.get(name) {
+            let deps = edges(m).into_iter().filter(|d| !failed.contains_key(d)).collect();
+            stack.push((name.to_string(), deps, 0));
+            on_path.insert(name.to_string());
+        }
+    };
+    if done.contains(start) {
         return Ok(());
     }
-    if let Some(pos) = path.iter().position(|p| p == name) {
-        let mut cycle = path[pos..].to_vec();
-        cycle.push(name.to_string());
-        return Err(cycle);
-    }
-    let Some(m) = by_name.get(name) else { return Ok(()) };
-    path.push(name.to_string());
-    for d in edges(m) {
-        if !failed.contains_key(&d) {
-            visit(&d, by_name, edges, failed, done, path, order)?;
+    enter(start, &mut stack, &mut on_path);
+    while let Some((name, deps, next)) = stack.last_mut() {
+        if let Some(d) = deps.get(*next).cloned() {
+            *next += 1;
+            if done.contains(&d) {
+                continue;
+            }
+            if on_path.contains(&d) {
+                let from = stack.iter().position(|(n, _, _)| *n == d).unwrap_or(0);
+                let mut cycle: Vec<String> = stack[from..].iter().map(|(n, _, _)| n.clone()).collect();
+                cycle.push(d);
+                return Err(cycle);
+            }
+            enter(&d, &mut stack, &mut on_path);
+        } else {
+            let name = std::mem::take(name);
+            stack.pop();
+            on_path.remove(&name);
+            done.insert(name.clone());
+            order.push(name);
         }
     }
-    path.pop();
-    done.insert(name.to_string());
-    order.push(name.to_string());
     Ok(())
 }
 
@@ -167,6 +200,48 @@ mod tests {
         assert!(why["ping"].contains("dependency cycle: ping -> pong -> ping"), "{why:?}");
         assert!(why.contains_key("pong"));
         assert_eq!(order.len(), 3, "{order:?}");
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    /// A 5,000-deep chain once overflowed a 2 MiB worker stack (the
+    /// `hostd load` path) and aborted the daemon; now it resolves on a
+    /// thread with that stack, in order, and a broken link at its end names
+    /// one root cause, not 5,000 nested ones.
+    #[test]
+    fn a_very_long_chain_resolves_without_recursion() {
+        let root = std::env::temp_dir().join(format!("hostd-deps-chain-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        const N: usize = 5000;
+        // m0 -> m1 -> … -> m4999, which needs nothing (or, in the broken
+        // variant, the absent "ghost").
+        let chain = |dir: &str, last: &str| -> Vec<ModuleDir> {
+            (0..N)
+                .map(|i| {
+                    let deps = if i + 1 < N { format!("[dependencies]\nm{} = \"*\"\n", i + 1) } else { last.to_string() };
+                    module(&root.join(dir), &format!("m{i}"), "1.0.0", &deps)
+                })
+                .collect()
+        };
+        let good = chain("good", "");
+        let broken = chain("broken", "[dependencies]\nghost = \"*\"\n");
+        let (order, bad) = std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .stack_size(2 << 20)
+                .spawn_scoped(scope, || {
+                    let (order, _) = resolve(&good.iter().collect::<Vec<_>>());
+                    let (_, bad) = resolve(&broken.iter().collect::<Vec<_>>());
+                    (order, bad)
+                })
+                .expect("thread")
+                .join()
+                .expect("no stack overflow")
+        });
+        assert_eq!(order.len(), N);
+        assert_eq!(order.first().map(String::as_str), Some("m4999"), "dependencies first");
+        assert_eq!(order.last().map(String::as_str), Some("m0"));
+        assert_eq!(bad.len(), N, "a missing dependency at the end stops the whole chain");
+        let longest = bad.iter().map(|(_, e)| e.to_string().len()).max().unwrap_or(0);
+        assert!(longest < 200, "messages do not nest: {longest} bytes");
         let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -24,6 +24,8 @@ pub enum LifecycleError {
     Storage(#[from] super::storage::StorageError),
     #[error("data directory: {0}")]
     Layout(#[from] layout::LayoutError),
+    #[error("reload of {module} refused, the running instance keeps running: {why}")]
+    ReloadRefused { module: String, why: String },
 }
 
 /// Load a module: check its dependencies against what is loaded, open its
@@ -95,18 +97,46 @@ pub async fn stop(host: &Arc<Host>, name: &str) {
     }
 }
 
-/// Re-read the module's directory (manifest, config, binary hash and
-/// signatures are checked again at start) and restart it. Dependents stay
-/// loaded; they see ModuleUnloaded and ModuleLoaded.
+/// Re-read the module's directory and restart it. The new version is
+/// checked *before* the running one is stopped — manifest, binary hash,
+/// signatures, its own dependencies and what loaded dependents require of
+/// it — so a tampered or incompatible reload leaves the old instance
+/// running and says why. (The start checks hash and signatures again,
+/// against the fd it execs.) Dependents stay loaded; they see
+/// ModuleUnloaded and ModuleLoaded.
 pub async fn reload(host: &Arc<Host>, name: &str) -> Result<(), LifecycleError> {
     let dir = host.with_module(name, |s| s.module.dir.clone()).ok_or_else(|| LifecycleError::NotLoaded(name.into()))?;
     let fresh = crate::discovery::load_dir(&dir, &host.config, true)?;
+    check_replacement(host, name, &fresh).map_err(|why| LifecycleError::ReloadRefused { module: name.into(), why })?;
     stop(host, name).await;
     let restarts = host.loaded().remove(name).map(|s| s.restarts).unwrap_or(0);
     publish_unloaded(host, name);
     load(host, fresh)?;
     host.with_module(name, |s| s.restarts = restarts);
     Ok(())
+}
+
+/// Whether `fresh` may replace the loaded `name`: its binary and
+/// signatures verify, its dependencies are loaded in versions it accepts,
+/// and every loaded module that requires it accepts its version.
+fn check_replacement(host: &Host, name: &str, fresh: &ModuleDir) -> Result<(), String> {
+    let m = &fresh.manifest;
+    crate::trust::verify(name, &fresh.dir, &m.manifest, m.declared_threshold, &host.config.trust).map_err(|e| e.to_string())?;
+    let loaded = host.loaded();
+    let others: Vec<&ModuleDir> = loaded.values().filter(|s| s.name() != name).map(|s| &s.module).collect();
+    for d in &others {
+        if let Some(req) = d.manifest.dependencies.get(name) {
+            if !req.matches(&m.version) {
+                return Err(format!("module {} requires {name} {req}, and the new version is {}", d.manifest.manifest.name, m.version));
+            }
+        }
+    }
+    let with_fresh: Vec<&ModuleDir> = others.into_iter().chain(std::iter::once(fresh)).collect();
+    let (_, bad) = deps::resolve(&with_fresh);
+    match bad.into_iter().find(|(n, _)| n == name) {
+        Some((_, e)) => Err(e.to_string()),
+        None => Ok(()),
+    }
 }
 
 pub(super) fn publish_unloaded(host: &Host, name: &str) {

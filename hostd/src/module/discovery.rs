@@ -15,6 +15,40 @@ pub enum ModuleError {
     NameMismatch { dir: PathBuf, dir_name: String, name: String },
     #[error("{file}: {message}")]
     Ids { file: PathBuf, message: String },
+    #[error("{file}: {message}")]
+    Config { file: PathBuf, message: String },
+}
+
+/// Largest `config.toml` read.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// The module's own `config.toml`, if it has one: a regular file directly in
+/// its directory. It is not signed, so it is opened beneath the directory
+/// without following a symbolic link (one pointing at hostd.toml would hand
+/// the host's whole config, other modules' sections included, to the
+/// module), without blocking on a FIFO, and only up to a size bound.
+fn read_config(dir: &Path) -> Result<Option<String>, ModuleError> {
+    let file = dir.join("config.toml");
+    let refuse = |message: String| ModuleError::Config { file: file.clone(), message };
+    let dirf = std::fs::File::open(dir).map_err(|e| refuse(format!("open the module directory: {e}")))?;
+    let f = match crate::beneath::open(&dirf, "config.toml", libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK, 0) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(refuse("is a symbolic link; a module's config must be a regular file in its directory".into()))
+        }
+        Err(e) => return Err(refuse(e.to_string())),
+    };
+    let meta = f.metadata().map_err(|e| refuse(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(refuse("is not a regular file".into()));
+    }
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(refuse(format!("is {} bytes; at most {MAX_CONFIG_BYTES} are read", meta.len())));
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::Read::take(f, MAX_CONFIG_BYTES), &mut text).map_err(|e| refuse(e.to_string()))?;
+    Ok(Some(text))
 }
 
 #[derive(Debug, Clone)]
@@ -35,11 +69,11 @@ pub fn load_dir(dir: &Path, host: &HostConfig, installed: bool) -> Result<Module
         return Err(ModuleError::NameMismatch { dir: dir.into(), dir_name, name });
     }
     let config_file = dir.join("config.toml");
-    let mut config = match std::fs::read_to_string(&config_file) {
-        Ok(text) => toml::from_str::<toml::Table>(&text).map_err(|e| crate::manifest::syntax_error(&config_file, &text, &e))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => toml::Table::new(),
-        Err(source) => return Err(ManifestError::Read { file: config_file, source }.into()),
+    let mut config = match read_config(dir)? {
+        Some(text) => toml::from_str::<toml::Table>(&text).map_err(|e| crate::manifest::syntax_error(&config_file, &text, &e))?,
+        None => toml::Table::new(),
     };
+    // Only this module's own section of the host config, never another's.
     if let Some(overrides) = host.modules.get(&name) {
         merge(&mut config, overrides);
     }
@@ -160,6 +194,44 @@ mod tests {
         // Host values win over the module's config.toml; other keys stay.
         assert_eq!(ok[1].config.get("mode").and_then(|v| v.as_str()), Some("host"));
         assert_eq!(ok[1].config.get("keep").and_then(|v| v.as_integer()), Some(1));
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    /// A config.toml that links to the host config (with another module's
+    /// secret section), a FIFO (which would block a reader forever) or an
+    /// oversized file is refused, naming the file; only the module's own
+    /// host section is ever merged.
+    #[test]
+    fn config_toml_is_a_regular_file_of_the_module_and_nothing_else() {
+        let root = std::env::temp_dir().join(format!("hostd-config-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let dir = root.join("m");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join("module.toml"), "name = \"m\"\nversion = \"1.0.0\"\nentry_point = \"m\"\n").expect("write");
+        let host_toml = root.join("hostd.toml");
+        std::fs::write(&host_toml, "[modules.other]\nsecret = \"hunter2\"\n").expect("write");
+        let mut host = HostConfig::default();
+        host.modules.insert("other".into(), toml::from_str("secret = \"hunter2\"").expect("table"));
+        let cfg = dir.join("config.toml");
+        // Control: a plain file loads, without the other module's section.
+        std::fs::write(&cfg, "own = 1\n").expect("write");
+        let m = load_dir(&dir, &host, true).expect("a regular config loads");
+        assert_eq!(m.config.get("own").and_then(|v| v.as_integer()), Some(1));
+        assert!(!toml::to_string(&m.config).unwrap_or_default().contains("hunter2"));
+        let fifo = std::ffi::CString::new(cfg.to_string_lossy().as_bytes()).expect("path");
+        type Plant<'a> = Box<dyn Fn() + 'a>;
+        let rows: Vec<(&str, Plant, &str)> = vec![
+            ("symlink to the host config", Box::new(|| std::os::unix::fs::symlink(&host_toml, &cfg).expect("symlink")), "symbolic link"),
+            // SAFETY: mkfifo with a NUL-terminated path.
+            ("FIFO", Box::new(|| assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0)), "not a regular file"),
+            ("oversized", Box::new(|| std::fs::write(&cfg, vec![b'#'; (MAX_CONFIG_BYTES + 1) as usize]).expect("write")), "at most"),
+        ];
+        for (what, plant, why) in rows {
+            let _ = std::fs::remove_file(&cfg);
+            plant();
+            let e = load_dir(&dir, &host, true).map(|_| ()).expect_err(what).to_string();
+            assert!(e.contains("config.toml") && e.contains(why), "{what}: {e}");
+        }
         let _ = std::fs::remove_dir_all(&root);
     }
 }
