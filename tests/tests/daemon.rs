@@ -39,6 +39,51 @@ fn denial_keeps_the_connection_impostor_is_refused_cli_dispatch_works() {
     assert_eq!(env.module("t-good")["restarts"], 0);
 }
 
+/// Every one of the 26 permissions, denied end to end: a module with none
+/// sends one request of every kind; each guarded one answers
+/// PermissionDenied naming its permission, the free ones do not, and the
+/// connection survives all of them. The control: a module holding all 26
+/// gets no denial at all.
+#[test]
+fn every_permission_is_denied_end_to_end_without_it() {
+    if !require_daemon("hostd run") {
+        return;
+    }
+    use hostd::permissions::{required_permission, Permission, RequestKind};
+    let mut env = HostdEnv::new("denyall", "");
+    let all: Vec<&str> = Permission::ALL.iter().map(|p| p.as_str()).collect();
+    env.install_testmod("t-bare", &[], "");
+    env.install_testmod("t-full", &all, "");
+    env.start();
+    env.wait_module("t-bare", "running", T, running);
+    env.wait_module("t-full", "running", T, running);
+    let answers = |module: &str| -> std::collections::BTreeMap<String, String> {
+        env.ctl_ok(&["module", module, "try-all"])
+            .lines()
+            .filter_map(|l| l.split_once(' ').map(|(k, rest)| (k.to_string(), rest.to_string())))
+            .collect()
+    };
+    let bare = answers("t-bare");
+    let mut guarded = Vec::new();
+    for kind in RequestKind::ALL.iter().filter(|k| !matches!(k, RequestKind::Handshake | RequestKind::Log)) {
+        let got = bare.get(kind.as_str()).unwrap_or_else(|| panic!("{kind} was not tried: {bare:?}"));
+        match required_permission(*kind) {
+            Some(p) => {
+                assert!(got.starts_with("Some(PermissionDenied)") && got.contains(p.as_str()), "{kind} without {p}: {got}");
+                guarded.push(p);
+            }
+            None => assert!(!got.contains("PermissionDenied"), "{kind} needs no permission: {got}"),
+        }
+    }
+    guarded.sort();
+    guarded.dedup();
+    assert_eq!(guarded.len(), 26, "every permission guards a request that was denied");
+    assert!(running(&env.module("t-bare")) && env.module("t-bare")["restarts"] == 0, "the connection survived every denial");
+    let full = answers("t-full");
+    let denied: Vec<&String> = full.iter().filter(|(_, v)| v.contains("PermissionDenied")).map(|(k, _)| k).collect();
+    assert!(denied.is_empty(), "control: with every permission nothing is denied: {denied:?}");
+}
+
 #[test]
 fn garbage_oversized_and_truncated_frames_close_only_that_connection() {
     if !require_daemon("hostd run") {

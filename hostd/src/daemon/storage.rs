@@ -163,14 +163,26 @@ impl ModuleStore {
         self.db.get_cf(&cf, key).map_err(|e| self.db_err(e))
     }
 
-    pub fn iter_prefix(&self, tree: &str, prefix: &[u8], limit: usize) -> Result<Vec<KeyValue>, StorageError> {
+    /// Up to `limit` entries whose keys start with `prefix`, in key order,
+    /// and no more than `max_bytes` of keys and values (at least one entry):
+    /// a scan stops where its answer would no longer fit a frame, instead of
+    /// building thousands of large entries first. A module continues from
+    /// the last key it got.
+    pub fn iter_prefix(&self, tree: &str, prefix: &[u8], limit: usize, max_bytes: usize) -> Result<Vec<KeyValue>, StorageError> {
         let cf = self.tree(tree)?;
         let mut out = Vec::new();
+        let mut bytes = 0usize;
         for item in self.db.iterator_cf(&cf, IteratorMode::From(prefix, Direction::Forward)) {
             let (k, v) = item.map_err(|e| self.db_err(e))?;
             if !k.starts_with(prefix) || out.len() >= limit {
                 break;
             }
+            // Each entry also costs its two length prefixes on the wire.
+            let size = k.len() + v.len() + 2 * 10;
+            if !out.is_empty() && bytes + size > max_bytes {
+                break;
+            }
+            bytes += size;
             out.push((k.into_vec(), v.into_vec()));
         }
         Ok(out)
@@ -275,7 +287,7 @@ mod tests {
             s.put("t", b"a2", &[1; 10]).expect("shrinks");
             s.batch("t", &[BatchOp::Delete { key: b"a1".to_vec() }, BatchOp::Put { key: b"b".to_vec(), value: vec![2; 5] }])
                 .expect("batch");
-            assert_eq!(s.iter_prefix("t", b"a", 10).expect("iter"), vec![(b"a2".to_vec(), vec![1; 10])]);
+            assert_eq!(s.iter_prefix("t", b"a", 10, 1 << 20).expect("iter"), vec![(b"a2".to_vec(), vec![1; 10])]);
             assert_eq!(s.quota().0, 12 + 6);
         }
         let s = env.open("m", &dir, 100).expect("reopens");
@@ -283,6 +295,23 @@ mod tests {
         assert_eq!(s.get("t", b"b").expect("get"), Some(vec![2; 5]));
         s.drop_tree("t").expect("drop");
         assert_eq!(s.quota().0, 0);
+        drop(s);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_prefix_scan_stops_at_its_byte_budget() {
+        let env = StorageEnv::new(8 << 20, 8 << 20);
+        let dir = tmp("scan");
+        let s = env.open("m", &dir, 1 << 20).expect("opens");
+        for i in 0..10u8 {
+            s.put("default", &[b'k', i], &[i; 1000]).expect("put");
+        }
+        // Each entry is 2 + 1000 bytes plus 20 of framing.
+        let got = s.iter_prefix("default", b"k", 100, 3 * 1022).expect("scan");
+        assert_eq!(got.len(), 3, "stops at the budget, not at the count");
+        assert_eq!(s.iter_prefix("default", b"k", 100, 1 << 20).expect("scan").len(), 10, "control: all fit");
+        assert_eq!(s.iter_prefix("default", b"k", 100, 10).expect("scan").len(), 1, "one entry even past the budget");
         drop(s);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -48,7 +48,7 @@ permissions! {
     ManageFilesystem = "manage_filesystem": "create and delete directories (and links) in the module's data directory",
     RegisterRpcEndpoint = "register_rpc_endpoint": "register RPC endpoints served by the module",
     ManageTimers = "manage_timers": "create and cancel timers and scheduled tasks",
-    ReportMetrics = "report_metrics": "report metrics",
+    ReportMetrics = "report_metrics": "report metrics and health",
     ReadMetrics = "read_metrics": "read metrics",
     DiscoverModules = "discover_modules": "list other modules and their info",
     PublishEvents = "publish_events": "publish events of module-allowed types",
@@ -101,7 +101,10 @@ pub fn access(kind: RequestKind) -> Access {
     use Permission as P;
     use RequestKind as R;
     let (permission, blocking) = match kind {
-        R::Handshake | R::Log | R::ReportHealth | R::RegisterCliSpec => (None, INLINE),
+        R::Handshake | R::Log | R::RegisterCliSpec => (None, INLINE),
+        // Health is a metric the module reports about itself; hostd
+        // publishes it as a host-origin HealthCheck event, so it is not free.
+        R::ReportHealth => (Some(P::ReportMetrics), INLINE),
         R::GetBlock | R::GetBlockHeader | R::GetTransaction | R::HasTransaction => (Some(P::ReadBlockchain), INLINE),
         R::GetUtxo => (Some(P::ReadUtxo), INLINE),
         R::GetChainTip | R::GetBlockHeight | R::GetChainInfo => (Some(P::ReadChainState), INLINE),
@@ -192,7 +195,7 @@ mod tests {
         );
         // The few every module may send are the handshake's neighbours, never data.
         let free: Vec<&str> = RequestKind::ALL.iter().filter(|k| required_permission(**k).is_none()).map(|k| k.as_str()).collect();
-        assert_eq!(free, ["handshake", "log", "report_health", "register_cli_spec"]);
+        assert_eq!(free, ["handshake", "log", "register_cli_spec"]);
     }
 
     #[test]

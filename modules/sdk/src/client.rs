@@ -21,6 +21,7 @@ pub(crate) struct Shared {
     closed: AtomicBool,
     dropped_events: AtomicU64,
     dropped_logs: AtomicU64,
+    dropped_ticks: AtomicU64,
 }
 
 impl Shared {
@@ -33,6 +34,7 @@ impl Shared {
             closed: AtomicBool::new(false),
             dropped_events: AtomicU64::new(0),
             dropped_logs: AtomicU64::new(0),
+            dropped_ticks: AtomicU64::new(0),
         }
     }
 
@@ -56,6 +58,10 @@ impl Shared {
 
     pub(crate) fn count_dropped_event(&self) {
         self.dropped_events.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_dropped_tick(&self) {
+        self.dropped_ticks.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -95,6 +101,11 @@ impl Client {
     /// Events the host pushed that the module's inbox had no room for.
     pub fn dropped_events(&self) -> u64 {
         self.shared.dropped_events.load(Ordering::Relaxed)
+    }
+
+    /// Timer ticks dropped because the inbox was full.
+    pub fn dropped_ticks(&self) -> u64 {
+        self.shared.dropped_ticks.load(Ordering::Relaxed)
     }
 
     pub(crate) fn send_message(&self, msg: ModuleMessage) {
@@ -154,6 +165,8 @@ impl Client {
 
     // ---- health and CLI
 
+    /// Report this module's health (needs `report_metrics`); hostd
+    /// publishes it as a HealthCheck event.
     pub async fn report_health(&self, status: HealthStatus, detail: &str) -> Result<(), SdkError> {
         expect!(self, Request::ReportHealth { status, detail: detail.into() }, Response::Ack => ())
     }

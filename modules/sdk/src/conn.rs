@@ -10,9 +10,13 @@ use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
 /// Capacity of the module-side queue of pushed messages (events, invocations,
-/// timers). Bounded like the host's: when the module does not keep up,
-/// events beyond it are dropped and counted ([`Client::dropped_events`]);
-/// invocations and timers are never dropped but wait for room.
+/// timers). Bounded like the host's. The reader never waits for room in it
+/// (responses arrive on the same connection and must never queue behind a
+/// module that is not reading its inbox, or a module awaiting a request
+/// inside an event handler would deadlock): when it is full, events and
+/// timer ticks are dropped and counted ([`Client::dropped_events`],
+/// [`Client::dropped_ticks`]), and an invocation is answered at once with
+/// `TooManyInFlight`, so the caller learns the module is busy.
 const INCOMING_CAPACITY: usize = 100;
 /// Outgoing frames queued before `send` waits for the writer.
 const OUTGOING_CAPACITY: usize = 1024;
@@ -190,17 +194,26 @@ async fn reader(mut rd: FrameReader<OwnedReadHalf>, shared: Arc<Shared>, inbox: 
             HostMessage::Event(ev) => deliver_event(&inbox, &shared, ev).await,
             HostMessage::Invoke { id, invocation } => {
                 let call = InvocationCall { id, invocation, client: client.clone() };
-                if inbox.send(Incoming::Invoke(call)).await.is_err() {
-                    break;
+                match inbox.try_send(Incoming::Invoke(call)) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(Incoming::Invoke(call))) => call.reply(Err(ErrorBody::new(
+                        proto::ErrorCode::TooManyInFlight,
+                        format!("module busy: its inbox of {INCOMING_CAPACITY} pushed messages is full"),
+                    ))),
+                    Err(_) => break,
                 }
             }
-            HostMessage::TimerFired { timer_id, task } => {
-                if inbox.send(Incoming::TimerFired { timer_id, task }).await.is_err() {
-                    break;
-                }
-            }
+            HostMessage::TimerFired { timer_id, task } => match inbox.try_send(Incoming::TimerFired { timer_id, task }) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => shared.count_dropped_tick(),
+                Err(mpsc::error::TrySendError::Closed(_)) => break,
+            },
             HostMessage::Shutdown { grace_ms } => {
-                let _ = inbox.send(Incoming::Shutdown { grace_ms }).await;
+                // Never lost, and never holding up the responses behind it.
+                let inbox = inbox.clone();
+                tokio::spawn(async move {
+                    let _ = inbox.send(Incoming::Shutdown { grace_ms }).await;
+                });
             }
             HostMessage::Welcome(_) | HostMessage::Refused(_) => {}
         }

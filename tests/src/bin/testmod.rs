@@ -93,12 +93,7 @@ async fn sdk_main(name: &str, role: &str) {
         }
         _ => {}
     }
-    let commands = ["try-utxo", "put", "get", "flood", "call", "quota", "fs-write", "fs-read"];
-    let spec = CliSpec {
-        about: "test module".into(),
-        commands: commands.iter().map(|c| CliCommand { name: c.to_string(), about: String::new(), args: vec![] }).collect(),
-    };
-    let _ = client.register_cli_spec(spec).await;
+    let _ = client.register_cli_spec(cli_spec()).await;
     let _ = client.register_module_api(&["ping"]).await;
     let _ = client.subscribe_events(vec![EventType::Custom, EventType::ModuleCrashed]).await;
     while let Some(msg) = incoming.next().await {
@@ -117,6 +112,73 @@ async fn sdk_main(name: &str, role: &str) {
             _ => {}
         }
     }
+}
+
+fn cli_spec() -> CliSpec {
+    let commands = ["try-utxo", "put", "get", "flood", "call", "quota", "fs-write", "fs-read", "try-all"];
+    CliSpec {
+        about: "test module".into(),
+        commands: commands.iter().map(|c| CliCommand { name: c.to_string(), about: String::new(), args: vec![] }).collect(),
+    }
+}
+
+/// One request of every kind, with harmless arguments.
+fn one_of_each() -> Vec<proto::Request> {
+    use proto::{BatchOp, HealthStatus, Request as Q};
+    let h = [0u8; 32];
+    let tree = || "default".to_string();
+    vec![
+        Q::ReportHealth { status: HealthStatus::Healthy, detail: "ok".into() },
+        Q::RegisterCliSpec { spec: cli_spec() },
+        Q::GetBlock { hash: h },
+        Q::GetBlockHeader { hash: h },
+        Q::GetTransaction { txid: h },
+        Q::HasTransaction { txid: h },
+        Q::GetUtxo { txid: h, vout: 0 },
+        Q::GetChainTip,
+        Q::GetBlockHeight,
+        Q::GetChainInfo,
+        Q::SubscribeEvents { types: vec![EventType::Custom] },
+        Q::UnsubscribeEvents { types: vec![EventType::Custom] },
+        Q::SendTransaction { raw: vec![0] },
+        Q::GetMempoolTransactions,
+        Q::GetMempoolTransaction { txid: h },
+        Q::GetMempoolSize,
+        Q::GetFeeEstimate { target_blocks: 6 },
+        Q::GetNetworkStats,
+        Q::GetNetworkPeers,
+        Q::SendMeshPacket { peer: vec![1], payload: vec![2] },
+        Q::GetLightningNodeUrl,
+        Q::GetLightningInfo,
+        Q::GetPaymentState { payment_id: "p".into() },
+        Q::StorageGet { tree: tree(), key: b"k".to_vec() },
+        Q::StorageIterPrefix { tree: tree(), prefix: b"k".to_vec(), limit: 1 },
+        Q::StoragePut { tree: tree(), key: b"k".to_vec(), value: b"v".to_vec() },
+        Q::StorageDelete { tree: tree(), key: b"k".to_vec() },
+        Q::StorageBatch { tree: tree(), ops: vec![BatchOp::Delete { key: b"k".to_vec() }] },
+        Q::StorageOpenTree { tree: "t".into() },
+        Q::StorageDropTree { tree: "t".into() },
+        Q::StorageQuota,
+        Q::FsRead { path: "f".into(), offset: 0, len: 1 },
+        Q::FsWrite { path: "f".into(), data: vec![1], append: false },
+        Q::FsDelete { path: "f".into() },
+        Q::FsMkdir { path: "d".into() },
+        Q::RegisterRpcEndpoint { method: "m".into(), description: "d".into() },
+        Q::UnregisterRpcEndpoint { method: "m".into() },
+        Q::TimerCreate { interval_ms: 1000, repeat: false },
+        Q::TimerCancel { timer_id: 1 },
+        Q::ScheduleTask { delay_ms: 1000, task: "t".into() },
+        Q::ReportMetric { name: "m".into(), value: 1.0, labels: vec![] },
+        Q::GetMetrics { module: None },
+        Q::DiscoverModules,
+        Q::GetModuleInfo { name: "x".into() },
+        Q::PublishEvent { event_type: EventType::Custom, data: vec![] },
+        Q::CallModule { module: "x".into(), method: "m".into(), params: vec![] },
+        Q::RegisterModuleApi { methods: vec!["m".into()] },
+        Q::UnregisterModuleApi,
+        Q::SubmitBlock { raw: vec![0] },
+        Q::QueueInboundBlock { raw: vec![0] },
+    ]
 }
 
 async fn run_cli(client: &hostd_sdk::Client, command: &str, args: &[String]) -> Result<Vec<u8>, ErrorBody> {
@@ -141,6 +203,20 @@ async fn run_cli(client: &hostd_sdk::Client, command: &str, args: &[String]) -> 
                 .map(|v| v.map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_else(|| "<none>".into())),
         ),
         "quota" => show(client.storage_quota().await.map(|(u, l)| format!("{u}/{l}"))),
+        // Every request kind once: one line each, "<kind> <code or ok> <message>".
+        "try-all" => {
+            let mut lines = String::new();
+            for req in one_of_each() {
+                let kind = req.kind();
+                let line = match client.request(req).await {
+                    Ok(_) => format!("{kind} ok"),
+                    Err(e) => format!("{kind} {:?} {e}", e.code()),
+                };
+                lines.push_str(&line);
+                lines.push('\n');
+            }
+            lines
+        }
         "flood" => {
             let n: usize = arg(0).parse().unwrap_or(1000);
             let mut failed = 0;

@@ -70,7 +70,8 @@ pub async fn handle(host: &Arc<Host>, ctx: &Arc<ConnCtx>, req: Request) -> Resul
         Q::StorageGet { tree, key } => storage::run(host, module, move |s| s.get(&tree, &key).map(Response::Bytes)).await,
         Q::StorageIterPrefix { tree, prefix, limit } => {
             let limit = limit.min(storage::MAX_SCAN) as usize;
-            storage::run(host, module, move |s| s.iter_prefix(&tree, &prefix, limit).map(Response::Entries)).await
+            let max_bytes = storage::scan_budget(host.config.daemon.max_frame_bytes);
+            storage::run(host, module, move |s| s.iter_prefix(&tree, &prefix, limit, max_bytes).map(Response::Entries)).await
         }
         Q::StoragePut { tree, key, value } => storage::run(host, module, move |s| s.put(&tree, &key, &value).map(|_| Response::Ack)).await,
         Q::StorageDelete { tree, key } => storage::run(host, module, move |s| s.delete(&tree, &key).map(|_| Response::Ack)).await,

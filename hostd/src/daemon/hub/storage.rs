@@ -9,6 +9,12 @@ use std::sync::Arc;
 /// Most entries one prefix scan returns.
 pub const MAX_SCAN: u32 = 10_000;
 
+/// Bytes of keys and values one prefix scan may gather: what fits a
+/// response frame, less room for the message around the entries.
+pub fn scan_budget(max_frame: u32) -> usize {
+    (max_frame as usize).saturating_sub(1024)
+}
+
 fn storage_error(e: StorageError) -> ErrorBody {
     let code = match &e {
         StorageError::BadTreeName(_) | StorageError::DropDefault => ErrorCode::InvalidArgument,
