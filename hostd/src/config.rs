@@ -51,8 +51,12 @@ pub struct DaemonSettings {
     /// Time between Shutdown/SIGTERM and killing the sandbox's cgroup.
     pub grace_ms: u32,
     pub handshake_timeout_ms: u32,
-    /// Limit on a module-to-module call or CLI invocation.
+    /// Limit on a module-to-module call or CLI invocation, from the call to
+    /// its answer (queueing included).
     pub call_timeout_ms: u32,
+    /// Calls (module API, CLI, RPC) queued for one module and not yet
+    /// answered; more answer Busy to their callers.
+    pub max_pending_invocations: u32,
     pub restart: RestartPolicy,
     /// Module stdout/stderr lines per second into hostd's log (the rest is counted).
     pub output_lines_per_sec: u32,
@@ -84,6 +88,7 @@ impl Default for DaemonSettings {
             grace_ms: 5000,
             handshake_timeout_ms: 10_000,
             call_timeout_ms: 10_000,
+            max_pending_invocations: 64,
             restart: RestartPolicy::default(),
             output_lines_per_sec: 200,
             disabled: Vec::new(),
@@ -244,8 +249,8 @@ impl HostConfig {
         if d.max_frame_bytes < 1024 || d.max_frame_bytes > hostd_protocol::HARD_MAX_FRAME {
             return Err(invalid("daemon.max_frame_bytes", format!("must be between 1024 and {}", hostd_protocol::HARD_MAX_FRAME)));
         }
-        if d.max_in_flight == 0 || d.requests_per_sec == 0 || d.request_burst == 0 {
-            return Err(invalid("daemon", "max_in_flight, requests_per_sec and request_burst must be > 0".into()));
+        if d.max_in_flight == 0 || d.requests_per_sec == 0 || d.request_burst == 0 || d.max_pending_invocations == 0 {
+            return Err(invalid("daemon", "max_in_flight, requests_per_sec, request_burst and max_pending_invocations must be > 0".into()));
         }
         for name in &d.disabled {
             crate::manifest::check_name(name).map_err(|m| invalid("daemon.disabled", m))?;

@@ -2,7 +2,7 @@
 //! are checked against it before any launch so a missing feature is an error
 //! (or an explicit, visible downgrade), never a silent weakening.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 use crate::cgroup::CgroupMode;
@@ -66,4 +66,37 @@ fn seccomp_filter_available() -> bool {
 fn user_namespaces_available() -> bool {
     let max: u64 = read_trimmed("/proc/sys/user/max_user_namespaces").and_then(|s| s.parse().ok()).unwrap_or(0);
     max > 0 && PathBuf::from("/proc/self/ns/user").exists()
+}
+
+/// Kernel features a policy can depend on; named in errors and in
+/// `allow_downgrade`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Feature {
+    UserNamespace,
+    Landlock,
+    LandlockScope,
+    LandlockNet,
+    Seccomp,
+    Cgroup,
+    CgroupMemory,
+    CgroupCpu,
+    CgroupPids,
+}
+
+impl std::fmt::Display for Feature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = match self {
+            Feature::UserNamespace => "user_namespace",
+            Feature::Landlock => "landlock",
+            Feature::LandlockScope => "landlock_scope",
+            Feature::LandlockNet => "landlock_net",
+            Feature::Seccomp => "seccomp",
+            Feature::Cgroup => "cgroup",
+            Feature::CgroupMemory => "cgroup_memory",
+            Feature::CgroupCpu => "cgroup_cpu",
+            Feature::CgroupPids => "cgroup_pids",
+        };
+        f.write_str(s)
+    }
 }

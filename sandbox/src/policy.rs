@@ -293,38 +293,8 @@ impl Default for CapabilityPolicy {
     }
 }
 
-/// Kernel features a policy can depend on; named in errors and in
-/// `allow_downgrade`.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[serde(rename_all = "snake_case")]
-pub enum Feature {
-    UserNamespace,
-    Landlock,
-    LandlockScope,
-    LandlockNet,
-    Seccomp,
-    Cgroup,
-    CgroupMemory,
-    CgroupCpu,
-    CgroupPids,
-}
-
-impl std::fmt::Display for Feature {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let s = match self {
-            Feature::UserNamespace => "user_namespace",
-            Feature::Landlock => "landlock",
-            Feature::LandlockScope => "landlock_scope",
-            Feature::LandlockNet => "landlock_net",
-            Feature::Seccomp => "seccomp",
-            Feature::Cgroup => "cgroup",
-            Feature::CgroupMemory => "cgroup_memory",
-            Feature::CgroupCpu => "cgroup_cpu",
-            Feature::CgroupPids => "cgroup_pids",
-        };
-        f.write_str(s)
-    }
-}
+/// Kernel features a policy can depend on (defined with the probe).
+pub use crate::features::Feature;
 
 /// Device nodes of the minimal /dev (bound from the host's).
 pub const DEV_NODES: [&str; 5] = ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"];

@@ -84,6 +84,45 @@ fn every_permission_is_denied_end_to_end_without_it() {
     assert!(denied.is_empty(), "control: with every permission nothing is denied: {denied:?}");
 }
 
+/// Calls to a module that never answers (nor reads) pile up only to
+/// `max_pending_invocations`: beyond it callers get Busy at once, the rest
+/// time out within `call_timeout_ms`, the callee is not killed for a flood
+/// that is not its own, no pending entry outlives its call, and a bystander
+/// module keeps answering (the control: its calls succeed).
+#[test]
+fn a_call_flood_at_a_silent_module_answers_busy_and_leaks_nothing() {
+    if !require_daemon("hostd run") {
+        return;
+    }
+    let mut env = HostdEnv::new("callflood", "call_timeout_ms = 2000\nmax_pending_invocations = 16\n");
+    env.install_testmod("t-deaf", &["register_module_api"], "");
+    env.install_testmod("t-good", &["register_module_api"], "");
+    env.install_testmod("t-caller", &["call_module"], "");
+    env.start();
+    let has_api = |m: &serde_json::Value| running(m) && m["api"].as_array().is_some_and(|a| !a.is_empty());
+    let deaf = env.wait_module("t-deaf", "API registered", T, has_api);
+    env.wait_module("t-good", "API registered", T, has_api);
+    env.wait_module("t-caller", "running", T, running);
+    let t = std::time::Instant::now();
+    assert_eq!(env.ctl_ok(&["module", "t-caller", "callflood", "t-deaf", "200"]).trim(), "started 200");
+    let count = |out: &str, k: &str| out.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
+    let mut out = String::new();
+    while t.elapsed() < Duration::from_secs(10) {
+        out = env.ctl_ok(&["module", "t-caller", "callflood-result"]);
+        if count(&out, "Some(Busy)") + count(&out, "Some(Timeout)") + count(&out, "ok") >= 200 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(count(&out, "Some(Busy)") >= 200 - 16, "at most 16 calls wait, the rest are Busy at once: {out}");
+    assert_eq!(count(&out, "Some(Busy)") + count(&out, "Some(Timeout)"), 200, "every call answered within the timeout, none stuck behind the callee: {out}");
+    let now = env.module("t-deaf");
+    assert!(running(&now) && now["pid"] == deaf["pid"], "the callee was not killed for its callers' flood: {now:#}");
+    assert_eq!(now["pending_invocations"], 0, "no pending call outlives its timeout: {now:#}");
+    let out = env.ctl_ok(&["module", "t-caller", "call", "t-good", "still"]);
+    assert_eq!(out.trim(), "pong to t-caller: still");
+}
+
 #[test]
 fn garbage_oversized_and_truncated_frames_close_only_that_connection() {
     if !require_daemon("hostd run") {

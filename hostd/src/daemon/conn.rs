@@ -1,9 +1,12 @@
 //! One module connection: handshake, then a reader loop dispatching
 //! requests to the hub and a writer task that sends responses, invocations
-//! and events. Everything toward the module is bounded: responses and
-//! invocations share a queue of `max_in_flight` + slack; events have their
-//! own queue of [`super::bus::EVENT_BUFFER`]. A module that stops reading loses
-//! events (counted) and, once its response queue is full, its connection.
+//! and events. Everything toward the module is bounded, each in its own
+//! queue so one kind cannot crowd out another: responses (`max_in_flight` +
+//! slack), calls made *to* the module by others (`max_pending_invocations`;
+//! beyond it callers get Busy, and nobody is blamed for someone else's
+//! flood), and events ([`super::bus::EVENT_BUFFER`]). A module that stops
+//! reading loses events (counted) and, once its own response queue is full,
+//! its connection.
 
 use super::bus::EventFrame;
 use super::limit::{LineBudget, TokenBucket};
@@ -26,6 +29,9 @@ type InvocationWaiters = HashMap<u64, oneshot::Sender<Result<Vec<u8>, ErrorBody>
 
 pub struct ConnHandle {
     ctrl: mpsc::Sender<Vec<u8>>,
+    /// Invoke frames: calls made to this module.
+    invocations: mpsc::Sender<Vec<u8>>,
+    max_pending: usize,
     pending: Mutex<InvocationWaiters>,
     next_invoke: AtomicU64,
     max_frame: u32,
@@ -44,31 +50,62 @@ impl ConnHandle {
         }
     }
 
-    /// Call the module and wait for its `InvocationResult`.
+    /// Call the module and wait for its `InvocationResult`, at most
+    /// `timeout` in all. Never waits for queue room: a module with
+    /// `max_pending_invocations` calls unanswered answers Busy at once. The
+    /// pending entry is removed on every path (answer, timeout, Busy, the
+    /// module's exit, the caller giving up).
     pub async fn invoke(&self, invocation: Invocation, timeout: Duration) -> Result<Vec<u8>, ErrorBody> {
         let id = self.next_invoke.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        lock(&self.pending).insert(id, tx);
         let frame = proto::encode(&HostMessage::Invoke { id, invocation }, self.max_frame)
             .map_err(|e| ErrorBody::new(ErrorCode::InvalidArgument, e.to_string()))?;
-        if self.ctrl.send(frame).await.is_err() {
-            lock(&self.pending).remove(&id);
-            return Err(ErrorBody::new(ErrorCode::ModuleUnavailable, "the module's connection closed"));
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut pending = lock(&self.pending);
+            if pending.len() >= self.max_pending {
+                return Err(ErrorBody::new(ErrorCode::Busy, format!("the module has {} calls pending; try again later", pending.len())));
+            }
+            pending.insert(id, tx);
+        }
+        let _forget = PendingGuard { handle: self, id };
+        match self.invocations.try_send(frame) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                return Err(ErrorBody::new(ErrorCode::Busy, "the module's call queue is full; try again later"))
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                return Err(ErrorBody::new(ErrorCode::ModuleUnavailable, "the module's connection closed"))
+            }
         }
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => Err(ErrorBody::new(ErrorCode::ModuleUnavailable, "the module's connection closed")),
-            Err(_) => {
-                lock(&self.pending).remove(&id);
-                Err(ErrorBody::new(ErrorCode::Timeout, format!("no answer within {} ms", timeout.as_millis())))
-            }
+            Err(_) => Err(ErrorBody::new(ErrorCode::Timeout, format!("no answer within {} ms", timeout.as_millis()))),
         }
+    }
+
+    /// Calls to this module not answered yet.
+    pub fn pending_invocations(&self) -> usize {
+        lock(&self.pending).len()
     }
 
     fn complete(&self, id: u64, result: Result<Vec<u8>, ErrorBody>) {
         if let Some(tx) = lock(&self.pending).remove(&id) {
             let _ = tx.send(result);
         }
+    }
+}
+
+/// Removes a call's pending entry however its wait ends, including when the
+/// caller's task is dropped mid-wait.
+struct PendingGuard<'a> {
+    handle: &'a ConnHandle,
+    id: u64,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        lock(&self.handle.pending).remove(&self.id);
     }
 }
 
@@ -154,8 +191,11 @@ pub async fn serve(host: Arc<Host>, module: String, version: String, stream: Uni
 
     // ---- live connection
     let (ctrl_tx, ctrl_rx) = mpsc::channel::<Vec<u8>>(d.max_in_flight as usize + 64);
+    let (invoke_tx, invoke_rx) = mpsc::channel::<Vec<u8>>(d.max_pending_invocations as usize);
     let handle = Arc::new(ConnHandle {
         ctrl: ctrl_tx,
+        invocations: invoke_tx,
+        max_pending: d.max_pending_invocations as usize,
         pending: Mutex::new(HashMap::new()),
         next_invoke: AtomicU64::new(1),
         max_frame,
@@ -167,7 +207,7 @@ pub async fn serve(host: Arc<Host>, module: String, version: String, stream: Uni
         s.handshaken = true;
     });
     tracing::info!(module = %module, protocol, "module handshaken");
-    let writer = tokio::spawn(write_loop(wr, ctrl_rx, events));
+    let writer = tokio::spawn(write_loop(wr, ctrl_rx, invoke_rx, events));
     let ctx = Arc::new(ConnCtx {
         module: module.clone(),
         handle: handle.clone(),
@@ -200,18 +240,26 @@ async fn refuse(wr: &mut FrameWriter<OwnedWriteHalf>, code: ErrorCode, message: 
     violation(message)
 }
 
-/// Responses and invocations first, then events; what is already queued
-/// goes out in one write.
-async fn write_loop(mut wr: FrameWriter<OwnedWriteHalf>, mut ctrl: mpsc::Receiver<Vec<u8>>, mut events: mpsc::Receiver<EventFrame>) {
+/// Responses first, then calls to the module, then events; what is already
+/// queued goes out in one write.
+async fn write_loop(
+    mut wr: FrameWriter<OwnedWriteHalf>,
+    mut ctrl: mpsc::Receiver<Vec<u8>>,
+    mut invocations: mpsc::Receiver<Vec<u8>>,
+    mut events: mpsc::Receiver<EventFrame>,
+) {
     loop {
         tokio::select! {
             biased;
             Some(f) = ctrl.recv() => wr.push_frame(&f),
+            Some(f) = invocations.recv() => wr.push_frame(&f),
             Some(f) = events.recv() => wr.push_frame(&f),
             else => return,
         }
         while !wr.batch_full() {
             if let Ok(f) = ctrl.try_recv() {
+                wr.push_frame(&f);
+            } else if let Ok(f) = invocations.try_recv() {
                 wr.push_frame(&f);
             } else if let Ok(f) = events.try_recv() {
                 wr.push_frame(&f);

@@ -224,6 +224,7 @@ async fn status(host: &Arc<Host>) -> serde_json::Value {
                 "api": s.api,
                 "cli_commands": s.cli.as_ref().map(|c| c.commands.iter().map(|c| c.name.clone()).collect::<Vec<_>>()),
                 "suppressed_output_lines": s.suppressed_lines,
+                "pending_invocations": s.conn.as_ref().map_or(0, |c| c.pending_invocations()),
             });
             (s.name().to_string(), s.sandbox_key, row)
         })

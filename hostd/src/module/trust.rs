@@ -187,6 +187,7 @@ pub fn inspect(
     if !meta.is_file() {
         return Err(bin_err("not a regular file".into()));
     }
+    only_trusted_can_rewrite(&meta).map_err(bin_err)?;
     let (digest, size) = hash_fd(&file).map_err(|e| bin_err(format!("read: {e}")))?;
     let binary = m.binary.as_ref().ok_or(TrustError::NoBinarySection { module: module.into() })?;
     let expected = parse_sha256(&binary.hash).map_err(bin_err)?;
@@ -213,6 +214,23 @@ pub fn inspect(
         unsigned_allowed: policy.allow_unsigned,
     };
     Ok((OwnedFd::from(file), verification))
+}
+
+/// The hash is of the bytes read now and the exec comes later, from the same
+/// fd: only someone already trusted may be able to rewrite the file in
+/// between. So a module's binary must belong to root or to this process's
+/// own user, and be writable by no group or other user.
+fn only_trusted_can_rewrite(meta: &std::fs::Metadata) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != 0 && meta.uid() != me {
+        return Err(format!("belongs to uid {}: a module's binary must belong to root (or to hostd's own user), so nobody else can rewrite it between the hash and the exec", meta.uid()));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!("is writable by group or others (mode {:o}): chmod go-w it, so nobody else can rewrite it between the hash and the exec", meta.mode() & 0o7777));
+    }
+    Ok(())
 }
 
 /// Open `rel` beneath `dir`, refusing `..`, absolute paths and symlinks that
@@ -257,126 +275,5 @@ pub fn read_key_file(path: &Path) -> Result<SecretKey, TrustError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::manifest::{MaintainerSignature, SignaturesSection, ValidManifest};
-
-    struct Fixture {
-        dir: PathBuf,
-        keys: Vec<SecretKey>,
-        anchors: Vec<TrustAnchor>,
-    }
-
-    impl Drop for Fixture {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-
-    fn fixture(tag: &str) -> Fixture {
-        let dir = std::env::temp_dir().join(format!("hostd-trust-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        std::fs::write(dir.join("mod-bin"), b"\x7fELF pretend module binary").expect("write bin");
-        let keys: Vec<SecretKey> = (0..4).map(|_| generate_key().expect("key")).collect();
-        // Keys 0..3 are anchored; key 3 is not.
-        let anchors = ["alice", "bob", "carol"]
-            .iter()
-            .zip(&keys)
-            .map(|(n, k)| TrustAnchor { name: n.to_string(), public_key: public_hex(k) })
-            .collect();
-        Fixture { dir, keys, anchors }
-    }
-
-    fn manifest(f: &Fixture) -> ValidManifest {
-        let file = std::fs::File::open(f.dir.join("mod-bin")).expect("open");
-        let (d, size) = hash_fd(&file).expect("hash");
-        let text = format!(
-            "name = \"m\"\nversion = \"1.0.0\"\nentry_point = \"mod-bin\"\n[binary]\nhash = \"{}\"\nsize = {size}\n[signatures]\nthreshold = \"2-of-3\"\n",
-            sha256_string(&d)
-        );
-        Manifest::parse(&text, Path::new("module.toml")).expect("valid")
-    }
-
-    fn signed_by(m: &ValidManifest, keys: &[&SecretKey]) -> ValidManifest {
-        let mut m = m.clone();
-        let maintainers = keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| MaintainerSignature { name: format!("s{i}"), public_key: public_hex(k), signature: sign(&m.manifest, k) })
-            .collect();
-        m.manifest.signatures = Some(SignaturesSection { threshold: Some("2-of-3".into()), maintainers });
-        m
-    }
-
-    fn check(f: &Fixture, m: &ValidManifest) -> Result<Verification, String> {
-        let policy = SignaturePolicy { allow_unsigned: false, min_signatures: 1, anchors: f.anchors.clone() };
-        verify("m", &f.dir, &m.manifest, m.declared_threshold, &policy).map(|v| v.verification).map_err(|e| e.to_string())
-    }
-
-    #[test]
-    fn a_valid_two_of_three_set_loads() {
-        let f = fixture("valid");
-        let m = signed_by(&manifest(&f), &[&f.keys[0], &f.keys[2]]);
-        let v = check(&f, &m).expect("loads");
-        assert_eq!(v.signed_by, ["alice", "carol"]);
-        assert!(v.threshold_met);
-    }
-
-    #[test]
-    fn each_attack_is_rejected() {
-        let f = fixture("attacks");
-        let base = manifest(&f);
-        let good = signed_by(&base, &[&f.keys[0], &f.keys[1]]);
-        check(&f, &good).expect("control: the untampered module loads");
-
-        // Below threshold: one trusted signature of two.
-        let err = check(&f, &signed_by(&base, &[&f.keys[0]])).unwrap_err();
-        assert!(err.contains("1 valid signature(s)") && err.contains("2 required"), "{err}");
-
-        // Unanchored key: a valid signature by a key the host does not trust.
-        let err = check(&f, &signed_by(&base, &[&f.keys[0], &f.keys[3]])).unwrap_err();
-        assert!(err.contains("not by any trusted maintainer"), "{err}");
-
-        // The same anchor twice counts once.
-        let err = check(&f, &signed_by(&base, &[&f.keys[1], &f.keys[1]])).unwrap_err();
-        assert!(err.contains("second signature by anchor bob"), "{err}");
-
-        // A manifest that names an anchor's public key next to a forged signature.
-        let mut forged = signed_by(&base, &[&f.keys[0], &f.keys[3]]);
-        if let Some(s) = forged.manifest.signatures.as_mut() {
-            s.maintainers[1].public_key = f.anchors[1].public_key.clone();
-        }
-        assert!(check(&f, &forged).is_err(), "the key printed in the manifest must not matter");
-
-        // Tampered manifest: a capability added after signing.
-        let mut tampered = good.clone();
-        tampered.manifest.capabilities.push("send_transactions".into());
-        let err = check(&f, &tampered).unwrap_err();
-        assert!(err.contains("0 valid signature(s)"), "{err}");
-
-        // A manifest asking for fewer signatures than it was signed with
-        // cannot go below the host's own minimum.
-        let policy = SignaturePolicy { allow_unsigned: false, min_signatures: 3, anchors: f.anchors.clone() };
-        let err = verify("m", &f.dir, &good.manifest, Some((1, 3)), &policy).map(|_| ()).unwrap_err().to_string();
-        assert!(err.contains("3 required"), "{err}");
-
-        // Unsigned: refused by default.
-        let err = check(&f, &base).unwrap_err();
-        assert!(err.contains("unsigned"), "{err}");
-
-        // Tampered binary: one byte changed after signing.
-        std::fs::write(f.dir.join("mod-bin"), b"\x7fELF pretend module binarY").expect("tamper");
-        let err = check(&f, &good).unwrap_err();
-        assert!(err.contains("does not match the manifest"), "{err}");
-    }
-
-    #[test]
-    fn entry_point_symlink_escape_is_refused() {
-        let f = fixture("symlink");
-        std::os::unix::fs::symlink("/bin/sh", f.dir.join("escape")).expect("symlink");
-        let err = open_inside(&f.dir, "escape").unwrap_err();
-        assert!(err.contains("outside the module directory"), "{err}");
-        open_inside(&f.dir, "mod-bin").expect("a plain file inside opens");
-    }
-}
+#[path = "trust_tests.rs"]
+mod tests;

@@ -101,6 +101,8 @@ pub enum ErrorCode {
     VersionMismatch,
     /// The handshake name is not the name this socket belongs to.
     IdentityMismatch,
+    /// The module has as many calls pending as hostd queues for it; try again later.
+    Busy,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]

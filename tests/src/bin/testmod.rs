@@ -61,6 +61,15 @@ fn main() {
             let _ = f.write_all(&proto::encode(&sub, proto::DEFAULT_MAX_FRAME).unwrap_or_default());
             sleep_forever();
         }
+        "deaf" => {
+            // Registers an API, then never reads again: calls to it pile up
+            // in hostd (and in the socket buffer) and are never answered.
+            let mut f = raw_fd3();
+            raw_hello(&mut f, &name);
+            let reg = ModuleMessage::Request { id: 1, request: proto::Request::RegisterModuleApi { methods: vec!["ping".into()] } };
+            let _ = f.write_all(&proto::encode(&reg, proto::DEFAULT_MAX_FRAME).unwrap_or_default());
+            sleep_forever();
+        }
         _ => sdk_main(&name, &role),
     }
 }
@@ -114,8 +123,14 @@ async fn sdk_main(name: &str, role: &str) {
     }
 }
 
+/// Outcomes of `callflood`'s calls so far.
+fn flood_counts() -> &'static std::sync::Mutex<std::collections::BTreeMap<String, u32>> {
+    static COUNTS: std::sync::OnceLock<std::sync::Mutex<std::collections::BTreeMap<String, u32>>> = std::sync::OnceLock::new();
+    COUNTS.get_or_init(Default::default)
+}
+
 fn cli_spec() -> CliSpec {
-    let commands = ["try-utxo", "put", "get", "flood", "call", "quota", "fs-write", "fs-read", "try-all"];
+    let commands = ["try-utxo", "put", "get", "flood", "call", "callflood", "callflood-result", "quota", "fs-write", "fs-read", "try-all"];
     CliSpec {
         about: "test module".into(),
         commands: commands.iter().map(|c| CliCommand { name: c.to_string(), about: String::new(), args: vec![] }).collect(),
@@ -231,6 +246,27 @@ async fn run_cli(client: &hostd_sdk::Client, command: &str, args: &[String]) -> 
         "fs-write" => show(client.fs_write(&arg(0), arg(1).as_bytes(), false).await.map(|_| "written".into())),
         "fs-read" => show(client.fs_read(&arg(0), 0, 4096).await.map(|b| String::from_utf8_lossy(&b).into_owned())),
         "call" => show(client.call_module(&arg(0), "ping", arg(1).into_bytes()).await.map(|r| String::from_utf8_lossy(&r).into_owned())),
+        // `callflood <module> <n>`: start n concurrent calls and return; the
+        // outcomes are counted as they come (`callflood-result`).
+        "callflood" => {
+            let n: usize = arg(1).parse().unwrap_or(100);
+            for _ in 0..n {
+                let (client, target) = (client.clone(), arg(0));
+                tokio::spawn(async move {
+                    let key = match client.call_module(&target, "ping", vec![]).await {
+                        Ok(_) => "ok".to_string(),
+                        Err(e) => format!("{:?}", e.code()),
+                    };
+                    let mut counts = flood_counts().lock().unwrap_or_else(|p| p.into_inner());
+                    *counts.entry(key).or_insert(0) += 1;
+                });
+            }
+            format!("started {n}")
+        }
+        "callflood-result" => {
+            let counts = flood_counts().lock().unwrap_or_else(|p| p.into_inner());
+            counts.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
+        }
         other => format!("unknown command {other}"),
     };
     Ok(out.into_bytes())
