@@ -57,6 +57,19 @@ pub struct DaemonSettings {
     /// Calls (module API, CLI, RPC) queued for one module and not yet
     /// answered; more answer Busy to their callers.
     pub max_pending_invocations: u32,
+    /// What one module may register with hostd, each refused with
+    /// QuotaExceeded beyond its bound (counts in `hostd status`).
+    pub max_rpc_endpoints: u32,
+    pub max_api_methods: u32,
+    pub max_cli_commands: u32,
+    /// Longest description, about text or help string a module registers.
+    pub max_description_bytes: u32,
+    pub max_metrics: u32,
+    /// Labels per metric, and bytes per label name or value.
+    pub max_metric_labels: u32,
+    pub max_label_bytes: u32,
+    /// Storage trees (column families) per module, `default` included.
+    pub max_storage_trees: u32,
     pub restart: RestartPolicy,
     /// Module stdout/stderr lines per second into hostd's log (the rest is counted).
     pub output_lines_per_sec: u32,
@@ -89,6 +102,14 @@ impl Default for DaemonSettings {
             handshake_timeout_ms: 10_000,
             call_timeout_ms: 10_000,
             max_pending_invocations: 64,
+            max_rpc_endpoints: 64,
+            max_api_methods: 256,
+            max_cli_commands: 64,
+            max_description_bytes: 1024,
+            max_metrics: 1000,
+            max_metric_labels: 16,
+            max_label_bytes: 128,
+            max_storage_trees: 64,
             restart: RestartPolicy::default(),
             output_lines_per_sec: 200,
             disabled: Vec::new(),

@@ -123,6 +123,49 @@ fn a_call_flood_at_a_silent_module_answers_busy_and_leaks_nothing() {
     assert_eq!(out.trim(), "pong to t-caller: still");
 }
 
+/// What a module can make hostd hold for it is bounded, kind by kind: RPC
+/// endpoints, API methods, metrics and their labels, storage trees, and the
+/// length of descriptions. Each stops at its `[daemon]` bound with
+/// QuotaExceeded (the first `bound` succeed: the control), `hostd status`
+/// counts them, hostd's memory stays flat, and a bystander keeps answering.
+#[test]
+fn registrations_stop_at_their_bounds() {
+    if !require_daemon("hostd run") {
+        return;
+    }
+    let mut env = HostdEnv::new("regflood", "");
+    env.install_testmod("t-hog", &["register_rpc_endpoint", "register_module_api", "report_metrics", "manage_storage"], "");
+    env.install_testmod("t-good", &["register_module_api"], "");
+    env.install_testmod("t-caller", &["call_module"], "");
+    env.start();
+    env.wait_module("t-hog", "running", T, running);
+    env.wait_module("t-good", "running", T, |m| running(m) && m["api"].as_array().is_some_and(|a| !a.is_empty()));
+    env.wait_module("t-caller", "running", T, running);
+    let hostd = env.pid().expect("hostd pid");
+    let rss_before = rss_kib(hostd);
+    let out = env.ctl_ok(&["module", "t-hog", "regflood"]);
+    let line = |kind: &str| out.lines().find(|l| l.split(' ').next() == Some(kind)).unwrap_or_default().to_string();
+    // The test module registered one API method ("ping") at start.
+    for (kind, want) in [
+        ("rpc", "Some(QuotaExceeded)=936 ok=64"),
+        ("rpc-long-description", "Some(QuotaExceeded)=1"),
+        ("api", "Some(QuotaExceeded)=745 ok=255"),
+        ("api-one-call", "Some(QuotaExceeded)=1"),
+        ("metrics", "Some(QuotaExceeded)=1000 ok=1000"),
+        ("metric-labels", "Some(QuotaExceeded)=1"),
+        ("trees", "Some(QuotaExceeded)=137 ok=63"),
+    ] {
+        assert_eq!(line(kind), format!("{kind} {want}"), "{out}");
+    }
+    let hog = env.module("t-hog");
+    let reg = &hog["registered"];
+    assert_eq!((reg["rpc_endpoints"].as_u64(), reg["api_methods"].as_u64(), reg["metrics"].as_u64(), reg["storage_trees"].as_u64()), (Some(64), Some(256), Some(1000), Some(64)), "{hog:#}");
+    assert!(running(&hog), "refusals do not end the connection");
+    let grown = rss_kib(hostd).saturating_sub(rss_before);
+    assert!(grown < 32 * 1024, "hostd grew {grown} KiB");
+    assert_eq!(env.ctl_ok(&["module", "t-caller", "call", "t-good", "fine"]).trim(), "pong to t-caller: fine");
+}
+
 #[test]
 fn garbage_oversized_and_truncated_frames_close_only_that_connection() {
     if !require_daemon("hostd run") {

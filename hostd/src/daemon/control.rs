@@ -225,12 +225,19 @@ async fn status(host: &Arc<Host>) -> serde_json::Value {
                 "cli_commands": s.cli.as_ref().map(|c| c.commands.iter().map(|c| c.name.clone()).collect::<Vec<_>>()),
                 "suppressed_output_lines": s.suppressed_lines,
                 "pending_invocations": s.conn.as_ref().map_or(0, |c| c.pending_invocations()),
+                "registered": {
+                    "rpc_endpoints": s.rpc.len(),
+                    "api_methods": s.api.len(),
+                    "cli_commands": s.cli.as_ref().map_or(0, |c| c.commands.len()),
+                    "storage_trees": s.store.as_ref().map_or(0, |st| st.tree_count()),
+                },
             });
             (s.name().to_string(), s.sandbox_key, row)
         })
         .collect();
     let mut modules = Vec::new();
     for (name, key, mut row) in rows {
+        row["registered"]["metrics"] = hub::metric_count(host, &name).into();
         let usage = match key {
             Some(k) => Some(host.launcher.usage(k).await),
             None => None,

@@ -45,7 +45,8 @@ pub fn load(host: &Arc<Host>, module: ModuleDir) -> Result<(), LifecycleError> {
     }
     let uid = super::lock(&host.ids).assign(&name, &host.config)?;
     layout::prepare_module_dirs(&host.config, &name, uid)?;
-    let store = host.storage.open(&name, &host.config.module_data_dir(&name).join("db"), host.config.daemon.storage_quota_bytes)?;
+    let d = &host.config.daemon;
+    let store = host.storage.open(&name, &host.config.module_data_dir(&name).join("db"), d.storage_quota_bytes, d.max_storage_trees as usize)?;
     let (tx, rx) = mpsc::channel(4);
     let mut slot = LoadedModule::new(module);
     slot.store = Some(Arc::new(store));

@@ -26,6 +26,8 @@ pub enum StorageError {
     QuotaExceeded { used: u64, needed: u64, limit: u64 },
     #[error("the default tree cannot be dropped")]
     DropDefault,
+    #[error("at most {max} storage trees per module (the default tree included); drop one first")]
+    TooManyTrees { max: usize },
     #[error("storage of module {module} at {path}: {source}")]
     Db { module: String, path: PathBuf, source: rocksdb::Error },
 }
@@ -62,7 +64,7 @@ impl StorageEnv {
     }
 
     /// Open (creating if needed) the module's database with a byte quota.
-    pub fn open(&self, module: &str, dir: &Path, quota_bytes: u64) -> Result<ModuleStore, StorageError> {
+    pub fn open(&self, module: &str, dir: &Path, quota_bytes: u64, max_trees: usize) -> Result<ModuleStore, StorageError> {
         let opts = self.options();
         let db_err = |source| StorageError::Db { module: module.into(), path: dir.to_path_buf(), source };
         let mut existing = if dir.join("CURRENT").exists() { Db::list_cf(&opts, dir).map_err(db_err)? } else { Vec::new() };
@@ -70,6 +72,7 @@ impl StorageEnv {
         if !existing.iter().any(|n| n == "default") {
             existing.push("default".into());
         }
+        let trees = existing.len();
         let cfs = existing.iter().map(|n| ColumnFamilyDescriptor::new(n, self.options()));
         let db = Db::open_cf_descriptors(&opts, dir, cfs).map_err(db_err)?;
         let store = ModuleStore {
@@ -78,6 +81,8 @@ impl StorageEnv {
             opts,
             quota: quota_bytes,
             used: Mutex::new(0),
+            trees: std::sync::atomic::AtomicUsize::new(trees),
+            max_trees,
             db,
         };
         let used = store.scan_used()?;
@@ -95,6 +100,9 @@ pub struct ModuleStore {
     /// Logical bytes (keys + values) stored; the lock also serialises writes
     /// so the quota check and the write cannot interleave.
     used: Mutex<u64>,
+    /// Trees that exist (changed only under `used`'s lock).
+    trees: std::sync::atomic::AtomicUsize,
+    max_trees: usize,
     db: Db,
 }
 
@@ -238,10 +246,22 @@ impl ModuleStore {
 
     pub fn open_tree(&self, tree: &str) -> Result<(), StorageError> {
         check_tree_name(tree)?;
+        let _serial = self.used_lock();
         if self.db.cf_handle(tree).is_some() {
             return Ok(());
         }
-        self.db.create_cf(tree, &self.opts).map_err(|e| self.db_err(e))
+        use std::sync::atomic::Ordering;
+        if self.trees.load(Ordering::Relaxed) >= self.max_trees {
+            return Err(StorageError::TooManyTrees { max: self.max_trees });
+        }
+        self.db.create_cf(tree, &self.opts).map_err(|e| self.db_err(e))?;
+        self.trees.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Trees that exist, `default` included.
+    pub fn tree_count(&self) -> usize {
+        self.trees.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn drop_tree(&self, tree: &str) -> Result<(), StorageError> {
@@ -252,6 +272,7 @@ impl ModuleStore {
         let mut used = self.used_lock();
         let size = self.tree_bytes(&self.tree(tree)?)?;
         self.db.drop_cf(tree).map_err(|e| self.db_err(e))?;
+        self.trees.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         *used = used.saturating_sub(size);
         Ok(())
     }
@@ -273,7 +294,7 @@ mod tests {
         let env = StorageEnv::new(8 << 20, 8 << 20);
         let dir = tmp("quota");
         {
-            let s = env.open("m", &dir, 100).expect("opens");
+            let s = env.open("m", &dir, 100, 8).expect("opens");
             s.put("default", b"", b"").expect("the default tree always exists");
             assert!(matches!(s.put("nope", b"k", b"v"), Err(StorageError::NoSuchTree(_))));
             assert!(matches!(s.open_tree("__meta"), Err(StorageError::BadTreeName(_))));
@@ -290,10 +311,17 @@ mod tests {
             assert_eq!(s.iter_prefix("t", b"a", 10, 1 << 20).expect("iter"), vec![(b"a2".to_vec(), vec![1; 10])]);
             assert_eq!(s.quota().0, 12 + 6);
         }
-        let s = env.open("m", &dir, 100).expect("reopens");
+        let s = env.open("m", &dir, 100, 8).expect("reopens");
         assert_eq!(s.quota().0, 18, "usage is recomputed from the data");
         assert_eq!(s.get("t", b"b").expect("get"), Some(vec![2; 5]));
+        assert_eq!(s.tree_count(), 2);
+        for i in 0..6 {
+            s.open_tree(&format!("x{i}")).expect("within the cap");
+        }
+        assert!(matches!(s.open_tree("one-too-many"), Err(StorageError::TooManyTrees { max: 8 })));
+        s.open_tree("x0").expect("opening an existing tree is not a new one");
         s.drop_tree("t").expect("drop");
+        s.open_tree("one-too-many").expect("room again after a drop");
         assert_eq!(s.quota().0, 0);
         drop(s);
         let _ = std::fs::remove_dir_all(&dir);
@@ -303,7 +331,7 @@ mod tests {
     fn a_prefix_scan_stops_at_its_byte_budget() {
         let env = StorageEnv::new(8 << 20, 8 << 20);
         let dir = tmp("scan");
-        let s = env.open("m", &dir, 1 << 20).expect("opens");
+        let s = env.open("m", &dir, 1 << 20, 8).expect("opens");
         for i in 0..10u8 {
             s.put("default", &[b'k', i], &[i; 1000]).expect("put");
         }

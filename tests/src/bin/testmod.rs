@@ -130,7 +130,7 @@ fn flood_counts() -> &'static std::sync::Mutex<std::collections::BTreeMap<String
 }
 
 fn cli_spec() -> CliSpec {
-    let commands = ["try-utxo", "put", "get", "flood", "call", "callflood", "callflood-result", "quota", "fs-write", "fs-read", "try-all"];
+    let commands = ["try-utxo", "put", "get", "flood", "call", "callflood", "callflood-result", "regflood", "quota", "fs-write", "fs-read", "try-all"];
     CliSpec {
         about: "test module".into(),
         commands: commands.iter().map(|c| CliCommand { name: c.to_string(), about: String::new(), args: vec![] }).collect(),
@@ -262,6 +262,50 @@ async fn run_cli(client: &hostd_sdk::Client, command: &str, args: &[String]) -> 
                 });
             }
             format!("started {n}")
+        }
+        // Try to grow hostd's state on this module's behalf, one kind at a
+        // time: "<kind> ok=<n> <code>=<n>" per kind.
+        "regflood" => {
+            let mut out = String::new();
+            let tally = |name: &str, results: Vec<Result<(), hostd_sdk::SdkError>>| {
+                let mut counts = std::collections::BTreeMap::new();
+                for r in results {
+                    let k = match r {
+                        Ok(()) => "ok".to_string(),
+                        Err(e) => format!("{:?}", e.code()),
+                    };
+                    *counts.entry(k).or_insert(0) += 1;
+                }
+                format!("{name} {}\n", counts.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "))
+            };
+            let mut r = Vec::new();
+            for i in 0..1000 {
+                r.push(client.register_rpc_endpoint(&format!("m{i}"), "d").await);
+            }
+            out += &tally("rpc", r);
+            out += &tally("rpc-long-description", vec![client.register_rpc_endpoint("long", &"x".repeat(200_000)).await]);
+            let mut r = Vec::new();
+            for i in 0..1000 {
+                r.push(client.register_module_api(&[&format!("a{i}")]).await);
+            }
+            out += &tally("api", r);
+            let many: Vec<String> = (0..10_000).map(|i| format!("b{i}")).collect();
+            let many: Vec<&str> = many.iter().map(String::as_str).collect();
+            out += &tally("api-one-call", vec![client.register_module_api(&many).await]);
+            let mut r = Vec::new();
+            for i in 0..2000 {
+                r.push(client.report_metric(&format!("g{i}"), 1.0, &[]).await);
+            }
+            out += &tally("metrics", r);
+            let labels: Vec<(String, String)> = (0..100).map(|i| (format!("l{i}"), "v".into())).collect();
+            let labels: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            out += &tally("metric-labels", vec![client.report_metric("g0", 1.0, &labels).await]);
+            let mut r = Vec::new();
+            for i in 0..200 {
+                r.push(client.storage_open_tree(&format!("t{i}")).await);
+            }
+            out += &tally("trees", r);
+            out
         }
         "callflood-result" => {
             let counts = flood_counts().lock().unwrap_or_else(|p| p.into_inner());

@@ -15,6 +15,11 @@ mod timers;
 
 pub use registry::module_info;
 
+/// Metrics `module` keeps, for `hostd status`.
+pub fn metric_count(host: &Host, module: &str) -> usize {
+    metrics::count(&super::lock(&host.metrics), module)
+}
+
 use super::conn::ConnCtx;
 use super::Host;
 use crate::permissions::access;

@@ -12,9 +12,34 @@ fn bad_name(what: &str, name: &str, why: String) -> ErrorBody {
     err(ErrorCode::InvalidArgument, format!("{what} {name:?}: {why}"))
 }
 
+fn over(what: &str, max: u32) -> ErrorBody {
+    err(ErrorCode::QuotaExceeded, format!("at most {max} {what} per module ([daemon] in hostd.toml)"))
+}
+
+/// A description, about or help text within `[daemon] max_description_bytes`.
+fn check_text(host: &Host, what: &str, text: &str) -> Result<(), ErrorBody> {
+    let max = host.config.daemon.max_description_bytes;
+    if text.len() > max as usize {
+        return Err(err(ErrorCode::QuotaExceeded, format!("{what} is {} bytes; at most {max}", text.len())));
+    }
+    Ok(())
+}
+
 pub fn cli_spec(host: &Host, module: &str, spec: CliSpec) -> Result<Response, ErrorBody> {
+    if spec.commands.len() > host.config.daemon.max_cli_commands as usize {
+        return Err(over("CLI commands", host.config.daemon.max_cli_commands));
+    }
+    check_text(host, "the CLI's about text", &spec.about)?;
     for c in &spec.commands {
         check_name(&c.name).map_err(|m| bad_name("CLI command", &c.name, m))?;
+        check_text(host, "a CLI command's about text", &c.about)?;
+        if c.args.len() > host.config.daemon.max_cli_commands as usize {
+            return Err(over("arguments of a CLI command", host.config.daemon.max_cli_commands));
+        }
+        for a in &c.args {
+            check_name(&a.name).map_err(|m| bad_name("CLI argument", &a.name, m))?;
+            check_text(host, "a CLI argument's help", &a.help)?;
+        }
     }
     host.with_module(module, |s| s.cli = Some(spec));
     Ok(Response::Ack)
@@ -23,11 +48,16 @@ pub fn cli_spec(host: &Host, module: &str, spec: CliSpec) -> Result<Response, Er
 /// One owner per method: hostd routes a call by its name alone.
 pub fn register_rpc(host: &Host, module: &str, method: String, description: String) -> Result<Response, ErrorBody> {
     check_name(&method).map_err(|m| bad_name("RPC method", &method, m))?;
+    check_text(host, "the RPC description", &description)?;
+    let max = host.config.daemon.max_rpc_endpoints;
     let mut slots = host.loaded();
     if let Some(owner) = slots.values().find(|s| s.name() != module && s.rpc.contains_key(&method)) {
         return Err(err(ErrorCode::AlreadyExists, format!("RPC method {method} is registered by module {}", owner.name())));
     }
     if let Some(s) = slots.get_mut(module) {
+        if !s.rpc.contains_key(&method) && s.rpc.len() >= max as usize {
+            return Err(over("RPC endpoints", max));
+        }
         s.rpc.insert(method, description);
     }
     Ok(Response::Ack)
@@ -39,17 +69,24 @@ pub fn unregister_rpc(host: &Host, module: &str, method: &str) -> Result<Respons
 }
 
 pub fn register_api(host: &Host, module: &str, methods: Vec<String>) -> Result<Response, ErrorBody> {
+    let max = host.config.daemon.max_api_methods as usize;
+    if methods.len() > max {
+        return Err(over("API methods", max as u32));
+    }
     for m in &methods {
         check_name(m).map_err(|e| bad_name("API method", m, e))?;
     }
     host.with_module(module, |s| {
-        for m in methods {
-            if !s.api.contains(&m) {
-                s.api.push(m);
-            }
+        // Bounded by `max` on both sides, so this stays cheap under the lock.
+        let new: std::collections::BTreeSet<&String> = methods.iter().filter(|m| !s.api.contains(m)).collect();
+        if s.api.len() + new.len() > max {
+            return Err(over("API methods", max as u32));
         }
-    });
-    Ok(Response::Ack)
+        let new: Vec<String> = new.into_iter().cloned().collect();
+        s.api.extend(new);
+        Ok(Response::Ack)
+    })
+    .unwrap_or(Ok(Response::Ack))
 }
 
 pub fn unregister_api(host: &Host, module: &str) -> Result<Response, ErrorBody> {

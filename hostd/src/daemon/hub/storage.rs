@@ -15,15 +15,19 @@ pub fn scan_budget(max_frame: u32) -> usize {
     (max_frame as usize).saturating_sub(1024)
 }
 
+/// The module's answer for a storage error. A database error names host
+/// paths: that goes to hostd's log, and the module learns only that it
+/// failed.
 fn storage_error(e: StorageError) -> ErrorBody {
     let code = match &e {
         StorageError::BadTreeName(_) | StorageError::DropDefault => ErrorCode::InvalidArgument,
         StorageError::NoSuchTree(_) => ErrorCode::NotFound,
-        StorageError::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
+        StorageError::QuotaExceeded { .. } | StorageError::TooManyTrees { .. } => ErrorCode::QuotaExceeded,
         StorageError::Db { .. } => ErrorCode::Internal,
     };
     if code == ErrorCode::Internal {
         tracing::error!("{e}");
+        return err(code, "the storage engine failed; hostd's log has the details");
     }
     err(code, e.to_string())
 }
