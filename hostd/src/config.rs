@@ -70,6 +70,10 @@ pub struct DaemonSettings {
     pub max_label_bytes: u32,
     /// Storage trees (column families) per module, `default` included.
     pub max_storage_trees: u32,
+    /// At start-up, how long hostd waits for its modules to be up (or to
+    /// have definitively failed) before it says READY=1 anyway, naming the
+    /// ones still starting.
+    pub ready_timeout_ms: u32,
     pub restart: RestartPolicy,
     /// Module stdout/stderr lines per second into hostd's log (the rest is counted).
     pub output_lines_per_sec: u32,
@@ -110,6 +114,7 @@ impl Default for DaemonSettings {
             max_metric_labels: 16,
             max_label_bytes: 128,
             max_storage_trees: 64,
+            ready_timeout_ms: 60_000,
             restart: RestartPolicy::default(),
             output_lines_per_sec: 200,
             disabled: Vec::new(),

@@ -166,6 +166,45 @@ fn registrations_stop_at_their_bounds() {
     assert_eq!(env.ctl_ok(&["module", "t-caller", "call", "t-good", "fine"]).trim(), "pong to t-caller: fine");
 }
 
+/// READY=1 comes only once every module is up (running and handshaken) or
+/// has definitively failed, with a STATUS line naming the failed; and a
+/// module is started only after the modules it requires are up.
+#[test]
+fn ready_waits_for_modules_and_dependents_wait_for_dependencies() {
+    if !require_daemon("hostd run") {
+        return;
+    }
+    let mut env = HostdEnv::new("ready", "");
+    env.install_testmod("t-slow", &["register_module_api"], "");
+    env.install_testmod("t-dep", &["call_module"], "[dependencies]\nt-slow = \"^1\"\n");
+    // Refused at every handshake (it claims another name): never up, then given up on.
+    env.install_testmod("t-impostor", &[], "");
+    let notify_path = env.scratch.0.join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).expect("bind notify socket");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&notify_path, std::fs::Permissions::from_mode(0o666)).expect("chmod notify socket");
+    notify.set_read_timeout(Some(T)).expect("timeout");
+    env.env.push(("NOTIFY_SOCKET".into(), notify_path.display().to_string()));
+    env.start();
+    let mut buf = [0u8; 512];
+    let n = notify.recv(&mut buf).expect("hostd sent READY=1");
+    let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+    // At the moment of READY: the slow module and its dependent are up,
+    // the crash-looping one has been given up on.
+    for m in ["t-slow", "t-dep"] {
+        let now = env.module(m);
+        assert!(running(&now), "{m} was up before READY ({msg}): {now:#}");
+    }
+    assert_eq!(env.module("t-impostor")["state"], "failed", "{msg}");
+    assert!(msg.starts_with("READY=1\n") && msg.contains("3 modules started: 2 up; failed: t-impostor"), "{msg}");
+    // t-dep was started only after t-slow's handshake.
+    let log = env.log();
+    let line_of = |words: &[&str]| log.lines().position(|l| words.iter().all(|w| l.contains(w)));
+    let handshake = line_of(&["module handshaken", "t-slow"]);
+    let dep_started = line_of(&["supervisor", "started", "t-dep"]);
+    assert!(handshake.is_some() && dep_started.is_some() && handshake < dep_started, "t-dep started before its dependency was up:\n{log}");
+}
+
 #[test]
 fn garbage_oversized_and_truncated_frames_close_only_that_connection() {
     if !require_daemon("hostd run") {

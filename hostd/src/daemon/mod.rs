@@ -11,6 +11,7 @@
 //! - [`lifecycle`]: load, unload, stop, reload; [`deps`]: dependency order;
 //! - [`supervisor`]: one task per module: start, watch, restart ([`crash`]);
 //! - [`monitor`]: resource and disk warnings;
+//! - [`startup`]: dependencies up before dependents, and READY=1 with a STATUS line;
 //! - [`control`]: the control socket; [`notify`]: sd_notify.
 
 pub mod bus;
@@ -28,6 +29,7 @@ pub mod node;
 pub mod notify;
 pub mod privileges;
 pub mod run;
+pub mod startup;
 pub mod storage;
 pub mod supervisor;
 

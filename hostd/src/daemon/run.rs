@@ -2,7 +2,7 @@
 //! module in dependency order, serve the control socket, and stop it all
 //! in reverse order on SIGTERM/SIGINT.
 
-use super::{bus, control, deps, launcher, layout, lifecycle, monitor, node, notify, storage, Host};
+use super::{bus, control, deps, launcher, layout, lifecycle, monitor, node, notify, startup, storage, Host};
 use crate::config::HostConfig;
 use crate::daemon::privileges::RunAs;
 use hostd_protocol::{Event, EventPayload, EventType};
@@ -85,21 +85,33 @@ async fn serve(config: HostConfig, launcher: launcher::Launcher) -> Result<(), R
     for (name, e) in &unloadable {
         tracing::error!(module = %name, "module not loaded: {e}");
     }
+    let ready_by = std::time::Instant::now() + std::time::Duration::from_millis(u64::from(host.config.daemon.ready_timeout_ms));
+    let mut started = Vec::new();
     for name in &order {
         if let Some(m) = found.iter().find(|m| &m.manifest.manifest.name == name) {
-            if let Err(e) = lifecycle::load(&host, m.clone()) {
-                tracing::error!(module = %name, "module not loaded: {e}");
+            // Its dependencies first: up, or definitively failed.
+            let needs: Vec<String> = m.manifest.dependencies.keys().cloned().collect();
+            startup::settle(&host, &needs, ready_by).await;
+            match lifecycle::load(&host, m.clone()) {
+                Ok(()) => started.push(name.clone()),
+                Err(e) => tracing::error!(module = %name, "module not loaded: {e}"),
             }
         }
     }
+    startup::settle(&host, &started, ready_by).await;
     host.bus.publish(Event {
         event_type: EventType::ConfigLoaded,
         publisher: None,
         payload: EventPayload::ConfigLoaded { changed: Vec::new() },
     });
     host.bus.publish(Event { event_type: EventType::NodeStartupCompleted, publisher: None, payload: EventPayload::None });
-    tracing::info!(modules = order.len(), "hostd running");
-    notify::notify(&format!("READY=1\nSTATUS={} modules started", order.len()));
+    let status = startup::status_line(&host, &started);
+    if started.iter().any(|n| startup::standing(&host, n) != startup::Standing::Up) {
+        tracing::warn!("ready, but not every module is up: {status}");
+    } else {
+        tracing::info!("hostd running: {status}");
+    }
+    notify::notify(&format!("READY=1\nSTATUS={status}"));
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(RunError::Runtime)?;
     let failed = tokio::select! {

@@ -70,6 +70,11 @@ fn main() {
             let _ = f.write_all(&proto::encode(&reg, proto::DEFAULT_MAX_FRAME).unwrap_or_default());
             sleep_forever();
         }
+        "slow" => {
+            // Takes its time before the handshake, then behaves.
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+            sdk_main(&name, &role)
+        }
         _ => sdk_main(&name, &role),
     }
 }
