@@ -45,7 +45,7 @@ permissions! {
     ManageStorage = "manage_storage": "create and drop storage trees",
     ReadFilesystem = "read_filesystem": "read files in the module's data directory",
     WriteFilesystem = "write_filesystem": "create, write and delete files in the module's data directory",
-    ManageFilesystem = "manage_filesystem": "create and delete directories (and links) in the module's data directory",
+    ManageFilesystem = "manage_filesystem": "create and delete directories, and rename across them, in the module's data directory (never links)",
     RegisterRpcEndpoint = "register_rpc_endpoint": "register RPC endpoints served by the module",
     ManageTimers = "manage_timers": "create and cancel timers and scheduled tasks",
     ReportMetrics = "report_metrics": "report metrics and health",

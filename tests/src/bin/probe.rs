@@ -81,6 +81,11 @@ fn run(case: &str, arg: &dyn Fn(usize) -> String) -> R {
             }
             "write_file" => write_file(&arg(2), b"hostd-probe"),
             "mkdir" => rc(libc::mkdir(c(&arg(2)).as_ptr(), 0o755) as i64),
+            // `rename_into_dir FILE DIR`: move FILE into the existing DIR (a
+            // rename across directories: Landlock's Refer right).
+            "rename_into_dir" => rc(libc::rename(c(&arg(2)).as_ptr(), c(&format!("{}/moved", arg(3))).as_ptr()) as i64),
+            "symlink" => rc(libc::symlink(c("/data/existing").as_ptr(), c(&arg(2)).as_ptr()) as i64),
+            "hardlink" => rc(libc::link(c("/data/existing").as_ptr(), c(&arg(2)).as_ptr()) as i64),
             "list_dir" => {
                 let p = c(&arg(2));
                 let fd = libc::open(p.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC);
