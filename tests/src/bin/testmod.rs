@@ -118,14 +118,26 @@ async fn sdk_main(name: &str, role: &str) {
                     Invocation::Api { method, params, caller } if method == "ping" => {
                         Ok(format!("pong to {caller}: {}", String::from_utf8_lossy(params)).into_bytes())
                     }
+                    Invocation::Rpc { method, params } => Ok(format!("rpc {method} got {params}").into_bytes()),
                     _ => Err(ErrorBody::new(ErrorCode::Unsupported, "unknown")),
                 };
                 call.reply(result);
             }
             Incoming::Shutdown { .. } => break,
+            Incoming::TimerFired { task, .. } => {
+                let mut fired = fired().lock().unwrap_or_else(|p| p.into_inner());
+                fired.0 += 1;
+                fired.1.extend(task);
+            }
             _ => {}
         }
     }
+}
+
+/// Timer ticks seen, and the names of scheduled tasks that fired.
+fn fired() -> &'static std::sync::Mutex<(u64, Vec<String>)> {
+    static FIRED: std::sync::OnceLock<std::sync::Mutex<(u64, Vec<String>)>> = std::sync::OnceLock::new();
+    FIRED.get_or_init(Default::default)
 }
 
 /// Outcomes of `callflood`'s calls so far.
@@ -135,7 +147,7 @@ fn flood_counts() -> &'static std::sync::Mutex<std::collections::BTreeMap<String
 }
 
 fn cli_spec() -> CliSpec {
-    let commands = ["try-utxo", "put", "get", "flood", "call", "callflood", "callflood-result", "regflood", "quota", "fs-write", "fs-read", "try-all"];
+    let commands = ["try-utxo", "put", "get", "flood", "call", "callflood", "callflood-result", "regflood", "timer", "cancel", "task", "fired", "metric", "metrics", "rpc-register", "quota", "fs-write", "fs-read", "try-all"];
     CliSpec {
         about: "test module".into(),
         commands: commands.iter().map(|c| CliCommand { name: c.to_string(), about: String::new(), args: vec![] }).collect(),
@@ -312,6 +324,18 @@ async fn run_cli(client: &hostd_sdk::Client, command: &str, args: &[String]) -> 
             out += &tally("trees", r);
             out
         }
+        "timer" => show(client.timer_create(arg(0).parse().unwrap_or(50), true).await.map(|id| id.to_string())),
+        "cancel" => show(client.timer_cancel(arg(0).parse().unwrap_or(0)).await.map(|_| "cancelled".into())),
+        "task" => show(client.schedule_task(arg(0).parse().unwrap_or(100), &arg(1)).await.map(|id| id.to_string())),
+        "fired" => {
+            let fired = fired().lock().unwrap_or_else(|p| p.into_inner());
+            format!("ticks={} tasks={}", fired.0, fired.1.join(","))
+        }
+        "metric" => show(client.report_metric(&arg(0), arg(1).parse().unwrap_or(0.0), &[("unit", "test")]).await.map(|_| "reported".into())),
+        "metrics" => show(client.get_metrics(None).await.map(|ms| {
+            ms.iter().map(|m| format!("{} {} {} {:?}\n", m.module, m.name, m.value, m.labels)).collect()
+        })),
+        "rpc-register" => show(client.register_rpc_endpoint(&arg(0), "echoes its params").await.map(|_| "registered".into())),
         "callflood-result" => {
             let counts = flood_counts().lock().unwrap_or_else(|p| p.into_inner());
             counts.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
