@@ -84,6 +84,26 @@ fn every_permission_is_denied_end_to_end_without_it() {
     assert!(denied.is_empty(), "control: with every permission nothing is denied: {denied:?}");
 }
 
+/// A bystander pair: t-good serves API "ping", t-caller calls it.
+fn install_bystander(env: &HostdEnv) {
+    env.install_testmod("t-good", &["register_module_api"], "");
+    env.install_testmod("t-caller", &["call_module"], "");
+}
+
+fn has_api(m: &serde_json::Value) -> bool {
+    running(m) && m["api"].as_array().is_some_and(|a| !a.is_empty())
+}
+
+fn wait_bystander(env: &HostdEnv) {
+    env.wait_module("t-good", "API registered", T, has_api);
+    env.wait_module("t-caller", "running", T, running);
+}
+
+/// The bystander still answers, whatever was attacked.
+fn assert_bystander_answers(env: &HostdEnv, word: &str) {
+    assert_eq!(env.ctl_ok(&["module", "t-caller", "call", "t-good", word]).trim(), format!("pong to t-caller: {word}"));
+}
+
 /// Calls to a module that never answers (nor reads) pile up only to
 /// `max_pending_invocations`: beyond it callers get Busy at once, the rest
 /// time out within `call_timeout_ms`, the callee is not killed for a flood
@@ -96,13 +116,10 @@ fn a_call_flood_at_a_silent_module_answers_busy_and_leaks_nothing() {
     }
     let mut env = HostdEnv::new("callflood", "call_timeout_ms = 2000\nmax_pending_invocations = 16\n");
     env.install_testmod("t-deaf", &["register_module_api"], "");
-    env.install_testmod("t-good", &["register_module_api"], "");
-    env.install_testmod("t-caller", &["call_module"], "");
+    install_bystander(&env);
     env.start();
-    let has_api = |m: &serde_json::Value| running(m) && m["api"].as_array().is_some_and(|a| !a.is_empty());
     let deaf = env.wait_module("t-deaf", "API registered", T, has_api);
-    env.wait_module("t-good", "API registered", T, has_api);
-    env.wait_module("t-caller", "running", T, running);
+    wait_bystander(&env);
     let t = std::time::Instant::now();
     assert_eq!(env.ctl_ok(&["module", "t-caller", "callflood", "t-deaf", "200"]).trim(), "started 200");
     let count = |out: &str, k: &str| out.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
@@ -119,8 +136,7 @@ fn a_call_flood_at_a_silent_module_answers_busy_and_leaks_nothing() {
     let now = env.module("t-deaf");
     assert!(running(&now) && now["pid"] == deaf["pid"], "the callee was not killed for its callers' flood: {now:#}");
     assert_eq!(now["pending_invocations"], 0, "no pending call outlives its timeout: {now:#}");
-    let out = env.ctl_ok(&["module", "t-caller", "call", "t-good", "still"]);
-    assert_eq!(out.trim(), "pong to t-caller: still");
+    assert_bystander_answers(&env, "still");
 }
 
 /// What a module can make hostd hold for it is bounded, kind by kind: RPC
@@ -135,12 +151,10 @@ fn registrations_stop_at_their_bounds() {
     }
     let mut env = HostdEnv::new("regflood", "");
     env.install_testmod("t-hog", &["register_rpc_endpoint", "register_module_api", "report_metrics", "manage_storage"], "");
-    env.install_testmod("t-good", &["register_module_api"], "");
-    env.install_testmod("t-caller", &["call_module"], "");
+    install_bystander(&env);
     env.start();
     env.wait_module("t-hog", "running", T, running);
-    env.wait_module("t-good", "running", T, |m| running(m) && m["api"].as_array().is_some_and(|a| !a.is_empty()));
-    env.wait_module("t-caller", "running", T, running);
+    wait_bystander(&env);
     let hostd = env.pid().expect("hostd pid");
     let rss_before = rss_kib(hostd);
     let out = env.ctl_ok(&["module", "t-hog", "regflood"]);
@@ -163,7 +177,7 @@ fn registrations_stop_at_their_bounds() {
     assert!(running(&hog), "refusals do not end the connection");
     let grown = rss_kib(hostd).saturating_sub(rss_before);
     assert!(grown < 32 * 1024, "hostd grew {grown} KiB");
-    assert_eq!(env.ctl_ok(&["module", "t-caller", "call", "t-good", "fine"]).trim(), "pong to t-caller: fine");
+    assert_bystander_answers(&env, "fine");
 }
 
 /// READY=1 comes only once every module is up (running and handshaken) or
