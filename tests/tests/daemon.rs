@@ -180,6 +180,35 @@ fn registrations_stop_at_their_bounds() {
     assert_bystander_answers(&env, "fine");
 }
 
+/// Reload and unload while the module's storage work is still running:
+/// hostd waits (bounded) for that work before it closes the database and
+/// opens it again, so the reload succeeds and nothing is lost.
+#[test]
+fn reload_and_unload_during_storage_work() {
+    if !require_daemon("hostd run") {
+        return;
+    }
+    let mut env = HostdEnv::new("churn", "");
+    env.install_testmod("t-good", &["read_storage", "write_storage"], "");
+    env.start();
+    let mut m = env.wait_module("t-good", "running", T, running);
+    for round in 0..3 {
+        assert_eq!(env.ctl_ok(&["module", "t-good", "churn"]).trim(), "churning");
+        std::thread::sleep(Duration::from_millis(100));
+        let out = env.ctl(&["reload", "t-good"]);
+        assert!(out.status.success(), "reload {round} during storage work: {}", hostd_tests::output_text(&out));
+        let before = m["pid"].clone();
+        m = env.wait_module("t-good", "running again", T, |m| running(m) && m["pid"] != before);
+    }
+    assert_eq!(env.ctl_ok(&["module", "t-good", "put", "k", "kept"]).trim(), "stored");
+    env.ctl_ok(&["module", "t-good", "churn"]);
+    std::thread::sleep(Duration::from_millis(100));
+    env.ctl_ok(&["unload", "t-good"]);
+    env.ctl_ok(&["load", "t-good"]);
+    env.wait_module("t-good", "loaded again", T, running);
+    assert_eq!(env.ctl_ok(&["module", "t-good", "get", "k"]).trim(), "kept");
+}
+
 /// READY=1 comes only once every module is up (running and handshaken) or
 /// has definitively failed, with a STATUS line naming the failed; and a
 /// module is started only after the modules it requires are up.

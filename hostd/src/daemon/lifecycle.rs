@@ -24,6 +24,8 @@ pub enum LifecycleError {
     Storage(#[from] super::storage::StorageError),
     #[error("data directory: {0}")]
     Layout(#[from] layout::LayoutError),
+    #[error("storage of module {module} is still in use after {secs} s; try again")]
+    StoreBusy { module: String, secs: u64 },
     #[error("reload of {module} refused, the running instance keeps running: {why}")]
     ReloadRefused { module: String, why: String },
 }
@@ -79,7 +81,8 @@ pub async fn unload(host: &Arc<Host>, name: &str, cascade: bool) -> Result<Vec<S
         }
     }
     stop(host, name).await;
-    host.loaded().remove(name);
+    let gone = host.loaded().remove(name);
+    close_store(name, gone.and_then(|s| s.store)).await?;
     host.launcher.forget(name);
     publish_unloaded(host, name);
     tracing::info!(module = name, "unloaded");
@@ -110,10 +113,32 @@ pub async fn reload(host: &Arc<Host>, name: &str) -> Result<(), LifecycleError> 
     let fresh = crate::discovery::load_dir(&dir, &host.config, true)?;
     check_replacement(host, name, &fresh).map_err(|why| LifecycleError::ReloadRefused { module: name.into(), why })?;
     stop(host, name).await;
-    let restarts = host.loaded().remove(name).map(|s| s.restarts).unwrap_or(0);
+    let gone = host.loaded().remove(name);
+    let restarts = gone.as_ref().map(|s| s.restarts).unwrap_or(0);
+    close_store(name, gone.and_then(|s| s.store)).await?;
     publish_unloaded(host, name);
     load(host, fresh)?;
     host.with_module(name, |s| s.restarts = restarts);
+    Ok(())
+}
+
+/// How long an unload or reload waits for the module's storage work still
+/// running (requests already on the blocking pool) before giving up.
+const STORE_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Close a module's database once no storage work of it is running any
+/// more: requests still in flight hold the store, and opening it again while
+/// they do fails on RocksDB's lock ("lock hold by current process").
+async fn close_store(name: &str, store: Option<Arc<crate::daemon::storage::ModuleStore>>) -> Result<(), LifecycleError> {
+    let Some(store) = store else { return Ok(()) };
+    let deadline = tokio::time::Instant::now() + STORE_CLOSE_WAIT;
+    while Arc::strong_count(&store) > 1 {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(LifecycleError::StoreBusy { module: name.into(), secs: STORE_CLOSE_WAIT.as_secs() });
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    drop(store);
     Ok(())
 }
 

@@ -147,7 +147,7 @@ fn flood_counts() -> &'static std::sync::Mutex<std::collections::BTreeMap<String
 }
 
 fn cli_spec() -> CliSpec {
-    let commands = ["try-utxo", "put", "get", "flood", "call", "callflood", "callflood-result", "regflood", "timer", "cancel", "task", "fired", "metric", "metrics", "rpc-register", "quota", "fs-write", "fs-read", "try-all"];
+    let commands = ["try-utxo", "put", "get", "flood", "call", "callflood", "callflood-result", "regflood", "timer", "cancel", "task", "fired", "metric", "metrics", "rpc-register", "churn", "quota", "fs-write", "fs-read", "try-all"];
     CliSpec {
         about: "test module".into(),
         commands: commands.iter().map(|c| CliCommand { name: c.to_string(), about: String::new(), args: vec![] }).collect(),
@@ -336,6 +336,20 @@ async fn run_cli(client: &hostd_sdk::Client, command: &str, args: &[String]) -> 
             ms.iter().map(|m| format!("{} {} {} {:?}\n", m.module, m.name, m.value, m.labels)).collect()
         })),
         "rpc-register" => show(client.register_rpc_endpoint(&arg(0), "echoes its params").await.map(|_| "registered".into())),
+        // Keep storage busy from now on: many writes in flight at once, so
+        // hostd always has storage work of this module running.
+        "churn" => {
+            for w in 0..64u32 {
+                let client = client.clone();
+                tokio::spawn(async move {
+                    let mut i = 0u64;
+                    while client.storage_put("default", format!("churn-{w}-{}", i % 16).as_bytes(), &[7; 4096]).await.is_ok() {
+                        i += 1;
+                    }
+                });
+            }
+            "churning".into()
+        }
         "callflood-result" => {
             let counts = flood_counts().lock().unwrap_or_else(|p| p.into_inner());
             counts.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
