@@ -37,6 +37,15 @@ fn keygen_sign_verify_and_policy_show() {
     let config = s.0.join("hostd.toml");
     std::fs::write(&config, format!("[paths]\nmodules_dir = \"modules\"\ndata_dir = \"data\"\n[trust]\nmin_signatures = 2\n{anchors}")).expect("config");
 
+    // A manifest in a directory of another name is not signed.
+    let elsewhere = s.0.join("not-notes");
+    std::fs::create_dir_all(&elsewhere).expect("mkdir");
+    std::fs::copy(module.join("module.toml"), elsewhere.join("module.toml")).expect("copy manifest");
+    std::fs::copy(module.join("notes"), elsewhere.join("notes")).expect("copy binary");
+    let out = hostd(&["sign", elsewhere.to_str().unwrap_or_default(), "--key", keys[0].to_str().unwrap_or_default()], None);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("directory is \"not-notes\""), "{}", text(&out));
+
     // Unsigned: refused.
     let out = hostd(&["verify", module.to_str().unwrap_or_default()], Some(&config));
     assert!(!out.status.success(), "unsigned module verified: {}", text(&out));

@@ -47,6 +47,16 @@ fn sign_inner(dir: &Path, key_file: &Path, name: Option<String>) -> Result<Strin
     let public = trust::public_hex(&key);
     let file = dir.join("module.toml");
     let valid = Manifest::load(&file).map_err(|e| e.to_string())?;
+    // hostd loads a module only from a directory of its own name; signing
+    // one elsewhere would only fail later, at load or reload.
+    let dir_name = std::fs::canonicalize(dir).ok().and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned())).unwrap_or_default();
+    if dir_name != valid.manifest.name {
+        return Err(format!(
+            "{}: the manifest names module {:?} but its directory is {dir_name:?}; rename one of them (hostd loads a module only from a directory of its name)",
+            dir.display(),
+            valid.manifest.name
+        ));
+    }
     let bin = trust::open_inside(dir, &valid.manifest.entry_point)?;
     let (digest, size) = trust::hash_fd(&bin).map_err(|e| format!("{}: {e}", valid.manifest.entry_point))?;
     let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;

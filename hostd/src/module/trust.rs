@@ -31,7 +31,7 @@ pub const DOMAIN: &[u8] = b"hostd/module-manifest/v1\n";
 pub enum TrustError {
     #[error("{module}: {path}: {message}")]
     Binary { module: String, path: PathBuf, message: String },
-    #[error("{module}: binary sha256 {actual} does not match the manifest's {expected}: the binary was changed after the manifest was written (rebuild the manifest with `hostd sign`)")]
+    #[error("{module}: the binary's hash {actual} does not match the manifest's {expected}: the binary was changed after the manifest was written (rebuild the manifest with `hostd sign`)")]
     HashMismatch { module: String, expected: String, actual: String },
     #[error("{module}: binary is {actual} bytes, the manifest says {expected}")]
     SizeMismatch { module: String, expected: u64, actual: u64 },
