@@ -52,6 +52,13 @@ impl SandboxError {
         }
     }
 
+    /// A launch step of `policy` that failed with an errno, as a closure for
+    /// `map_err`.
+    pub(crate) fn launch(policy: &str, step: &'static str) -> impl FnOnce(std::io::Error) -> Self {
+        let policy = policy.to_string();
+        move |errno| SandboxError::Launch { policy, step, errno }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, op: &'static str, source: std::io::Error) -> Self {
         SandboxError::Io { path: path.into(), op, source }
     }

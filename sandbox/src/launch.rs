@@ -73,10 +73,7 @@ pub(crate) struct Starting {
 /// Clone a fresh child for `cmd` and release it into its setup.
 pub(crate) fn begin(prepared: &Prepared, cgroups: Option<&CgroupRoot>, mut cmd: Command) -> Result<Starting, SandboxError> {
     let policy = &prepared.policy;
-    let launch_err = |step: &'static str| {
-        let name = policy.name.clone();
-        move |errno| SandboxError::Launch { policy: name, step, errno }
-    };
+    let launch_err = |step| SandboxError::launch(&policy.name, step);
     let privileged = check_launcher(policy)?;
     let mut placement = Placement::plan(prepared, cgroups)?;
     let [stdin, stdout, stderr] = stdio_fds(&mut cmd, &policy.name)?;
@@ -231,7 +228,7 @@ pub(crate) fn stdio_fds(cmd: &mut Command, policy: &str) -> Result<[OwnedFd; 3],
         // SAFETY: duplicating our own stdio fd.
         let r = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
         if r < 0 {
-            return Err(SandboxError::Launch { policy: policy.into(), step: "dup stdio", errno: std::io::Error::last_os_error() });
+            return Err(SandboxError::launch(policy, "dup stdio")(std::io::Error::last_os_error()));
         }
         // SAFETY: fresh fd.
         Ok(unsafe { OwnedFd::from_raw_fd(r) })

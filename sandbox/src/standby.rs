@@ -190,10 +190,7 @@ impl Standbys {
 impl Standby {
     fn make(prepared: &Prepared, cgroups: Option<&CgroupRoot>) -> Result<Standby, SandboxError> {
         let policy = &prepared.policy;
-        let launch_err = |step: &'static str| {
-            let name = policy.name.clone();
-            move |errno| SandboxError::Launch { policy: name, step, errno }
-        };
+        let launch_err = |step| SandboxError::launch(&policy.name, step);
         launch::check_launcher(policy)?;
         let mut placement = Placement::plan(prepared, cgroups)?;
         let (ctl, ctl_child) = seqpacket_pair().map_err(launch_err("standby socketpair"))?;
@@ -220,7 +217,7 @@ impl Standby {
     /// long for one order) the command comes back for a cold launch.
     fn start(self, mut cmd: Command) -> Result<Starting, Box<(Command, SandboxError)>> {
         let name = self.policy.name.clone();
-        let launch_err = |step: &'static str, errno: std::io::Error| SandboxError::Launch { policy: name.clone(), step, errno };
+        let launch_err = |step, errno| SandboxError::launch(&name, step)(errno);
         let order = Order { ipc: cmd.ipc.is_some(), argv: cmd.argv.clone() };
         let bytes = match order.encode() {
             Ok(b) => b,

@@ -5,6 +5,7 @@
 use hostd::config::HostConfig;
 use hostd::manifest::Manifest;
 use hostd_tests::{require_privileged, run_sandboxed, Scratch, Seen, SANDBOX_UID};
+use sandbox::Policy;
 use std::path::Path;
 
 fn ok() -> Seen {
@@ -12,6 +13,27 @@ fn ok() -> Seen {
 }
 fn errno(e: &str) -> Seen {
     Seen::Errno(e.into())
+}
+
+/// The policy hostd generates for module `name` holding `caps`, with its
+/// data dir seeded (a file `existing` and a directory `sub0`, owned by the
+/// sandbox uid). The scratch directory lives as long as the returned value.
+fn module_sandbox(name: &str, caps: &[&str]) -> (Scratch, Policy) {
+    let scratch = Scratch::new("fsperm");
+    let config_text = format!("[paths]\ndata_dir = \"{}\"\n", scratch.0.join("data").display());
+    let config = HostConfig::parse(&config_text, &scratch.0.join("hostd.toml")).expect("config");
+    let files = config.module_data_dir(name).join("files");
+    std::fs::create_dir_all(&files).expect("mkdir files");
+    std::fs::write(files.join("existing"), "hello").expect("seed file");
+    std::fs::create_dir(files.join("sub0")).expect("seed dir");
+    for p in [&files, &files.join("existing"), &files.join("sub0")] {
+        std::os::unix::fs::chown(p, Some(SANDBOX_UID), Some(SANDBOX_UID)).expect("chown");
+    }
+    let caps_toml: Vec<String> = caps.iter().map(|c| format!("\"{c}\"")).collect();
+    let manifest_text = format!("name = \"{name}\"\nversion = \"1.0.0\"\nentry_point = \"m\"\ncapabilities = [{}]\n", caps_toml.join(", "));
+    let manifest = Manifest::parse(&manifest_text, Path::new("module.toml")).expect("manifest");
+    let policy = hostd::policygen::generate(&manifest, &config, SANDBOX_UID);
+    (scratch, policy)
 }
 
 #[test]
@@ -35,24 +57,7 @@ fn data_dir_access_follows_filesystem_permissions() {
     ];
     let mut failures = Vec::new();
     for (i, (caps, read, write, mkdir, rename)) in table.iter().enumerate() {
-        let scratch = Scratch::new("fsperm");
-        let name = format!("fsperm{i}");
-        let config_text = format!("[paths]\ndata_dir = \"{}\"\n", scratch.0.join("data").display());
-        let config = HostConfig::parse(&config_text, &scratch.0.join("hostd.toml")).expect("config");
-        let files = config.module_data_dir(&name).join("files");
-        std::fs::create_dir_all(&files).expect("mkdir files");
-        std::fs::write(files.join("existing"), "hello").expect("seed file");
-        std::fs::create_dir(files.join("sub0")).expect("seed dir");
-        for p in [&files, &files.join("existing"), &files.join("sub0")] {
-            std::os::unix::fs::chown(p, Some(SANDBOX_UID), Some(SANDBOX_UID)).expect("chown");
-        }
-        let caps_toml: Vec<String> = caps.iter().map(|c| format!("\"{c}\"")).collect();
-        let manifest_text = format!(
-            "name = \"{name}\"\nversion = \"1.0.0\"\nentry_point = \"m\"\ncapabilities = [{}]\n",
-            caps_toml.join(", ")
-        );
-        let manifest = Manifest::parse(&manifest_text, Path::new("module.toml")).expect("manifest");
-        let policy = hostd::policygen::generate(&manifest, &config, SANDBOX_UID);
+        let (_scratch, policy) = module_sandbox(&format!("fsperm{i}"), caps);
         for (case, path, want) in [
             ("read_path", "/data/existing", read),
             ("write_file", "/data/new", write),
@@ -78,18 +83,7 @@ fn links_are_refused_whatever_the_permissions() {
     if !require_privileged("link probes") {
         return;
     }
-    let scratch = Scratch::new("fslinks");
-    let config_text = format!("[paths]\ndata_dir = \"{}\"\n", scratch.0.join("data").display());
-    let config = HostConfig::parse(&config_text, &scratch.0.join("hostd.toml")).expect("config");
-    let files = config.module_data_dir("linker").join("files");
-    std::fs::create_dir_all(&files).expect("mkdir files");
-    std::fs::write(files.join("existing"), "hello").expect("seed file");
-    for p in [&files, &files.join("existing")] {
-        std::os::unix::fs::chown(p, Some(SANDBOX_UID), Some(SANDBOX_UID)).expect("chown");
-    }
-    let manifest_text = "name = \"linker\"\nversion = \"1.0.0\"\nentry_point = \"m\"\ncapabilities = [\"read_filesystem\", \"write_filesystem\", \"manage_filesystem\"]\n";
-    let manifest = Manifest::parse(manifest_text, Path::new("module.toml")).expect("manifest");
-    let policy = hostd::policygen::generate(&manifest, &config, SANDBOX_UID);
+    let (_scratch, policy) = module_sandbox("linker", &["read_filesystem", "write_filesystem", "manage_filesystem"]);
     let mut without_seccomp = policy.clone();
     without_seccomp.seccomp = None;
     let mut failures = Vec::new();

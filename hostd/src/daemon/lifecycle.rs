@@ -80,9 +80,7 @@ pub async fn unload(host: &Arc<Host>, name: &str, cascade: bool) -> Result<Vec<S
             }
         }
     }
-    stop(host, name).await;
-    let gone = host.loaded().remove(name);
-    close_store(name, gone.and_then(|s| s.store)).await?;
+    stop_and_remove(host, name).await?;
     host.launcher.forget(name);
     publish_unloaded(host, name);
     tracing::info!(module = name, "unloaded");
@@ -112,10 +110,7 @@ pub async fn reload(host: &Arc<Host>, name: &str) -> Result<(), LifecycleError> 
     let dir = host.with_module(name, |s| s.module.dir.clone()).ok_or_else(|| LifecycleError::NotLoaded(name.into()))?;
     let fresh = crate::discovery::load_dir(&dir, &host.config, true)?;
     check_replacement(host, name, &fresh).map_err(|why| LifecycleError::ReloadRefused { module: name.into(), why })?;
-    stop(host, name).await;
-    let gone = host.loaded().remove(name);
-    let restarts = gone.as_ref().map(|s| s.restarts).unwrap_or(0);
-    close_store(name, gone.and_then(|s| s.store)).await?;
+    let restarts = stop_and_remove(host, name).await?.map(|s| s.restarts).unwrap_or(0);
     publish_unloaded(host, name);
     load(host, fresh)?;
     host.with_module(name, |s| s.restarts = restarts);
@@ -126,11 +121,14 @@ pub async fn reload(host: &Arc<Host>, name: &str) -> Result<(), LifecycleError> 
 /// running (requests already on the blocking pool) before giving up.
 const STORE_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Close a module's database once no storage work of it is running any
-/// more: requests still in flight hold the store, and opening it again while
-/// they do fails on RocksDB's lock ("lock hold by current process").
-async fn close_store(name: &str, store: Option<Arc<crate::daemon::storage::ModuleStore>>) -> Result<(), LifecycleError> {
-    let Some(store) = store else { return Ok(()) };
+/// Stop the module, forget it, and close its database once no storage
+/// work of it is running any more: requests still in flight hold the store,
+/// and opening it again while they do fails on RocksDB's lock ("lock hold
+/// by current process").
+async fn stop_and_remove(host: &Arc<Host>, name: &str) -> Result<Option<LoadedModule>, LifecycleError> {
+    stop(host, name).await;
+    let mut gone = host.loaded().remove(name);
+    let Some(store) = gone.as_mut().and_then(|s| s.store.take()) else { return Ok(gone) };
     let deadline = tokio::time::Instant::now() + STORE_CLOSE_WAIT;
     while Arc::strong_count(&store) > 1 {
         if tokio::time::Instant::now() >= deadline {
@@ -139,7 +137,7 @@ async fn close_store(name: &str, store: Option<Arc<crate::daemon::storage::Modul
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     drop(store);
-    Ok(())
+    Ok(gone)
 }
 
 /// Whether `fresh` may replace the loaded `name`: its binary and

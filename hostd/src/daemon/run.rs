@@ -105,11 +105,11 @@ async fn serve(config: HostConfig, launcher: launcher::Launcher) -> Result<(), R
         payload: EventPayload::ConfigLoaded { changed: Vec::new() },
     });
     host.bus.publish(Event { event_type: EventType::NodeStartupCompleted, publisher: None, payload: EventPayload::None });
-    let status = startup::status_line(&host, &started);
-    if started.iter().any(|n| startup::standing(&host, n) != startup::Standing::Up) {
-        tracing::warn!("ready, but not every module is up: {status}");
-    } else {
+    let (status, all_up) = startup::status_line(&host, &started);
+    if all_up {
         tracing::info!("hostd running: {status}");
+    } else {
+        tracing::warn!("ready, but not every module is up: {status}");
     }
     notify::notify(&format!("READY=1\nSTATUS={status}"));
 

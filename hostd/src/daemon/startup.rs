@@ -33,10 +33,17 @@ pub async fn settle(host: &Arc<Host>, names: &[String], deadline: Instant) {
     }
 }
 
-/// The STATUS= text: "N modules started: U up; failed: …; still starting: …".
-pub fn status_line(host: &Host, names: &[String]) -> String {
-    let pick = |want: Standing| -> Vec<&str> { names.iter().filter(|n| standing(host, n) == want).map(String::as_str).collect() };
-    let (up, failed, pending) = (pick(Standing::Up), pick(Standing::Failed), pick(Standing::Pending));
+/// The STATUS= text ("N modules started: U up; failed: …; still starting:
+/// …"), and whether every module is up.
+pub fn status_line(host: &Host, names: &[String]) -> (String, bool) {
+    let (mut up, mut failed, mut pending) = (Vec::new(), Vec::new(), Vec::new());
+    for n in names {
+        match standing(host, n) {
+            Standing::Up => up.push(n.as_str()),
+            Standing::Failed => failed.push(n.as_str()),
+            Standing::Pending => pending.push(n.as_str()),
+        }
+    }
     let mut line = format!("{} modules started: {} up", names.len(), up.len());
     if !failed.is_empty() {
         line += &format!("; failed: {}", failed.join(", "));
@@ -44,5 +51,5 @@ pub fn status_line(host: &Host, names: &[String]) -> String {
     if !pending.is_empty() {
         line += &format!("; still starting: {}", pending.join(", "));
     }
-    line
+    (line, up.len() == names.len())
 }
