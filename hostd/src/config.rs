@@ -45,6 +45,11 @@ pub struct DaemonSettings {
     pub requests_per_sec: u32,
     pub request_burst: u32,
     pub storage_quota_bytes: u64,
+    /// Allocated space a module's `files/` may use, checked before every
+    /// FsWrite; and the entries hostd walks to measure it (past that, the
+    /// directory counts as full).
+    pub files_quota_bytes: u64,
+    pub max_files_entries: u64,
     /// Shared by every module's database.
     pub storage_block_cache_bytes: u64,
     pub storage_write_buffer_bytes: u64,
@@ -74,6 +79,10 @@ pub struct DaemonSettings {
     /// have definitively failed) before it says READY=1 anyway, naming the
     /// ones still starting.
     pub ready_timeout_ms: u32,
+    /// A module that never subscribes to events is announced (ModuleLoaded)
+    /// this long after its handshake; one that subscribes is announced at
+    /// its first subscription.
+    pub announce_after_ms: u32,
     pub restart: RestartPolicy,
     /// Module stdout/stderr lines per second into hostd's log (the rest is counted).
     pub output_lines_per_sec: u32,
@@ -100,6 +109,8 @@ impl Default for DaemonSettings {
             requests_per_sec: 1_000_000,
             request_burst: 200_000,
             storage_quota_bytes: 256 << 20,
+            files_quota_bytes: 256 << 20,
+            max_files_entries: 10_000,
             storage_block_cache_bytes: 64 << 20,
             storage_write_buffer_bytes: 64 << 20,
             grace_ms: 5000,
@@ -115,6 +126,7 @@ impl Default for DaemonSettings {
             max_label_bytes: 128,
             max_storage_trees: 64,
             ready_timeout_ms: 60_000,
+            announce_after_ms: 2000,
             restart: RestartPolicy::default(),
             output_lines_per_sec: 200,
             disabled: Vec::new(),

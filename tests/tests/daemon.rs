@@ -354,13 +354,31 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// What hostd's status says of a module's events, as (delivered, dropped,
+/// dropped host events, queued).
+fn event_counts(env: &HostdEnv, module: &str) -> (u64, u64, u64, u64) {
+    let m = env.module(module);
+    let n = |k: &str| m["events"][k].as_u64().unwrap_or(0);
+    (n("delivered"), n("dropped_full"), n("dropped_host"), n("queued"))
+}
+
+/// Undelivered events per module, end to end: the queue (100) plus one
+/// write's worth in the socket (16).
+const EVENT_BOUND: u64 = 116;
+
+/// A module that never reads: module floods (published events and
+/// health reports with attacker-written, host-looking text) fill only
+/// their share of its 100-event queue, nothing piles up behind the queue
+/// (the bound holds end to end), hostd's memory stays flat, and events
+/// hostd itself causes still reach the queue afterwards (the control: they
+/// are counted as delivered, none as dropped).
 #[test]
 fn an_event_flood_to_a_module_that_never_reads_is_dropped_and_counted() {
     if !require_daemon("hostd run") {
         return;
     }
     let mut env = HostdEnv::new("flood", "");
-    env.install_testmod("t-good", &["publish_events", "subscribe_events"], "");
+    env.install_testmod("t-good", &["publish_events", "subscribe_events", "report_metrics"], "");
     env.install_testmod("t-noread", &["subscribe_events"], "");
     env.start();
     env.wait_module("t-good", "running", T, running);
@@ -372,14 +390,98 @@ fn an_event_flood_to_a_module_that_never_reads_is_dropped_and_counted() {
     let before = rss_kib(pid);
     let out = env.ctl_ok(&["module", "t-good", "flood", "100000"]);
     assert!(out.contains("published 100000"), "{out}");
+    let out = env.ctl_ok(&["module", "t-good", "healthflood", "2000", "50000"]);
+    assert!(out.contains("reported 2000 failed 0"), "{out}");
     let after = rss_kib(pid);
-    let m = env.module("t-noread");
-    let dropped = m["events"]["dropped_full"].as_u64().unwrap_or(0);
-    let delivered = m["events"]["delivered"].as_u64().unwrap_or(0);
-    assert!(dropped >= 100_000, "drops are counted: {m:#}");
-    assert!(delivered < 20_000, "only what fits in the buffers was taken: {m:#}");
-    assert_eq!(m["state"], "running", "a slow module is not killed for being slow");
+    let (delivered, dropped, dropped_host, queued) = event_counts(&env, "t-noread");
+    assert!(dropped >= 120_000, "drops are counted: {dropped}");
+    assert!(delivered <= EVENT_BOUND, "at most {EVENT_BOUND} undelivered events end to end, took {delivered}");
+    assert!(queued >= 75, "the module share of the queue is full: {queued}");
+    assert_eq!(dropped_host, 0, "no host event was dropped");
+    assert_eq!(env.module("t-noread")["state"], "running", "a slow module is not killed for being slow");
     assert!(after < before + 8 * 1024, "hostd memory stayed flat: {before} KiB -> {after} KiB");
+
+    // Host events still get in: loading and unloading a module are
+    // announced to the flooded module's queue.
+    env.install_testmod("t-late", &["subscribe_events"], "");
+    env.ctl_ok(&["load", "t-late"]);
+    env.wait_module("t-late", "running", T, running);
+    env.ctl_ok(&["unload", "t-late"]);
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let (now_delivered, _, now_dropped_host, _) = event_counts(&env, "t-noread");
+        if now_delivered >= delivered + 2 {
+            assert_eq!(now_dropped_host, 0, "host events are never crowded out by module floods");
+            assert!(now_delivered <= EVENT_BOUND, "still bounded: {now_delivered}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ModuleLoaded/ModuleUnloaded for t-late never reached t-noread's queue: before {delivered}, now {:?} {:#}",
+            event_counts(&env, "t-noread"),
+            env.module("t-late")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The seeds' ModuleLoaded and start-up events: a module that subscribes
+/// well after start-up still receives NodeStartupCompleted and
+/// ConfigLoaded (it was started during start-up), ModuleLoaded for every
+/// module already loaded and then for itself; a module that never
+/// subscribes is announced all the same; a module loaded later is
+/// announced, gets the replay, and is not handed the start-up events.
+#[test]
+fn module_loaded_and_start_up_events_follow_the_seeds() {
+    if !require_daemon("hostd run") {
+        return;
+    }
+    let mut env = HostdEnv::new("announce", "");
+    env.install_testmod("t-good", &["subscribe_events"], "");
+    env.install_testmod("t-noread", &["subscribe_events"], "");
+    env.install_testmod("t-deaf", &["register_module_api"], "");
+    env.install_testmod("t-watch", &["subscribe_events"], "");
+    env.start();
+    env.wait_module("t-watch", "subscribed", T, |m| m["subscriptions"].as_array().is_some_and(|a| a.len() == 4));
+    let seen = |env: &HostdEnv| env.ctl_ok(&["module", "t-watch", "seen"]);
+    let deadline = std::time::Instant::now() + T;
+    let lines = loop {
+        let out = seen(&env);
+        // t-deaf never subscribes: it is announced announce_after_ms (2 s)
+        // after its handshake.
+        if out.contains("ModuleLoaded t-deaf") || std::time::Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for want in ["NodeStartupCompleted", "ConfigLoaded", "ModuleLoaded t-good", "ModuleLoaded t-noread", "ModuleLoaded t-watch", "ModuleLoaded t-deaf"] {
+        assert!(lines.lines().any(|l| l == want), "t-watch did not see {want:?}:\n{lines}");
+    }
+    let pos = |want: &str| lines.lines().position(|l| l == want).unwrap_or(usize::MAX);
+    assert!(pos("ModuleLoaded t-good") < pos("ModuleLoaded t-watch"), "modules already loaded come before itself:\n{lines}");
+    assert_eq!(lines.lines().filter(|l| l.starts_with("ModuleLoaded t-watch")).count(), 1, "announced once:\n{lines}");
+
+    // Loaded after start-up: announced, replayed what is loaded, and not
+    // handed the start-up events.
+    env.install_testmod("t-watch-hot", &["subscribe_events"], "");
+    env.ctl_ok(&["load", "t-watch-hot"]);
+    env.wait_module("t-watch-hot", "subscribed", T, |m| m["subscriptions"].as_array().is_some_and(|a| a.len() == 4));
+    let deadline = std::time::Instant::now() + T;
+    while !seen(&env).contains("ModuleLoaded t-watch-hot") {
+        assert!(std::time::Instant::now() < deadline, "t-watch-hot was never announced:\n{}", seen(&env));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let hot = env.ctl_ok(&["module", "t-watch-hot", "seen"]);
+    assert!(hot.lines().any(|l| l == "ModuleLoaded t-deaf") && hot.lines().any(|l| l == "ModuleLoaded t-watch-hot"), "{hot}");
+    assert!(!hot.contains("NodeStartupCompleted") && !hot.contains("ConfigLoaded"), "not a start-up module:\n{hot}");
+    env.ctl_ok(&["unload", "t-watch-hot"]);
+    let deadline = std::time::Instant::now() + T;
+    while !seen(&env).contains("ModuleUnloaded t-watch-hot") {
+        assert!(std::time::Instant::now() < deadline, "the unload was never announced:\n{}", seen(&env));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let starts = seen(&env).lines().filter(|l| *l == "NodeStartupCompleted").count();
+    assert_eq!(starts, 1, "start-up events are handed over once:\n{}", seen(&env));
 }
 
 #[test]
@@ -567,6 +669,61 @@ fn file_requests_stay_inside_the_module_data_directory() {
     // Control: the module's own existing file is rewritten in place.
     assert_eq!(env.ctl_ok(&["module", "t-good", "fs-write", "ok.txt", "again"]).trim(), "written");
     assert_eq!(env.ctl_ok(&["module", "t-good", "fs-read", "ok.txt"]).trim(), "again");
+}
+
+/// Allocated bytes under `dir` (what du counts), symlinks not followed.
+fn allocated(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| {
+                    let m = e.metadata().map(|m| m.blocks() * 512).unwrap_or(0);
+                    m + if e.file_type().is_ok_and(|t| t.is_dir()) { allocated(&e.path()) } else { 0 }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// FsWrite is hostd writing, so neither the sandbox's file-size limit nor
+/// its filesystem binds it: hostd applies both itself. Appends stop at the
+/// module's file-size limit, and `files/` stops at its quota; each refusal
+/// says which bound and writes nothing. Controls: writes under both bounds
+/// succeed before and after, and `hostd status` shows the usage.
+#[test]
+fn file_writes_stop_at_the_file_size_limit_and_the_quota() {
+    if !require_daemon("hostd run") {
+        return;
+    }
+    let quota: u64 = 7 << 19;
+    let mut env = HostdEnv::new("fsquota", &format!("files_quota_bytes = {quota}\n\n[limits]\nfsize_bytes = 1048576"));
+    env.install_testmod("t-good", &["read_filesystem", "write_filesystem"], "");
+    env.start();
+    env.wait_module("t-good", "running", T, running);
+    let files = env.data_dir().join("modules/t-good/files");
+    let fill = |path: &str, n: &str| env.ctl_ok(&["module", "t-good", "fs-fill", path, "65536", n]);
+
+    let out = fill("a", "100");
+    assert!(out.starts_with("appended 16\n") && out.contains("QuotaExceeded") && out.contains("file-size limit"), "{out}");
+    assert_eq!(std::fs::metadata(files.join("a")).expect("a").len(), 1 << 20, "nothing past the limit was written");
+    for f in ["b", "c"] {
+        assert!(fill(f, "16").starts_with("appended 16"), "under both bounds");
+    }
+    let out = fill("d", "100");
+    assert!(out.contains("QuotaExceeded") && out.contains("daemon.files_quota_bytes") && !out.contains("appended 16\n"), "{out}");
+    let used = allocated(&files);
+    assert!(used <= quota, "files/ stayed within its quota: {used} > {quota}");
+    let out = env.ctl_ok(&["module", "t-good", "fs-write", "new-file", "x"]);
+    assert!(out.contains("QuotaExceeded") || out.contains("written"), "{out}");
+    // Control: overwriting a frees its space, and writes succeed again.
+    assert_eq!(env.ctl_ok(&["module", "t-good", "fs-write", "a", "small"]).trim(), "written");
+    assert!(fill("e", "4").starts_with("appended 4"), "room again after freeing space");
+    let m = env.wait_module("t-good", "files measured", Duration::from_secs(20), |m| m["files"]["used_bytes"].as_u64().is_some());
+    let shown = m["files"]["used_bytes"].as_u64().unwrap_or(0);
+    assert!(shown > 2 << 20 && shown <= quota, "status shows the usage: {m:#}");
+    assert_eq!(m["files"]["quota_bytes"], quota);
+    assert!(running(&env.module("t-good")), "the module was refused, not killed");
 }
 
 /// Pids whose parent is `parent`, zombies left out.

@@ -1,59 +1,89 @@
-//! The event bus. Each module has one bounded queue of [`EVENT_BUFFER`]
+//! The event bus. Each connected module has one [`EventQueue`] of
 //! pre-encoded event frames feeding its connection's writer; nothing else
-//! buffers events for it. Publishing never blocks: a full queue drops the
-//! event and counts it (the module is slow, not dead), a closed one removes
-//! the subscription. Per-module order is the queue's order.
+//! holds undelivered events for it (the writer takes one only when the
+//! module has read what it was sent before). Publishing never blocks: a
+//! full queue drops the event and counts it (the module is slow, not dead).
+//! Per-module order is the queue's order.
+//!
+//! ModuleLoaded, per the seeds: a module is announced once its start-up is
+//! complete, which is its first SubscribeEvents (after that subscription's
+//! replay), or — for a module that does not subscribe —
+//! `daemon.announce_after_ms` after its handshake. Every subscription that
+//! adds ModuleLoaded first receives ModuleLoaded for every module already
+//! announced. Start-up events (ConfigLoaded, NodeStartupCompleted) are kept
+//! and handed to each module hostd started during start-up when it
+//! subscribes to them, however late, so no start-up module misses them for
+//! having subscribed a moment after they were published.
 
+use super::event_queue::{Cause, EventFrame, EventQueue, Offer};
 use hostd_protocol::{self as proto, Event, EventPayload, EventType, HostMessage};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use tokio::sync::mpsc;
-
-/// The seeds' per-module event buffer, end to end.
-pub const EVENT_BUFFER: usize = 100;
-
-/// An encoded `HostMessage::Event` frame shared by every recipient.
-pub type EventFrame = Arc<Vec<u8>>;
 
 #[derive(Debug, Default)]
 pub struct DeliveryStats {
     pub delivered: AtomicU64,
     pub dropped_full: AtomicU64,
-    pub failed_closed: AtomicU64,
+    pub dropped_host: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
 pub struct DeliverySnapshot {
+    /// Events taken into the module's queue.
     pub delivered: u64,
+    /// Events dropped because the queue (or module-caused events' share of
+    /// it) was full.
     pub dropped_full: u64,
-    pub failed_closed: u64,
+    /// Of those, events hostd itself caused (crashes, loads, shutdown).
+    pub dropped_host: u64,
+    /// Events waiting in the queue now.
+    pub queued: u64,
 }
 
 impl DeliveryStats {
-    pub fn snapshot(&self) -> DeliverySnapshot {
-        DeliverySnapshot {
-            delivered: self.delivered.load(Ordering::Relaxed),
-            dropped_full: self.dropped_full.load(Ordering::Relaxed),
-            failed_closed: self.failed_closed.load(Ordering::Relaxed),
-        }
+    fn count(&self, cause: Cause, offer: &Offer) {
+        let counter = match offer {
+            Offer::Queued => &self.delivered,
+            Offer::Full if cause == Cause::Host => {
+                self.dropped_host.fetch_add(1, Ordering::Relaxed);
+                &self.dropped_full
+            }
+            Offer::Full => &self.dropped_full,
+            Offer::Closed => return,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 }
 
 struct Subscriber {
     types: HashSet<EventType>,
-    tx: mpsc::Sender<EventFrame>,
-    subscribed_once: bool,
+    queue: Arc<EventQueue>,
+    stats: Arc<DeliveryStats>,
     version: String,
+    announced: bool,
+    /// Connected during start-up: owed the start-up events on subscribing.
+    startup: bool,
+}
+
+impl Subscriber {
+    fn offer(&self, cause: Cause, frame: EventFrame) -> bool {
+        let offer = self.queue.offer(cause, frame);
+        self.stats.count(cause, &offer);
+        offer == Offer::Queued
+    }
 }
 
 #[derive(Default)]
 struct Inner {
     subs: HashMap<String, Subscriber>,
     stats: HashMap<String, Arc<DeliveryStats>>,
-    /// Modules whose ModuleLoaded has been published (they subscribed), with versions.
+    /// Announced modules (their ModuleLoaded was published), with versions.
     loaded: BTreeMap<String, String>,
+    /// Start-up events, kept for start-up modules that subscribe late.
+    startup_events: Vec<(EventType, EventFrame)>,
+    startup_over: bool,
 }
 
 pub struct Bus {
@@ -75,63 +105,85 @@ impl Bus {
     }
 
     /// A connection came up: its queue is where this module's events go.
-    pub fn attach(&self, module: &str, version: &str) -> mpsc::Receiver<EventFrame> {
-        let (tx, rx) = mpsc::channel(EVENT_BUFFER);
+    pub fn attach(&self, module: &str, version: &str) -> Arc<EventQueue> {
+        let queue = EventQueue::new();
         let mut inner = self.write();
-        inner.stats.entry(module.to_string()).or_default();
-        inner.subs.insert(
-            module.to_string(),
-            Subscriber { types: HashSet::new(), tx, subscribed_once: false, version: version.to_string() },
-        );
-        rx
+        let stats = inner.stats.entry(module.to_string()).or_default().clone();
+        let startup = !inner.startup_over;
+        let sub = Subscriber {
+            types: HashSet::new(),
+            queue: queue.clone(),
+            stats,
+            version: version.to_string(),
+            announced: false,
+            startup,
+        };
+        if let Some(old) = inner.subs.insert(module.to_string(), sub) {
+            old.queue.close();
+        }
+        queue
     }
 
     /// The connection went away: no more deliveries, and it is no longer
-    /// "loaded" for modules that subscribe later.
+    /// loaded for modules that subscribe later.
     pub fn detach(&self, module: &str) {
         let mut inner = self.write();
-        inner.subs.remove(module);
+        if let Some(sub) = inner.subs.remove(module) {
+            sub.queue.close();
+        }
         inner.loaded.remove(module);
     }
 
-    /// Subscribe `module` to `types`. On its first subscription the module
-    /// first receives ModuleLoaded for every module already loaded, then its
-    /// own ModuleLoaded is published to everyone (the seeds' ordering).
+    /// Subscribe `module` to `types`. A subscription that adds
+    /// ModuleLoaded first receives ModuleLoaded for every module already
+    /// announced; a start-up module receives the start-up events it newly
+    /// subscribed to; then, on its first subscription, the module itself is
+    /// announced to everyone.
     pub fn subscribe(&self, module: &str, types: &[EventType]) {
-        let first = {
-            let mut inner = self.write();
-            let Inner { subs, stats, loaded } = &mut *inner;
-            let Some(sub) = subs.get_mut(module) else { return };
-            sub.types.extend(types.iter().copied());
-            let first = !sub.subscribed_once;
-            sub.subscribed_once = true;
-            if first && sub.types.contains(&EventType::ModuleLoaded) {
-                let st = stats.entry(module.to_string()).or_default().clone();
-                for (name, version) in loaded.iter() {
-                    let ev = Event {
-                        event_type: EventType::ModuleLoaded,
-                        publisher: None,
-                        payload: EventPayload::ModuleLoaded { module_name: name.clone(), version: version.clone() },
-                    };
-                    if let Some(f) = encode_event(ev, self.max_frame) {
-                        deliver(&sub.tx, f, &st);
-                    }
-                }
-            }
-            if first {
-                loaded.insert(module.to_string(), sub.version.clone());
-                Some(sub.version.clone())
-            } else {
-                None
-            }
+        let replay = {
+            let inner = self.read();
+            let Some(sub) = inner.subs.get(module) else { return };
+            types.contains(&EventType::ModuleLoaded) && !sub.types.contains(&EventType::ModuleLoaded)
         };
-        if let Some(version) = first {
-            self.publish(Event {
-                event_type: EventType::ModuleLoaded,
-                publisher: None,
-                payload: EventPayload::ModuleLoaded { module_name: module.to_string(), version },
-            });
+        // Encode outside the write lock; the loaded set may change meanwhile,
+        // which is the same race as a module loading a moment later.
+        let loaded: Vec<EventFrame> = if replay {
+            let names: Vec<(String, String)> = self.read().loaded.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+            names.into_iter().filter_map(|(n, v)| encode_event(module_loaded(n, v), self.max_frame)).collect()
+        } else {
+            Vec::new()
+        };
+        let mut inner = self.write();
+        let Inner { subs, startup_events, .. } = &mut *inner;
+        let Some(sub) = subs.get_mut(module) else { return };
+        let added: Vec<EventType> = types.iter().copied().filter(|t| sub.types.insert(*t)).collect();
+        for frame in loaded {
+            let _ = sub.offer(Cause::Host, frame);
         }
+        if sub.startup {
+            for (ty, frame) in startup_events.iter().filter(|(ty, _)| added.contains(ty)) {
+                tracing::debug!(module, event = %ty, "start-up event handed to a late subscriber");
+                let _ = sub.offer(Cause::Host, frame.clone());
+            }
+        }
+        drop(inner);
+        self.announce(module);
+    }
+
+    /// Publish ModuleLoaded for `module` unless it was announced already.
+    pub fn announce(&self, module: &str) {
+        let version = {
+            let mut inner = self.write();
+            let Inner { subs, loaded, .. } = &mut *inner;
+            let Some(sub) = subs.get_mut(module) else { return };
+            if sub.announced {
+                return;
+            }
+            sub.announced = true;
+            loaded.insert(module.to_string(), sub.version.clone());
+            sub.version.clone()
+        };
+        self.publish(module_loaded(module.to_string(), version));
     }
 
     pub fn unsubscribe(&self, module: &str, types: &[EventType]) {
@@ -142,37 +194,53 @@ impl Bus {
         }
     }
 
-    /// Deliver to every subscriber of the event's type; never blocks.
-    /// Returns how many queues took it.
+    /// Publish an event hostd itself caused. Returns how many queues took it.
     pub fn publish(&self, event: Event) -> usize {
+        self.publish_as(Cause::Host, event)
+    }
+
+    /// Publish an event a module caused (it counts against the module
+    /// share of every recipient's queue).
+    pub fn publish_for_module(&self, event: Event) -> usize {
+        self.publish_as(Cause::Module, event)
+    }
+
+    /// Publish a start-up event and keep it for start-up modules that
+    /// subscribe to it later; [`Bus::end_startup`] stops the keeping for
+    /// modules that connect afterwards.
+    pub fn publish_startup(&self, event: Event) {
+        let ty = event.event_type;
+        if let Some(frame) = encode_event(event, self.max_frame) {
+            let mut inner = self.write();
+            inner.startup_events.retain(|(t, _)| *t != ty);
+            inner.startup_events.push((ty, frame.clone()));
+            for sub in inner.subs.values().filter(|s| s.types.contains(&ty)) {
+                let _ = sub.offer(Cause::Host, frame.clone());
+            }
+        }
+    }
+
+    /// Start-up is over: modules connecting from now on were loaded (or
+    /// restarted) later, and are not owed the start-up events.
+    pub fn end_startup(&self) {
+        self.write().startup_over = true;
+    }
+
+    fn publish_as(&self, cause: Cause, event: Event) -> usize {
         let ty = event.event_type;
         let Some(frame) = encode_event(event, self.max_frame) else { return 0 };
-        let mut closed = Vec::new();
-        let mut delivered = 0;
-        {
-            let inner = self.read();
-            for (name, sub) in inner.subs.iter().filter(|(_, s)| s.types.contains(&ty)) {
-                let Some(st) = inner.stats.get(name) else { continue };
-                match deliver(&sub.tx, frame.clone(), st) {
-                    Delivery::Sent => delivered += 1,
-                    Delivery::Full => {}
-                    Delivery::Closed => closed.push(name.clone()),
-                }
-            }
-        }
-        if !closed.is_empty() {
-            let mut inner = self.write();
-            for name in closed {
-                if inner.subs.get(&name).is_some_and(|s| s.tx.is_closed()) {
-                    inner.subs.remove(&name);
-                }
-            }
-        }
-        delivered
+        self.read().subs.values().filter(|s| s.types.contains(&ty)).filter(|s| s.offer(cause, frame.clone())).count()
     }
 
     pub fn stats(&self, module: &str) -> DeliverySnapshot {
-        self.read().stats.get(module).map(|s| s.snapshot()).unwrap_or_default()
+        let inner = self.read();
+        let Some(s) = inner.stats.get(module) else { return DeliverySnapshot::default() };
+        DeliverySnapshot {
+            delivered: s.delivered.load(Ordering::Relaxed),
+            dropped_full: s.dropped_full.load(Ordering::Relaxed),
+            dropped_host: s.dropped_host.load(Ordering::Relaxed),
+            queued: inner.subs.get(module).map_or(0, |s| s.queue.queued() as u64),
+        }
     }
 
     pub fn subscriptions(&self, module: &str) -> Vec<EventType> {
@@ -180,6 +248,10 @@ impl Bus {
         v.sort();
         v
     }
+}
+
+fn module_loaded(module_name: String, version: String) -> Event {
+    Event { event_type: EventType::ModuleLoaded, publisher: None, payload: EventPayload::ModuleLoaded { module_name, version } }
 }
 
 fn encode_event(event: Event, max_frame: u32) -> Option<EventFrame> {
@@ -192,31 +264,9 @@ fn encode_event(event: Event, max_frame: u32) -> Option<EventFrame> {
     }
 }
 
-enum Delivery {
-    Sent,
-    Full,
-    Closed,
-}
-
-fn deliver(tx: &mpsc::Sender<EventFrame>, frame: EventFrame, st: &DeliveryStats) -> Delivery {
-    match tx.try_send(frame) {
-        Ok(()) => {
-            st.delivered.fetch_add(1, Ordering::Relaxed);
-            Delivery::Sent
-        }
-        Err(mpsc::error::TrySendError::Full(_)) => {
-            st.dropped_full.fetch_add(1, Ordering::Relaxed);
-            Delivery::Full
-        }
-        Err(mpsc::error::TrySendError::Closed(_)) => {
-            st.failed_closed.fetch_add(1, Ordering::Relaxed);
-            Delivery::Closed
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::event_queue::{EVENT_BUFFER, MODULE_SHARE};
     use super::*;
 
     fn decode(frame: &EventFrame) -> Event {
@@ -226,52 +276,105 @@ mod tests {
         }
     }
 
+    fn drain(q: &EventQueue) -> Vec<Event> {
+        std::iter::from_fn(|| q.try_take()).map(|f| decode(&f)).collect()
+    }
+
+    fn loaded_names(events: &[Event]) -> Vec<String> {
+        events
+            .iter()
+            .filter_map(|e| match &e.payload {
+                EventPayload::ModuleLoaded { module_name, .. } => Some(module_name.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn custom(n: u8) -> Event {
         Event { event_type: EventType::Custom, publisher: Some("p".into()), payload: EventPayload::Data(vec![n]) }
     }
 
+    fn crashed() -> Event {
+        Event { event_type: EventType::NodeShutdown, publisher: None, payload: EventPayload::None }
+    }
+
     #[test]
-    fn full_queue_drops_and_counts_closed_queue_unsubscribes() {
+    fn module_floods_fill_only_their_share_and_host_events_still_fit() {
         let bus = Bus::new(proto::DEFAULT_MAX_FRAME);
-        let mut rx = bus.attach("slow", "1.0.0");
-        bus.subscribe("slow", &[EventType::Custom]);
+        let q = bus.attach("slow", "1.0.0");
+        bus.subscribe("slow", &[EventType::Custom, EventType::NodeShutdown]);
+        let _ = drain(&q);
         for i in 0..(EVENT_BUFFER + 50) {
-            bus.publish(custom(i as u8));
+            bus.publish_for_module(custom(i as u8));
         }
         let s = bus.stats("slow");
-        assert_eq!((s.delivered, s.dropped_full), (EVENT_BUFFER as u64, 50));
-        // Order is preserved for what was kept.
-        for i in 0..EVENT_BUFFER {
-            assert_eq!(decode(&rx.try_recv().expect("queued")).payload, EventPayload::Data(vec![i as u8]));
+        assert_eq!((s.queued, s.dropped_full, s.dropped_host), (MODULE_SHARE as u64, (EVENT_BUFFER + 50 - MODULE_SHARE) as u64, 0));
+        assert_eq!(bus.publish(crashed()), 1, "a host event still fits after a module flood");
+        for _ in 0..EVENT_BUFFER {
+            bus.publish(crashed());
         }
-        drop(rx);
-        assert_eq!(bus.publish(custom(0)), 0);
-        assert_eq!(bus.stats("slow").failed_closed, 1);
-        assert!(bus.subscriptions("slow").is_empty(), "closed queue unsubscribed");
+        let s = bus.stats("slow");
+        assert_eq!(s.queued, EVENT_BUFFER as u64, "never more than the buffer");
+        assert_eq!(s.dropped_host, (EVENT_BUFFER - (EVENT_BUFFER - MODULE_SHARE) + 1) as u64);
+        // Order is preserved for what was kept.
+        let got = drain(&q);
+        for (i, e) in got.iter().take(MODULE_SHARE).enumerate() {
+            assert_eq!(e.payload, EventPayload::Data(vec![i as u8]));
+        }
+        assert_eq!(got[MODULE_SHARE].event_type, EventType::NodeShutdown);
+        bus.detach("slow");
+        assert_eq!(bus.publish_for_module(custom(0)), 0);
+        assert!(bus.subscriptions("slow").is_empty(), "a detached module has no subscriptions");
     }
 
     #[test]
     fn module_loaded_follows_the_seeds_ordering() {
         let bus = Bus::new(proto::DEFAULT_MAX_FRAME);
-        let mut a = bus.attach("a", "1.0.0");
+        let a = bus.attach("a", "1.0.0");
         bus.subscribe("a", &[EventType::ModuleLoaded]);
-        // a's own ModuleLoaded reaches a (it is subscribed).
-        assert_eq!(
-            decode(&a.try_recv().expect("own")).payload,
-            EventPayload::ModuleLoaded { module_name: "a".into(), version: "1.0.0".into() }
-        );
-        let mut b = bus.attach("b", "2.0.0");
-        assert!(a.try_recv().is_err(), "nothing is published for b before it subscribes");
+        assert_eq!(loaded_names(&drain(&a)), ["a"], "its own ModuleLoaded reaches a subscribed module");
+        let b = bus.attach("b", "2.0.0");
+        assert!(drain(&a).is_empty(), "nothing is published for b before it subscribes");
         bus.subscribe("b", &[EventType::ModuleLoaded]);
-        let got: Vec<Event> = std::iter::from_fn(|| b.try_recv().ok()).map(|f| decode(&f)).collect();
-        let names: Vec<String> = got
-            .iter()
-            .map(|e| match &e.payload {
-                EventPayload::ModuleLoaded { module_name, .. } => module_name.clone(),
-                _ => String::new(),
-            })
-            .collect();
-        assert_eq!(names, ["a", "b"], "existing modules first, then itself");
-        assert!(matches!(decode(&a.try_recv().expect("b loaded")).payload, EventPayload::ModuleLoaded { ref module_name, .. } if module_name == "b"));
+        assert_eq!(loaded_names(&drain(&b)), ["a", "b"], "modules already loaded first, then itself");
+        assert_eq!(loaded_names(&drain(&a)), ["b"]);
+        // A module whose first subscription lacks ModuleLoaded is announced
+        // then, and gets the replay when a later subscription adds it.
+        let c = bus.attach("c", "1.0.0");
+        bus.subscribe("c", &[EventType::Custom]);
+        assert_eq!(loaded_names(&drain(&a)), ["c"]);
+        assert!(drain(&c).is_empty());
+        bus.subscribe("c", &[EventType::ModuleLoaded]);
+        assert_eq!(loaded_names(&drain(&c)), ["a", "b", "c"]);
+        bus.subscribe("c", &[EventType::ModuleLoaded]);
+        assert!(drain(&c).is_empty(), "subscribing again to what it has adds nothing");
+        // A module that never subscribes is announced by hostd after its
+        // start-up window, once.
+        let _d = bus.attach("d", "4.0.0");
+        bus.announce("d");
+        bus.announce("d");
+        assert_eq!(loaded_names(&drain(&a)), ["d"]);
+        bus.detach("d");
+        let e = bus.attach("e", "1.0.0");
+        bus.subscribe("e", &[EventType::ModuleLoaded]);
+        assert_eq!(loaded_names(&drain(&e)), ["a", "b", "c", "e"], "a detached module is no longer loaded");
+    }
+
+    #[test]
+    fn start_up_events_reach_start_up_modules_that_subscribe_late() {
+        let bus = Bus::new(proto::DEFAULT_MAX_FRAME);
+        let early = bus.attach("early", "1.0.0");
+        bus.subscribe("early", &[EventType::NodeStartupCompleted]);
+        let late = bus.attach("late", "1.0.0");
+        bus.publish_startup(Event { event_type: EventType::NodeStartupCompleted, publisher: None, payload: EventPayload::None });
+        bus.end_startup();
+        assert_eq!(drain(&early).len(), 1, "a subscriber gets it when it is published");
+        bus.subscribe("late", &[EventType::NodeStartupCompleted]);
+        assert_eq!(drain(&late).len(), 1, "a start-up module that subscribes afterwards still gets it");
+        bus.subscribe("late", &[EventType::NodeStartupCompleted]);
+        assert!(drain(&late).is_empty(), "once");
+        let hot = bus.attach("hot", "1.0.0");
+        bus.subscribe("hot", &[EventType::NodeStartupCompleted]);
+        assert!(drain(&hot).is_empty(), "a module loaded after start-up is not owed start-up events");
     }
 }

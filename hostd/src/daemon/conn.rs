@@ -4,11 +4,11 @@
 //! queue so one kind cannot crowd out another: responses (`max_in_flight` +
 //! slack), calls made *to* the module by others (`max_pending_invocations`;
 //! beyond it callers get Busy, and nobody is blamed for someone else's
-//! flood), and events ([`super::bus::EVENT_BUFFER`]). A module that stops
+//! flood), and events ([`super::event_queue::EVENT_BUFFER`], end to end). A module that stops
 //! reading loses events (counted) and, once its own response queue is full,
 //! its connection.
 
-use super::bus::EventFrame;
+use super::event_queue::EventQueue;
 use super::limit::{LineBudget, TokenBucket};
 use super::{hub, lock, Host};
 use hostd_protocol::connection::{FrameReader, FrameWriter, ReadError};
@@ -17,6 +17,7 @@ use hostd_protocol::{
     MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 use std::collections::HashMap;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -135,6 +136,8 @@ pub struct ConnCtx {
 pub async fn serve(host: Arc<Host>, module: String, version: String, stream: UnixStream) -> ConnEnd {
     let d = &host.config.daemon;
     let max_frame = d.max_frame_bytes;
+    // Valid while either half lives; the writer holds one.
+    let socket = stream.as_raw_fd();
     let (rd, wr) = stream.into_split();
     let mut rd = FrameReader::new(rd, max_frame);
     let mut wr = FrameWriter::new(wr, max_frame);
@@ -207,7 +210,15 @@ pub async fn serve(host: Arc<Host>, module: String, version: String, stream: Uni
         s.handshaken = true;
     });
     tracing::info!(module = %module, protocol, "module handshaken");
-    let writer = tokio::spawn(write_loop(wr, ctrl_rx, invoke_rx, events));
+    let writer = tokio::spawn(write_loop(wr, socket, ctrl_rx, invoke_rx, events));
+    let announce = tokio::spawn({
+        let (host, module) = (host.clone(), module.clone());
+        let after = Duration::from_millis(u64::from(d.announce_after_ms));
+        async move {
+            tokio::time::sleep(after).await;
+            host.bus.announce(&module);
+        }
+    });
     let ctx = Arc::new(ConnCtx {
         module: module.clone(),
         handle: handle.clone(),
@@ -220,6 +231,7 @@ pub async fn serve(host: Arc<Host>, module: String, version: String, stream: Uni
 
     // ---- teardown
     writer.abort();
+    announce.abort();
     host.bus.detach(&module);
     for (_, t) in lock(&ctx.timers).drain() {
         t.abort();
@@ -240,20 +252,46 @@ async fn refuse(wr: &mut FrameWriter<OwnedWriteHalf>, code: ErrorCode, message: 
     violation(message)
 }
 
+/// Event frames written per write, at most. With the queue this bounds a
+/// module's undelivered events: [`super::event_queue::EVENT_BUFFER`] queued plus this many in
+/// the socket.
+pub const EVENTS_PER_WRITE: usize = 16;
+/// The longest pause between checks of whether a module has read its
+/// events, while it has not.
+const EVENT_POLL_MAX: Duration = Duration::from_millis(64);
+
 /// Responses first, then calls to the module, then events; what is already
-/// queued goes out in one write.
+/// queued goes out in one write. Events leave the queue only once the
+/// module has read everything written to it before (the socket's send
+/// queue is empty): the socket buffer would otherwise hold thousands of
+/// small events behind the bounded queue, and a module that stops reading
+/// would have far more than [`super::event_queue::EVENT_BUFFER`] events undelivered.
 async fn write_loop(
     mut wr: FrameWriter<OwnedWriteHalf>,
+    socket: RawFd,
     mut ctrl: mpsc::Receiver<Vec<u8>>,
     mut invocations: mpsc::Receiver<Vec<u8>>,
-    mut events: mpsc::Receiver<EventFrame>,
+    events: Arc<EventQueue>,
 ) {
+    let mut poll = Duration::ZERO;
     loop {
+        let drained = unsent_bytes(socket) == 0;
+        if drained {
+            poll = Duration::ZERO;
+        }
+        let mut events_taken = 0;
         tokio::select! {
             biased;
             Some(f) = ctrl.recv() => wr.push_frame(&f),
             Some(f) = invocations.recv() => wr.push_frame(&f),
-            Some(f) = events.recv() => wr.push_frame(&f),
+            Some(f) = events.take(), if drained => {
+                wr.push_frame(&f);
+                events_taken += 1;
+            }
+            _ = tokio::time::sleep(poll), if !drained => {
+                poll = (poll * 2).clamp(Duration::from_millis(1), EVENT_POLL_MAX);
+                continue;
+            }
             else => return,
         }
         while !wr.batch_full() {
@@ -261,8 +299,9 @@ async fn write_loop(
                 wr.push_frame(&f);
             } else if let Ok(f) = invocations.try_recv() {
                 wr.push_frame(&f);
-            } else if let Ok(f) = events.try_recv() {
+            } else if let Some(f) = (drained && events_taken < EVENTS_PER_WRITE).then(|| events.try_take()).flatten() {
                 wr.push_frame(&f);
+                events_taken += 1;
             } else {
                 break;
             }
@@ -271,6 +310,19 @@ async fn write_loop(
             return;
         }
     }
+}
+
+/// Bytes written to `socket` that its peer has not read yet (SIOCOUTQ;
+/// for AF_UNIX stream sockets since Linux 2.6.x, unix(7)). An error reads
+/// as "not drained", which only delays events.
+fn unsent_bytes(socket: RawFd) -> libc::c_int {
+    let mut n: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (== SIOCOUTQ) writes one c_int through the pointer.
+    let rc = unsafe { libc::ioctl(socket, libc::TIOCOUTQ, &mut n) };
+    if rc < 0 {
+        return libc::c_int::MAX;
+    }
+    n
 }
 
 async fn read_loop(host: &Arc<Host>, ctx: &Arc<ConnCtx>, rd: &mut FrameReader<OwnedReadHalf>, log_budget: &mut LineBudget) -> ConnEnd {

@@ -6,8 +6,8 @@
 //! - [`launcher`]: the single-threaded process that creates sandboxes;
 //! - [`conn`]: one task per module connection (handshake, frames, limits);
 //! - [`hub`]: permission-checked request handlers, by request family;
-//! - [`bus`]: the event bus;
-//! - [`storage`]: per-module RocksDB;
+//! - [`bus`]: the event bus; [`event_queue`]: one module's undelivered events;
+//! - [`storage`]: per-module RocksDB; [`files_usage`]: what `files/` uses on disk;
 //! - [`lifecycle`]: load, unload, stop, reload; [`deps`]: dependency order;
 //! - [`supervisor`]: one task per module: start, watch, restart ([`crash`]);
 //! - [`monitor`]: resource and disk warnings;
@@ -18,6 +18,8 @@ pub mod bus;
 pub mod conn;
 pub mod control;
 pub mod deps;
+pub mod event_queue;
+pub mod files_usage;
 pub mod hub;
 pub mod crash;
 pub mod launcher;
@@ -77,6 +79,9 @@ pub struct LoadedModule {
     pub health: Option<(HealthStatus, String)>,
     pub logs: VecDeque<String>,
     pub suppressed_lines: u64,
+    /// Allocated bytes in `files/` at the monitor's last walk, or why it
+    /// could not be measured.
+    pub files_used: Option<Result<u64, String>>,
     pub control: Option<tokio::sync::mpsc::Sender<supervisor::StopRequest>>,
 }
 
@@ -100,6 +105,7 @@ impl LoadedModule {
             health: None,
             logs: VecDeque::new(),
             suppressed_lines: 0,
+            files_used: None,
             control: None,
         }
     }

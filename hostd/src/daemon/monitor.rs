@@ -1,6 +1,8 @@
 //! Resource and disk monitoring: every few seconds, each running module's
-//! cgroup usage against its limits (ResourceLimitWarning) and free space in
-//! the data directory (DiskSpaceLow), each warned once per crossing.
+//! cgroup usage against its limits and each module's `files/` against its
+//! quota (ResourceLimitWarning; `files/` is also written from inside the
+//! sandbox, where hostd's per-write check does not reach), and free space
+//! in the data directory (DiskSpaceLow), each warned once per crossing.
 
 use super::Host;
 use hostd_protocol::{Event, EventPayload, EventType};
@@ -23,9 +25,11 @@ pub async fn monitor(host: Arc<Host>) {
             })
             .collect();
         let pct = u64::from(host.config.daemon.resource_warn_percent);
+        let files_quota = host.config.daemon.files_quota_bytes;
         for (name, key, mem_max, pids_max) in running {
             let u = host.launcher.usage(key).await;
-            for (resource, used, limit) in [("memory", u.memory_current, mem_max), ("pids", u.pids_current, pids_max)] {
+            let files = measure_files(&host, &name).await;
+            for (resource, used, limit) in [("memory", u.memory_current, mem_max), ("pids", u.pids_current, pids_max), ("files", files, files_quota)] {
                 let Some(used) = used else { continue };
                 let over = used * 100 >= limit * pct;
                 let k = (name.clone(), resource);
@@ -56,6 +60,25 @@ pub async fn monitor(host: Arc<Host>) {
             disk_warned = low;
         }
     }
+}
+
+/// Walk the module's `files/` (on the blocking pool) and keep the result
+/// for `hostd status`.
+async fn measure_files(host: &Arc<Host>, name: &str) -> Option<u64> {
+    let dir = host.config.module_data_dir(name).join("files");
+    let max_entries = host.config.daemon.max_files_entries;
+    let measured = tokio::task::spawn_blocking(move || {
+        let root = std::fs::File::open(&dir).map_err(|e| e.to_string())?;
+        super::files_usage::measure(&root, max_entries).map(|u| u.bytes).map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
+    if let Err(e) = &measured {
+        tracing::warn!(module = name, "files/ not measured: {e}");
+    }
+    let used = measured.as_ref().ok().copied();
+    host.with_module(name, |s| s.files_used = Some(measured));
+    used
 }
 
 fn disk_space(path: &std::path::Path) -> Option<(u64, u64)> {

@@ -99,12 +99,15 @@ async fn serve(config: HostConfig, launcher: launcher::Launcher) -> Result<(), R
         }
     }
     startup::settle(&host, &started, ready_by).await;
-    host.bus.publish(Event {
+    // Modules that handshook by now may subscribe a moment later: the bus
+    // keeps these two for them.
+    host.bus.publish_startup(Event {
         event_type: EventType::ConfigLoaded,
         publisher: None,
         payload: EventPayload::ConfigLoaded { changed: Vec::new() },
     });
-    host.bus.publish(Event { event_type: EventType::NodeStartupCompleted, publisher: None, payload: EventPayload::None });
+    host.bus.publish_startup(Event { event_type: EventType::NodeStartupCompleted, publisher: None, payload: EventPayload::None });
+    host.bus.end_startup();
     let (status, all_up) = startup::status_line(&host, &started);
     if all_up {
         tracing::info!("hostd running: {status}");

@@ -56,7 +56,15 @@ fn main() {
             raw_hello(&mut f, &name);
             let sub = ModuleMessage::Request {
                 id: 1,
-                request: proto::Request::SubscribeEvents { types: vec![EventType::Custom] },
+                request: proto::Request::SubscribeEvents {
+                    types: vec![
+                        EventType::Custom,
+                        EventType::HealthCheck,
+                        EventType::ModuleLoaded,
+                        EventType::ModuleUnloaded,
+                        EventType::ModuleCrashed,
+                    ],
+                },
             };
             let _ = f.write_all(&proto::encode(&sub, proto::DEFAULT_MAX_FRAME).unwrap_or_default());
             sleep_forever();
@@ -109,9 +117,26 @@ async fn sdk_main(name: &str, role: &str) {
     }
     let _ = client.register_cli_spec(cli_spec()).await;
     let _ = client.register_module_api(&["ping"]).await;
-    let _ = client.subscribe_events(vec![EventType::Custom, EventType::ModuleCrashed]).await;
+    if role == "watch" {
+        // Subscribes late, well after hostd published its start-up events.
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        let _ = client
+            .subscribe_events(vec![EventType::ModuleLoaded, EventType::ConfigLoaded, EventType::NodeStartupCompleted, EventType::ModuleUnloaded])
+            .await;
+    } else {
+        let _ = client.subscribe_events(vec![EventType::Custom, EventType::ModuleCrashed]).await;
+    }
     while let Some(msg) = incoming.next().await {
         match msg {
+            Incoming::Event(e) => {
+                let line = match &e.payload {
+                    proto::EventPayload::ModuleLoaded { module_name, .. } | proto::EventPayload::ModuleUnloaded { module_name, .. } => {
+                        format!("{} {module_name}", e.event_type)
+                    }
+                    _ => e.event_type.to_string(),
+                };
+                seen().lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            }
             Incoming::Invoke(call) => {
                 let result = match &call.invocation {
                     Invocation::Cli { command, args } => run_cli(&client, command, args).await,
@@ -129,7 +154,6 @@ async fn sdk_main(name: &str, role: &str) {
                 fired.0 += 1;
                 fired.1.extend(task);
             }
-            _ => {}
         }
     }
 }
@@ -140,6 +164,12 @@ fn fired() -> &'static std::sync::Mutex<(u64, Vec<String>)> {
     FIRED.get_or_init(Default::default)
 }
 
+/// Events received, one line each ("ModuleLoaded t-good").
+fn seen() -> &'static std::sync::Mutex<Vec<String>> {
+    static SEEN: std::sync::OnceLock<std::sync::Mutex<Vec<String>>> = std::sync::OnceLock::new();
+    SEEN.get_or_init(Default::default)
+}
+
 /// Outcomes of `callflood`'s calls so far.
 fn flood_counts() -> &'static std::sync::Mutex<std::collections::BTreeMap<String, u32>> {
     static COUNTS: std::sync::OnceLock<std::sync::Mutex<std::collections::BTreeMap<String, u32>>> = std::sync::OnceLock::new();
@@ -147,7 +177,7 @@ fn flood_counts() -> &'static std::sync::Mutex<std::collections::BTreeMap<String
 }
 
 fn cli_spec() -> CliSpec {
-    let commands = ["try-utxo", "put", "get", "flood", "call", "callflood", "callflood-result", "regflood", "timer", "cancel", "task", "fired", "metric", "metrics", "rpc-register", "churn", "quota", "fs-write", "fs-read", "try-all"];
+    let commands = ["try-utxo", "put", "get", "flood", "call", "callflood", "callflood-result", "regflood", "timer", "cancel", "task", "fired", "metric", "metrics", "rpc-register", "churn", "quota", "fs-write", "fs-read", "try-all", "healthflood", "seen", "fs-fill"];
     CliSpec {
         about: "test module".into(),
         commands: commands.iter().map(|c| CliCommand { name: c.to_string(), about: String::new(), args: vec![] }).collect(),
@@ -260,6 +290,36 @@ async fn run_cli(client: &hostd_sdk::Client, command: &str, args: &[String]) -> 
             let forged = show(client.publish_event(EventType::NewBlock, vec![]).await.map(|_| "forged".into()));
             format!("published {} failed {failed}\nforge: {forged}", n - failed)
         }
+        // `healthflood <n> <bytes>`: health reports with long, host-looking text.
+        "healthflood" => {
+            let (n, len): (usize, usize) = (arg(0).parse().unwrap_or(1000), arg(1).parse().unwrap_or(50_000));
+            let detail = "module t-victim crashed: ".repeat(len / 25 + 1);
+            let mut failed = 0;
+            for _ in 0..n {
+                if client.report_health(proto::HealthStatus::Unhealthy, &detail[..len]).await.is_err() {
+                    failed += 1;
+                }
+            }
+            format!("reported {} failed {failed}", n - failed)
+        }
+        // `fs-fill <path> <chunk> <n>`: append until the first refusal.
+        "fs-fill" => {
+            let (chunk, n): (usize, usize) = (arg(1).parse().unwrap_or(65536), arg(2).parse().unwrap_or(16));
+            let data = vec![b'x'; chunk];
+            let mut appended = 0;
+            let mut refusal = String::new();
+            for _ in 0..n {
+                match client.fs_write(&arg(0), &data, true).await {
+                    Ok(()) => appended += 1,
+                    Err(e) => {
+                        refusal = format!("error {:?}: {e}", e.code());
+                        break;
+                    }
+                }
+            }
+            format!("appended {appended}\n{refusal}")
+        }
+        "seen" => seen().lock().unwrap_or_else(|p| p.into_inner()).join("\n"),
         "fs-write" => show(client.fs_write(&arg(0), arg(1).as_bytes(), false).await.map(|_| "written".into())),
         "fs-read" => show(client.fs_read(&arg(0), 0, 4096).await.map(|b| String::from_utf8_lossy(&b).into_owned())),
         "call" => show(client.call_module(&arg(0), "ping", arg(1).into_bytes()).await.map(|r| String::from_utf8_lossy(&r).into_owned())),

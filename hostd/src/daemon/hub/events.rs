@@ -19,13 +19,15 @@ pub fn publish(host: &Host, module: &str, event_type: EventType, data: Vec<u8>) 
     if event_type.origin() != Origin::Module {
         return Err(err(ErrorCode::Forbidden, format!("{event_type} events are published only by hostd")));
     }
-    host.bus.publish(Event { event_type, publisher: Some(module.into()), payload: EventPayload::Data(data) });
+    host.bus.publish_for_module(Event { event_type, publisher: Some(module.into()), payload: EventPayload::Data(data) });
     Ok(Response::Ack)
 }
 
 pub fn report_health(host: &Host, module: &str, status: HealthStatus, detail: String) -> Result<Response, ErrorBody> {
     host.with_module(module, |s| s.health = Some((status, detail.clone())));
-    host.bus.publish(Event {
+    // hostd publishes it, but the module wrote it and chose how often: it
+    // counts against the module share of every recipient's queue.
+    host.bus.publish_for_module(Event {
         event_type: EventType::HealthCheck,
         publisher: None,
         payload: EventPayload::HealthCheck { module_name: module.into(), healthy: status == HealthStatus::Healthy, detail },

@@ -9,9 +9,16 @@
 //! is refused (a hard link could lead to a file of hostd's); a file owned
 //! by anyone but the module or hostd is refused; and hostd changes owner
 //! and mode only of what it created itself.
+//!
+//! Writes are bounded twice: no file hostd writes grows past the module's
+//! file-size limit (`limits.fsize_bytes`, the sandbox's RLIMIT_FSIZE, which
+//! does not bind hostd), and `files/` as a whole stays within
+//! `daemon.files_quota_bytes` of allocated space, measured before each
+//! write; a refused write changes nothing.
 
 use super::err;
 use crate::beneath;
+use crate::daemon::files_usage::{self, UsageError};
 use crate::daemon::Host;
 use crate::permissions::Permission;
 use hostd_protocol::{ErrorBody, ErrorCode, Response};
@@ -27,6 +34,26 @@ pub struct Files {
     root: File,
     uid: Option<u32>,
     may_manage: bool,
+    bounds: WriteBounds,
+}
+
+/// What one module may write through hostd.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteBounds {
+    pub quota_bytes: u64,
+    pub max_entries: u64,
+    pub max_file_bytes: u64,
+}
+
+impl WriteBounds {
+    pub fn of(host: &Host, module: &str) -> WriteBounds {
+        let d = &host.config.daemon;
+        let limits = host.config.limits_for(module);
+        let max_file_bytes = host
+            .with_module(module, |s| crate::policygen::effective_limits(limits, &s.module.manifest).fsize_bytes)
+            .unwrap_or(limits.fsize_bytes);
+        WriteBounds { quota_bytes: d.files_quota_bytes, max_entries: d.max_files_entries, max_file_bytes }
+    }
 }
 
 /// Run `op` on `module`'s files, on the blocking pool.
@@ -37,12 +64,20 @@ where
     let dir = host.config.module_data_dir(module).join("files");
     let uid = crate::daemon::lock(&host.ids).peek(module, &host.config).ok();
     let may_manage = host.with_module(module, |s| s.permissions.contains(&Permission::ManageFilesystem)).unwrap_or(false);
+    let bounds = WriteBounds::of(host, module);
     tokio::task::spawn_blocking(move || {
-        let root = File::open(&dir).map_err(|e| io("open data directory", &dir.display().to_string(), e))?;
-        op(&Files { root, uid, may_manage })
+        let root = File::open(&dir).map_err(|_| err(ErrorCode::Internal, "the module's data directory cannot be opened"))?;
+        op(&Files { root, uid, may_manage, bounds })
     })
     .await
     .map_err(|e| err(ErrorCode::Internal, e.to_string()))?
+}
+
+fn over_quota(e: &UsageError) -> ErrorBody {
+    match e {
+        UsageError::Io(_) => err(ErrorCode::Internal, "files/ cannot be measured; nothing was written"),
+        bound => err(ErrorCode::QuotaExceeded, format!("{bound}; nothing was written")),
+    }
 }
 
 fn io(what: &str, path: &str, e: std::io::Error) -> ErrorBody {
@@ -108,20 +143,27 @@ impl Files {
     }
 
     pub fn write(&self, path: &str, data: &[u8], append: bool) -> Result<Response, ErrorBody> {
+        let used = files_usage::measure(&self.root, self.bounds.max_entries).map_err(|e| over_quota(&e))?;
         // Create it if absent (then it is ours to give away), else open what
         // is there and check it before changing a byte.
-        let f = match beneath::open(&self.root, path, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | FOUND, 0o640) {
-            Ok(f) => {
-                self.give(&f, 0o660);
-                f
-            }
+        let (f, created) = match beneath::open(&self.root, path, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | FOUND, 0o640) {
+            Ok(f) => (f, true),
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
                 let f = beneath::open(&self.root, path, libc::O_WRONLY | FOUND, 0).map_err(|e| io("write", path, e))?;
                 check_found(&f, path, self.uid, true)?;
-                f
+                (f, false)
             }
             Err(e) => return Err(io("write", path, e)),
         };
+        if let Err(refused) = self.check_write(&f, path, data.len() as u64, append, used.bytes) {
+            if created {
+                let _ = beneath::parent_and_name(&self.root, path).and_then(|(parent, name)| beneath::unlink(&parent, name, false));
+            }
+            return Err(refused);
+        }
+        if created {
+            self.give(&f, 0o660);
+        }
         let at = if append {
             f.metadata().map(|m| m.len()).unwrap_or(0)
         } else {
@@ -130,6 +172,34 @@ impl Files {
         };
         f.write_all_at(data, at).and_then(|_| f.sync_data()).map_err(|e| io("write", path, e))?;
         Ok(Response::Ack)
+    }
+
+    /// Whether writing `len` bytes to `f` keeps the file within the
+    /// module's file-size limit and `files/` within its quota.
+    fn check_write(&self, f: &File, path: &str, len: u64, append: bool, used: u64) -> Result<(), ErrorBody> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = f.metadata().map_err(|e| io("stat", path, e))?;
+        let (old_len, old_bytes) = (meta.len(), meta.blocks() * 512);
+        let new_len = if append { old_len.saturating_add(len) } else { len };
+        if new_len > self.bounds.max_file_bytes {
+            return Err(err(
+                ErrorCode::QuotaExceeded,
+                format!("{path:?} would be {new_len} bytes, over the module's file-size limit of {} bytes; nothing was written", self.bounds.max_file_bytes),
+            ));
+        }
+        // Allocation grows by whole 4 KiB blocks.
+        let grows = len.div_ceil(4096) * 4096;
+        let after = if append { used + grows } else { used.saturating_sub(old_bytes) + grows };
+        if after > self.bounds.quota_bytes {
+            return Err(err(
+                ErrorCode::QuotaExceeded,
+                format!(
+                    "files/ would use {after} of its {} bytes (daemon.files_quota_bytes), {used} in use now; nothing was written",
+                    self.bounds.quota_bytes
+                ),
+            ));
+        }
+        Ok(())
     }
 
     pub fn delete(&self, path: &str) -> Result<Response, ErrorBody> {
