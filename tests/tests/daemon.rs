@@ -671,6 +671,72 @@ fn file_requests_stay_inside_the_module_data_directory() {
     assert_eq!(env.ctl_ok(&["module", "t-good", "fs-read", "ok.txt"]).trim(), "again");
 }
 
+/// Bytes of RocksDB data files (SST, WAL, blob) in `dir`.
+fn db_data_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    n.ends_with(".sst") || n.ends_with(".log") || n.ends_with(".blob")
+                })
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// The storage quota holds on disk, not only in keys and values: a module
+/// that puts and deletes in cycles stays logically small while the
+/// database's write-ahead log grows; hostd refuses its growth once the
+/// data files pass the quota (sampled all along from outside) and
+/// reclaims the space. What was stored before is intact, the module
+/// learns no host path, and a bystander keeps answering. Control: writes
+/// succeed again once the space is reclaimed.
+#[test]
+fn the_storage_quota_holds_on_disk() {
+    if !require_daemon("hostd run") {
+        return;
+    }
+    let quota: u64 = 1 << 20;
+    let mut env = HostdEnv::new("diskquota", &format!("storage_quota_bytes = {quota}"));
+    env.install_testmod("t-churn", &["read_storage", "write_storage"], "");
+    install_bystander(&env);
+    env.start();
+    env.wait_module("t-churn", "running", T, running);
+    wait_bystander(&env);
+    assert_eq!(env.ctl_ok(&["module", "t-churn", "put", "k", "kept"]).trim(), "stored");
+    let db = env.data_dir().join("modules/t-churn/db");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (db, stop) = (db.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut max = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                max = max.max(db_data_bytes(&db));
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            max
+        })
+    };
+    let out = env.ctl_ok(&["module", "t-churn", "cycle", "12", "40", "16384"]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let max_on_disk = sampler.join().expect("sampler");
+    assert!(max_on_disk <= quota + (64 << 10), "the data files stayed within the quota and one write: {max_on_disk} bytes\n{out}");
+    // 7.5 MiB of puts through a 4 MiB memtable: the log passes 1 MiB long
+    // before a flush, so growth must have been refused.
+    assert!(!out.contains("refused 0") && out.contains("QuotaExceeded") && out.contains("on disk"), "{out}");
+    assert!(!out.contains(&env.scratch.0.display().to_string()), "no host path reaches the module: {out}");
+    assert_eq!(env.ctl_ok(&["module", "t-churn", "get", "k"]).trim(), "kept", "stored data intact");
+    assert_bystander_answers(&env, "after-churn");
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(env.ctl_ok(&["module", "t-churn", "put", "k2", "room"]).trim(), "stored", "control: room again after reclaim");
+    let m = env.module("t-churn");
+    assert!(m["storage"]["on_disk_bytes"].as_u64().is_some_and(|b| b <= quota + (64 << 10)), "{m:#}");
+    assert_eq!(m["storage"]["quota_bytes"], quota);
+}
+
 /// Allocated bytes under `dir` (what du counts), symlinks not followed.
 fn allocated(dir: &std::path::Path) -> u64 {
     use std::os::unix::fs::MetadataExt;

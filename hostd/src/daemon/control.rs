@@ -206,7 +206,8 @@ fn cli_json(c: &hostd_protocol::CliSpec) -> serde_json::Value {
 }
 
 async fn status(host: &Arc<Host>) -> serde_json::Value {
-    let rows: Vec<(String, Option<u64>, serde_json::Value)> = host
+    type Row = (String, Option<u64>, Option<Arc<crate::daemon::storage::ModuleStore>>, serde_json::Value);
+    let rows: Vec<Row> = host
         .loaded()
         .values()
         .map(|s| {
@@ -237,11 +238,18 @@ async fn status(host: &Arc<Host>) -> serde_json::Value {
                     "storage_trees": s.store.as_ref().map_or(0, |st| st.tree_count()),
                 },
             });
-            (s.name().to_string(), s.sandbox_key, row)
+            (s.name().to_string(), s.sandbox_key, s.store.clone(), row)
         })
         .collect();
     let mut modules = Vec::new();
-    for (name, key, mut row) in rows {
+    for (name, key, store, mut row) in rows {
+        row["storage"] = match store {
+            Some(st) => {
+                let (used, quota) = st.quota();
+                serde_json::json!({ "used_bytes": used, "on_disk_bytes": st.on_disk(), "quota_bytes": quota })
+            }
+            None => serde_json::Value::Null,
+        };
         row["registered"]["metrics"] = hub::metric_count(host, &name).into();
         let usage = match key {
             Some(k) => Some(host.launcher.usage(k).await),

@@ -33,6 +33,7 @@ pub mod privileges;
 pub mod run;
 pub mod startup;
 pub mod storage;
+pub mod storage_disk;
 pub mod supervisor;
 
 use crate::config::HostConfig;

@@ -3,13 +3,19 @@
 //! column families. Every acknowledged write was synced to the WAL first,
 //! so it survives `kill -9` of hostd. All databases share one block cache
 //! and one write-buffer budget, so memory does not grow per module.
+//!
+//! The quota counts keys and values, plus [`TREE_CHARGE`] per tree beyond
+//! `default`, and is also held against the data files on disk (see
+//! `storage_disk.rs`).
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBWithThreadMode, Direction, IteratorMode, MultiThreaded, Options,
     WriteBatch, WriteBufferManager, WriteOptions,
 };
+use super::storage_disk::{self, TREE_CHARGE};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::Instant;
 
 type Db = DBWithThreadMode<MultiThreaded>;
 
@@ -24,6 +30,11 @@ pub enum StorageError {
     NoSuchTree(String),
     #[error("storage quota exceeded: {used} of {limit} bytes used, this write needs {needed} more; nothing was written")]
     QuotaExceeded { used: u64, needed: u64, limit: u64 },
+    #[error(
+        "storage quota exceeded on disk: the database's files hold {on_disk} of {limit} bytes (old versions and the \
+         write-ahead log not reclaimed yet); delete data, or retry in a few seconds; nothing was written"
+    )]
+    OverQuotaOnDisk { on_disk: u64, limit: u64 },
     #[error("the default tree cannot be dropped")]
     DropDefault,
     #[error("at most {max} storage trees per module (the default tree included); drop one first")]
@@ -58,7 +69,11 @@ impl StorageEnv {
         // Modest per-database footprint: many modules share one host.
         o.set_max_open_files(64);
         o.set_max_background_jobs(2);
+        // The database's metadata stays small whatever the module does:
+        // info log and manifest are rotated.
         o.set_keep_log_file_num(2);
+        o.set_max_log_file_size(1 << 20);
+        o.set_max_manifest_file_size(4 << 20);
         o.set_write_buffer_size(4 << 20);
         o
     }
@@ -83,6 +98,7 @@ impl StorageEnv {
             used: Mutex::new(0),
             trees: std::sync::atomic::AtomicUsize::new(trees),
             max_trees,
+            last_reclaim: Mutex::new(None),
             db,
         };
         let used = store.scan_used()?;
@@ -103,6 +119,7 @@ pub struct ModuleStore {
     /// Trees that exist (changed only under `used`'s lock).
     trees: std::sync::atomic::AtomicUsize,
     max_trees: usize,
+    last_reclaim: Mutex<Option<Instant>>,
     db: Db,
 }
 
@@ -137,6 +154,9 @@ impl ModuleStore {
         for name in names {
             let Some(cf) = self.db.cf_handle(&name) else { continue };
             total += self.tree_bytes(&cf)?;
+            if name != "default" {
+                total += TREE_CHARGE;
+            }
         }
         Ok(total)
     }
@@ -162,8 +182,49 @@ impl ModuleStore {
         w
     }
 
+    /// Bytes charged (logical data and tree charges) and the quota.
     pub fn quota(&self) -> (u64, u64) {
         (*self.used_lock(), self.quota)
+    }
+
+    /// What the database's data files hold on disk now.
+    pub fn on_disk(&self) -> u64 {
+        storage_disk::data_file_bytes(&self.path)
+    }
+
+    /// What a module is told it uses: the larger of its charged bytes and
+    /// its data files on disk.
+    pub fn used_for_module(&self) -> u64 {
+        self.quota().0.max(self.on_disk())
+    }
+
+    /// Refuse growth while the data files are past the quota, after one
+    /// (rate-limited) attempt to reclaim space.
+    fn check_on_disk(&self) -> Result<(), StorageError> {
+        let on_disk = self.on_disk();
+        if on_disk <= self.quota {
+            return Ok(());
+        }
+        if storage_disk::reclaim_due(&mut super::lock(&self.last_reclaim)) {
+            self.reclaim()?;
+        }
+        match self.on_disk() {
+            on_disk if on_disk > self.quota => Err(StorageError::OverQuotaOnDisk { on_disk, limit: self.quota }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Flush every tree (so obsolete WAL files go) and compact it (so
+    /// overwritten values and tombstones go).
+    fn reclaim(&self) -> Result<(), StorageError> {
+        let names = Db::list_cf(&self.opts, &self.path).map_err(|e| self.db_err(e))?;
+        for name in names {
+            let Some(cf) = self.db.cf_handle(&name) else { continue };
+            self.db.flush_cf(&cf).map_err(|e| self.db_err(e))?;
+            self.db.compact_range_cf(&cf, None::<&[u8]>, None::<&[u8]>);
+        }
+        tracing::info!(module = %self.module, on_disk = self.on_disk(), "storage reclaimed: flushed and compacted");
+        Ok(())
     }
 
     pub fn get(&self, tree: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
@@ -236,8 +297,11 @@ impl ModuleStore {
             current.insert(key, after);
         }
         let new_used = (*used + grow).saturating_sub(shrink);
-        if new_used > self.quota && grow > shrink {
-            return Err(StorageError::QuotaExceeded { used: *used, needed: grow - shrink, limit: self.quota });
+        if grow > shrink {
+            if new_used > self.quota {
+                return Err(StorageError::QuotaExceeded { used: *used, needed: grow - shrink, limit: self.quota });
+            }
+            self.check_on_disk()?;
         }
         self.db.write_opt(batch, &Self::sync_opts()).map_err(|e| self.db_err(e))?;
         *used = new_used;
@@ -246,7 +310,7 @@ impl ModuleStore {
 
     pub fn open_tree(&self, tree: &str) -> Result<(), StorageError> {
         check_tree_name(tree)?;
-        let _serial = self.used_lock();
+        let mut used = self.used_lock();
         if self.db.cf_handle(tree).is_some() {
             return Ok(());
         }
@@ -254,8 +318,12 @@ impl ModuleStore {
         if self.trees.load(Ordering::Relaxed) >= self.max_trees {
             return Err(StorageError::TooManyTrees { max: self.max_trees });
         }
+        if *used + TREE_CHARGE > self.quota {
+            return Err(StorageError::QuotaExceeded { used: *used, needed: TREE_CHARGE, limit: self.quota });
+        }
         self.db.create_cf(tree, &self.opts).map_err(|e| self.db_err(e))?;
         self.trees.fetch_add(1, Ordering::Relaxed);
+        *used += TREE_CHARGE;
         Ok(())
     }
 
@@ -273,7 +341,7 @@ impl ModuleStore {
         let size = self.tree_bytes(&self.tree(tree)?)?;
         self.db.drop_cf(tree).map_err(|e| self.db_err(e))?;
         self.trees.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        *used = used.saturating_sub(size);
+        *used = used.saturating_sub(size + TREE_CHARGE);
         Ok(())
     }
 }
@@ -289,30 +357,33 @@ mod tests {
         d
     }
 
+    const Q: u64 = TREE_CHARGE + 100;
+
     #[test]
     fn trees_quota_and_reopen() {
         let env = StorageEnv::new(8 << 20, 8 << 20);
         let dir = tmp("quota");
         {
-            let s = env.open("m", &dir, 100, 8).expect("opens");
+            let s = env.open("m", &dir, Q, 8).expect("opens");
             s.put("default", b"", b"").expect("the default tree always exists");
             assert!(matches!(s.put("nope", b"k", b"v"), Err(StorageError::NoSuchTree(_))));
             assert!(matches!(s.open_tree("__meta"), Err(StorageError::BadTreeName(_))));
             s.open_tree("t").expect("tree");
+            assert_eq!(s.quota(), (TREE_CHARGE, Q), "a tree is charged");
             s.put("t", b"a1", &[7; 40]).expect("fits");
             s.put("t", b"a2", &[7; 40]).expect("fits");
-            assert_eq!(s.quota(), (84, 100));
+            assert_eq!(s.quota(), (TREE_CHARGE + 84, Q));
             let e = s.put("t", b"a3", &[7; 40]).unwrap_err();
-            assert!(matches!(e, StorageError::QuotaExceeded { used: 84, needed: 42, limit: 100 }), "{e}");
+            assert!(matches!(e, StorageError::QuotaExceeded { used, needed: 42, limit: Q } if used == TREE_CHARGE + 84), "{e}");
             // Overwriting with a smaller value and deleting are always allowed.
             s.put("t", b"a2", &[1; 10]).expect("shrinks");
             s.batch("t", &[BatchOp::Delete { key: b"a1".to_vec() }, BatchOp::Put { key: b"b".to_vec(), value: vec![2; 5] }])
                 .expect("batch");
             assert_eq!(s.iter_prefix("t", b"a", 10, 1 << 20).expect("iter"), vec![(b"a2".to_vec(), vec![1; 10])]);
-            assert_eq!(s.quota().0, 12 + 6);
+            assert_eq!(s.quota().0, TREE_CHARGE + 12 + 6);
         }
-        let s = env.open("m", &dir, 100, 8).expect("reopens");
-        assert_eq!(s.quota().0, 18, "usage is recomputed from the data");
+        let s = env.open("m", &dir, 8 * TREE_CHARGE, 8).expect("reopens");
+        assert_eq!(s.quota().0, TREE_CHARGE + 18, "usage is recomputed from the data");
         assert_eq!(s.get("t", b"b").expect("get"), Some(vec![2; 5]));
         assert_eq!(s.tree_count(), 2);
         for i in 0..6 {
@@ -322,7 +393,41 @@ mod tests {
         s.open_tree("x0").expect("opening an existing tree is not a new one");
         s.drop_tree("t").expect("drop");
         s.open_tree("one-too-many").expect("room again after a drop");
-        assert_eq!(s.quota().0, 0);
+        assert_eq!(s.quota().0, 7 * TREE_CHARGE, "trees are charged, the dropped tree's data is not");
+        s.drop_tree("x0").expect("drop");
+        let e = env.open("m2", &tmp("quota2"), TREE_CHARGE / 2, 8).expect("opens").open_tree("t").unwrap_err();
+        assert!(matches!(e, StorageError::QuotaExceeded { needed: TREE_CHARGE, .. }), "a tree needs room in the quota: {e}");
+        drop(s);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Put-and-delete cycles keep the logical size under the quota while
+    /// the write-ahead log grows; growth is refused once the files pass
+    /// the quota and reclaim brings them back.
+    #[test]
+    fn data_files_on_disk_are_held_to_the_quota() {
+        let env = StorageEnv::new(8 << 20, 8 << 20);
+        let dir = tmp("disk");
+        let quota = 1 << 20;
+        let s = env.open("m", &dir, quota, 8).expect("opens");
+        let (mut max_on_disk, mut refused_on_disk) = (0, 0);
+        for round in 0..12u8 {
+            for i in 0..40u8 {
+                match s.put("default", &[round, i], &[i; 16 << 10]) {
+                    Ok(()) => {}
+                    Err(StorageError::OverQuotaOnDisk { .. }) => refused_on_disk += 1,
+                    Err(e) => panic!("{e}"),
+                }
+                max_on_disk = max_on_disk.max(s.on_disk());
+            }
+            for i in 0..40u8 {
+                s.delete("default", &[round, i]).expect("deletes are always allowed");
+            }
+        }
+        assert!(max_on_disk <= quota + (64 << 10), "data files stayed near the quota: {max_on_disk}");
+        assert!(refused_on_disk > 0 || max_on_disk <= quota, "either refused or never over");
+        std::thread::sleep(storage_disk::RECLAIM_EVERY);
+        s.put("default", b"after", &[1; 1000]).expect("room again after reclaim");
         drop(s);
         let _ = std::fs::remove_dir_all(&dir);
     }

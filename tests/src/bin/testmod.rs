@@ -177,7 +177,7 @@ fn flood_counts() -> &'static std::sync::Mutex<std::collections::BTreeMap<String
 }
 
 fn cli_spec() -> CliSpec {
-    let commands = ["try-utxo", "put", "get", "flood", "call", "callflood", "callflood-result", "regflood", "timer", "cancel", "task", "fired", "metric", "metrics", "rpc-register", "churn", "quota", "fs-write", "fs-read", "try-all", "healthflood", "seen", "fs-fill"];
+    let commands = ["try-utxo", "put", "get", "flood", "call", "callflood", "callflood-result", "regflood", "timer", "cancel", "task", "fired", "metric", "metrics", "rpc-register", "churn", "quota", "fs-write", "fs-read", "try-all", "healthflood", "seen", "fs-fill", "cycle"];
     CliSpec {
         about: "test module".into(),
         commands: commands.iter().map(|c| CliCommand { name: c.to_string(), about: String::new(), args: vec![] }).collect(),
@@ -318,6 +318,28 @@ async fn run_cli(client: &hostd_sdk::Client, command: &str, args: &[String]) -> 
                 }
             }
             format!("appended {appended}\n{refusal}")
+        }
+        // `cycle <rounds> <keys> <bytes>`: put keys, then delete them, per
+        // round; logically small, but the database's log grows.
+        "cycle" => {
+            let (rounds, keys, len): (u32, u32, usize) =
+                (arg(0).parse().unwrap_or(10), arg(1).parse().unwrap_or(40), arg(2).parse().unwrap_or(16384));
+            let (mut stored, mut refused, mut last) = (0, 0, String::new());
+            for r in 0..rounds {
+                for k in 0..keys {
+                    match client.storage_put("default", format!("cycle-{r}-{k}").as_bytes(), &vec![7; len]).await {
+                        Ok(()) => stored += 1,
+                        Err(e) => {
+                            refused += 1;
+                            last = format!("error {:?}: {e}", e.code());
+                        }
+                    }
+                }
+                for k in 0..keys {
+                    let _ = client.storage_delete("default", format!("cycle-{r}-{k}").as_bytes()).await;
+                }
+            }
+            format!("stored {stored} refused {refused}\n{last}")
         }
         "seen" => seen().lock().unwrap_or_else(|p| p.into_inner()).join("\n"),
         "fs-write" => show(client.fs_write(&arg(0), arg(1).as_bytes(), false).await.map(|_| "written".into())),

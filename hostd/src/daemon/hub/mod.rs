@@ -85,8 +85,8 @@ pub async fn handle(host: &Arc<Host>, ctx: &Arc<ConnCtx>, req: Request) -> Resul
         Q::StorageDropTree { tree } => storage::run(host, module, move |s| s.drop_tree(&tree).map(|_| Response::Ack)).await,
         Q::StorageQuota => {
             storage::run(host, module, |s| {
-                let (used_bytes, limit_bytes) = s.quota();
-                Ok(Response::Quota { used_bytes, limit_bytes })
+                let limit_bytes = s.quota().1;
+                Ok(Response::Quota { used_bytes: s.used_for_module(), limit_bytes })
             })
             .await
         }

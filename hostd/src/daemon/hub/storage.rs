@@ -22,7 +22,9 @@ fn storage_error(e: StorageError) -> ErrorBody {
     let code = match &e {
         StorageError::BadTreeName(_) | StorageError::DropDefault => ErrorCode::InvalidArgument,
         StorageError::NoSuchTree(_) => ErrorCode::NotFound,
-        StorageError::QuotaExceeded { .. } | StorageError::TooManyTrees { .. } => ErrorCode::QuotaExceeded,
+        StorageError::QuotaExceeded { .. } | StorageError::OverQuotaOnDisk { .. } | StorageError::TooManyTrees { .. } => {
+            ErrorCode::QuotaExceeded
+        }
         StorageError::Db { .. } => ErrorCode::Internal,
     };
     if code == ErrorCode::Internal {
