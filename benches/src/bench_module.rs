@@ -1,6 +1,7 @@
-//! The module side of `daemon-bench`: a `bench` module that measures
-//! request round trips and pipelined throughput from inside its sandbox and
-//! publishes events, and `sink` modules that count the events they receive.
+//! The module side of `daemon-bench` and `fairness-bench`: a `bench`
+//! module that measures request round trips and pipelined throughput from
+//! inside its sandbox and publishes events, `sink` modules that count the
+//! events they receive, and `flood` modules that send everything they can.
 //! Every figure goes back to the bench as the JSON output of a CLI command.
 
 use hostd_sdk::{CliCommand, CliSpec, Client, ErrorBody, ErrorCode, EventPayload, EventType, Incoming, IncomingStream, Invocation};
@@ -132,6 +133,106 @@ pub async fn sink(client: Client, mut incoming: IncomingStream) {
                 });
                 (count, first_ns, last_ns) = (0, 0, 0);
                 call.reply(Ok(out.to_string().into_bytes()));
+            }
+            Incoming::Shutdown { .. } => break,
+            _ => {}
+        }
+    }
+}
+
+/// A flood never outlives this, whether or not it is stopped.
+const FLOOD_MAX: std::time::Duration = std::time::Duration::from_secs(60);
+
+#[derive(Default)]
+struct FloodCounts {
+    stop: std::sync::atomic::AtomicBool,
+    requests: std::sync::atomic::AtomicU64,
+    events: std::sync::atomic::AtomicU64,
+    calls: std::sync::atomic::AtomicU64,
+    logs: std::sync::atomic::AtomicU64,
+    errors: std::sync::atomic::AtomicU64,
+}
+
+/// Loops that send one kind of frame as fast as the host takes them,
+/// until stopped (or [`FLOOD_MAX`]).
+fn spawn_flood(client: &Client, counts: &std::sync::Arc<FloodCounts>, target: &str) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let deadline = Instant::now() + FLOOD_MAX;
+    // (kind, concurrent loops): requests, published events, calls, logs.
+    for (kind, loops) in [(0u8, 64), (1, 16), (2, 8), (3, 1)] {
+        for _ in 0..loops {
+            let (client, counts, target) = (client.clone(), counts.clone(), target.to_string());
+            tokio::spawn(async move {
+                let mut i = 0u64;
+                while !counts.stop.load(Relaxed) && Instant::now() < deadline {
+                    i += 1;
+                    let (ok, counter) = match kind {
+                        0 => (client.report_metric("flood", i as f64, &[]).await.is_ok(), &counts.requests),
+                        1 => (client.publish_event(EventType::Custom, i.to_le_bytes().to_vec()).await.is_ok(), &counts.events),
+                        2 => (client.call_module(&target, "ping", vec![]).await.is_ok(), &counts.calls),
+                        _ => {
+                            // Fire and forget: as fast as the queue to
+                            // hostd has room, pausing when it has none.
+                            let dropped = client.dropped_logs();
+                            client.info("flood: a log line nobody asked for");
+                            if client.dropped_logs() > dropped {
+                                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                                continue;
+                            }
+                            tokio::task::yield_now().await;
+                            (true, &counts.logs)
+                        }
+                    };
+                    counter.fetch_add(1, Relaxed);
+                    if !ok {
+                        counts.errors.fetch_add(1, Relaxed);
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// The `flood` role: `flood <target>` starts flooding and returns; `stop`
+/// stops and reports what was sent; it answers `ping` calls and counts
+/// Custom events, so it can also be the flood's target.
+pub async fn flood(client: Client, mut incoming: IncomingStream) {
+    use std::sync::atomic::Ordering::Relaxed;
+    register(&client, &["flood", "stop"]).await;
+    if let Err(e) = client.register_module_api(&["ping"]).await {
+        eprintln!("flood: register api: {e}");
+        std::process::exit(3);
+    }
+    let _ = client.subscribe_events(vec![EventType::Custom]).await;
+    let mut counts = std::sync::Arc::new(FloodCounts::default());
+    let mut started = Instant::now();
+    while let Some(msg) = incoming.next().await {
+        match msg {
+            Incoming::Invoke(call) => {
+                let reply = match &call.invocation {
+                    Invocation::Cli { command, args } if command == "flood" => {
+                        counts = std::sync::Arc::new(FloodCounts::default());
+                        started = Instant::now();
+                        spawn_flood(&client, &counts, args.first().map_or("", String::as_str));
+                        Ok(r#"{"flooding": true}"#.to_string())
+                    }
+                    Invocation::Cli { command, .. } if command == "stop" => {
+                        counts.stop.store(true, Relaxed);
+                        let secs = started.elapsed().as_secs_f64();
+                        Ok(serde_json::json!({
+                            "secs": secs,
+                            "requests": counts.requests.load(Relaxed),
+                            "events": counts.events.load(Relaxed),
+                            "calls": counts.calls.load(Relaxed),
+                            "logs": counts.logs.load(Relaxed),
+                            "errors": counts.errors.load(Relaxed),
+                        })
+                        .to_string())
+                    }
+                    Invocation::Api { .. } => Ok("pong".to_string()),
+                    _ => Err("unknown command".to_string()),
+                };
+                call.reply(reply.map(String::into_bytes).map_err(|m| ErrorBody::new(ErrorCode::InvalidArgument, m)));
             }
             Incoming::Shutdown { .. } => break,
             _ => {}

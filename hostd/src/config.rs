@@ -41,9 +41,6 @@ pub struct DaemonSettings {
     pub max_frame_bytes: u32,
     /// Requests one module may have in flight.
     pub max_in_flight: u32,
-    /// Token bucket per module: sustained requests per second and burst.
-    pub requests_per_sec: u32,
-    pub request_burst: u32,
     pub storage_quota_bytes: u64,
     /// Allocated space a module's `files/` may use, checked before every
     /// FsWrite; and the entries hostd walks to measure it (past that, the
@@ -106,8 +103,6 @@ impl Default for DaemonSettings {
             control_group: None,
             max_frame_bytes: hostd_protocol::DEFAULT_MAX_FRAME,
             max_in_flight: 1024,
-            requests_per_sec: 1_000_000,
-            request_burst: 200_000,
             storage_quota_bytes: 256 << 20,
             files_quota_bytes: 256 << 20,
             max_files_entries: 10_000,
@@ -199,6 +194,11 @@ pub struct Limits {
     pub fsize_bytes: u64,
     /// Size of the module's empty read-only root tmpfs.
     pub tmpfs_bytes: u64,
+    /// Frames (requests and log records) per second the module may send,
+    /// sustained, and in one burst. Past them hostd reads its socket only
+    /// at that pace: the module's sends wait; nothing is refused.
+    pub requests_per_sec: u32,
+    pub request_burst: u32,
 }
 
 impl Default for Limits {
@@ -210,6 +210,8 @@ impl Default for Limits {
             nofile: 256,
             fsize_bytes: 1 << 30,
             tmpfs_bytes: 1 << 20,
+            requests_per_sec: 2_000,
+            request_burst: 4_000,
         }
     }
 }
@@ -287,8 +289,8 @@ impl HostConfig {
         if d.max_frame_bytes < 1024 || d.max_frame_bytes > hostd_protocol::HARD_MAX_FRAME {
             return Err(invalid("daemon.max_frame_bytes", format!("must be between 1024 and {}", hostd_protocol::HARD_MAX_FRAME)));
         }
-        if d.max_in_flight == 0 || d.requests_per_sec == 0 || d.request_burst == 0 || d.max_pending_invocations == 0 {
-            return Err(invalid("daemon", "max_in_flight, requests_per_sec, request_burst and max_pending_invocations must be > 0".into()));
+        if d.max_in_flight == 0 || d.max_pending_invocations == 0 {
+            return Err(invalid("daemon", "max_in_flight and max_pending_invocations must be > 0".into()));
         }
         for name in &d.disabled {
             crate::manifest::check_name(name).map_err(|m| invalid("daemon.disabled", m))?;
@@ -296,6 +298,9 @@ impl HostConfig {
         for (key, l) in std::iter::once(("limits".to_string(), &c.limits)).chain(c.module_limits.iter().map(|(n, l)| (format!("module_limits.{n}"), l))) {
             if l.cpu_percent == 0 || l.pids_max == 0 || l.nofile < 4 || l.memory_max_bytes < (4 << 20) {
                 return Err(invalid(&key, "cpu_percent and pids_max must be > 0, nofile >= 4, memory_max_bytes >= 4 MiB".into()));
+            }
+            if l.requests_per_sec == 0 || l.request_burst == 0 {
+                return Err(invalid(&key, "requests_per_sec and request_burst must be > 0".into()));
             }
         }
         Ok(c)

@@ -1,6 +1,7 @@
 //! The module `daemon-bench` installs: `<x>-bench` measures round trips,
 //! pipelined throughput and fan-out from inside its sandbox; `<x>-sink`
-//! counts the events it receives. The role is the second part of its name
+//! counts the events it receives; `<x>-flood` floods for the fairness
+//! bench. The role is the second part of its name
 //! (HOSTD_MODULE).
 
 #[path = "../bench_module.rs"]
@@ -19,6 +20,7 @@ async fn main() {
     };
     match role.as_str() {
         "bench" => bench::serve(client, incoming).await,
+        "flood" => bench::flood(client, incoming).await,
         _ => bench::sink(client, incoming).await,
     }
 }

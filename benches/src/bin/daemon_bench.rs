@@ -11,11 +11,14 @@
 //!
 //! Usage: daemon-bench [modules=50] [rounds=5]. Needs root (real sandboxes).
 
+#[path = "../harness.rs"]
+mod harness;
+
+use harness::{percentile, start, us, Bench};
 use hostd::daemon::control::{request, ControlRequest};
 use hostd_protocol::{self as proto, HostMessage, ModuleMessage, Request, Response};
 use hostd_tests::daemon_env::HostdEnv;
 use std::io::{Read, Write};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 const RTT_PER_ROUND: usize = 5_000;
@@ -24,17 +27,6 @@ const PIPELINE_WINDOW: u64 = 256;
 const EVENTS: u64 = 40_000;
 /// Publishes in flight at once: the publisher's pace. The first is a warm-up.
 const PUBLISH_WINDOWS: [u64; 4] = [8, 4, 8, 32];
-
-fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-fn us(ns: u64) -> String {
-    format!("{:.1} µs", ns as f64 / 1000.0)
-}
 
 /// CPUs to pin (caller, echo) to; `None` leaves a thread unpinned.
 type Pins = (Option<usize>, Option<usize>);
@@ -80,52 +72,6 @@ fn raw_pingpong(n: usize, req: usize, resp: usize, pins: Pins) -> Vec<u64> {
     samples
 }
 
-struct Bench {
-    env: HostdEnv,
-    socket: PathBuf,
-}
-
-impl Bench {
-    fn cli(&self, module: &str, command: &str, args: &[String]) -> serde_json::Value {
-        let req = ControlRequest::RunCli { module: module.into(), command: command.into(), args: args.to_vec() };
-        let resp = request(&self.socket, &req).unwrap_or_else(|e| panic!("{module} {command}: {e}"));
-        assert!(resp.ok, "{module} {command}: {:?}\n--- hostd log ---\n{}", resp.error, self.env.log());
-        let out = resp.data["output"].as_str().unwrap_or_default();
-        serde_json::from_str(out).unwrap_or_else(|e| panic!("{module} {command}: output {out:?}: {e}"))
-    }
-
-    fn handshaken(&self) -> usize {
-        match request(&self.socket, &ControlRequest::Status) {
-            Ok(r) => r.data["modules"].as_array().map(|a| a.iter().filter(|m| m["handshaken"] == true).count()).unwrap_or(0),
-            Err(_) => 0,
-        }
-    }
-
-    /// hostd's RSS plus its launcher's, in KiB.
-    fn rss_kib(&self) -> (u64, u64) {
-        let pid = self.env.pid().expect("hostd running");
-        let launcher = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-            .ok()
-            .and_then(|c| c.split_whitespace().next().and_then(|p| p.parse::<u32>().ok()));
-        (vm_rss_kib(pid), launcher.map(vm_rss_kib).unwrap_or(0))
-    }
-}
-
-fn vm_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
-        .unwrap_or(0)
-}
-
-fn start(mut env: HostdEnv) -> (Bench, Duration) {
-    let t = Instant::now();
-    env.start();
-    let elapsed = t.elapsed();
-    let socket = env.scratch.0.join("run").join("control.sock");
-    (Bench { env, socket }, elapsed)
-}
-
 fn main() {
     let mut argv = std::env::args().skip(1);
     let modules: usize = argv.next().and_then(|a| a.parse().ok()).unwrap_or(50);
@@ -135,9 +81,10 @@ fn main() {
         eprintln!("daemon-bench runs real sandboxes: run it as root");
         std::process::exit(2);
     }
-    // The per-module token bucket (default 1M/s, burst 200k) is a policy
-    // knob, not the pipeline's capacity, which is what this measures.
-    let daemon = "call_timeout_ms = 120000\nrequests_per_sec = 100000000\nrequest_burst = 100000000\n";
+    // The per-module rate limit (default 2,000 frames/s, burst 4,000) is
+    // a policy knob, not the pipeline's capacity, which is what this
+    // measures (the fairness bench measures the defaults).
+    let daemon = "call_timeout_ms = 120000\n\n[limits]\nrequests_per_sec = 100000000\nrequest_burst = 100000000\n";
     let bench_caps = ["report_metrics", "publish_events"];
     let benchmod = hostd_tests::bin_dir().join("hostd-benchmod");
 

@@ -37,6 +37,8 @@ pub struct ConnHandle {
     next_invoke: AtomicU64,
     max_frame: u32,
     in_flight: AtomicU32,
+    /// Time this module's frames waited for its rate limit, in µs.
+    throttled_us: AtomicU64,
 }
 
 impl ConnHandle {
@@ -83,6 +85,11 @@ impl ConnHandle {
             Ok(Err(_)) => Err(ErrorBody::new(ErrorCode::ModuleUnavailable, "the module's connection closed")),
             Err(_) => Err(ErrorBody::new(ErrorCode::Timeout, format!("no answer within {} ms", timeout.as_millis()))),
         }
+    }
+
+    /// Milliseconds this module's frames waited for its rate limit.
+    pub fn throttled_ms(&self) -> u64 {
+        self.throttled_us.load(Ordering::Relaxed) / 1000
     }
 
     /// Calls to this module not answered yet.
@@ -203,6 +210,7 @@ pub async fn serve(host: Arc<Host>, module: String, version: String, stream: Uni
         next_invoke: AtomicU64::new(1),
         max_frame,
         in_flight: AtomicU32::new(0),
+        throttled_us: AtomicU64::new(0),
     });
     let events = host.bus.attach(&module, &version);
     host.with_module(&module, |s| {
@@ -327,7 +335,8 @@ fn unsent_bytes(socket: RawFd) -> libc::c_int {
 
 async fn read_loop(host: &Arc<Host>, ctx: &Arc<ConnCtx>, rd: &mut FrameReader<OwnedReadHalf>, log_budget: &mut LineBudget) -> ConnEnd {
     let d = &host.config.daemon;
-    let mut limiter = TokenBucket::new(d.requests_per_sec, d.request_burst);
+    let limits = host.config.limits_for(&ctx.module);
+    let mut limiter = TokenBucket::new(limits.requests_per_sec, limits.request_burst);
     let max_in_flight = d.max_in_flight;
     loop {
         // One read can hold thousands of requests: give the runtime back
@@ -341,6 +350,15 @@ async fn read_loop(host: &Arc<Host>, ctx: &Arc<ConnCtx>, rd: &mut FrameReader<Ow
             Err(e @ ReadError::Truncated { .. }) => return violation(e.to_string()),
             Err(ReadError::Frame(e)) => return violation(format!("bad frame: {e}")),
         };
+        // Past its rate, a module's requests and log records wait in its
+        // socket: hostd reads on at the rate, the module's sends block, and
+        // flooding costs hostd no more than sending at the rate.
+        if matches!(msg, ModuleMessage::Request { .. } | ModuleMessage::Log(_)) {
+            if let Some(wait) = limiter.reserve() {
+                ctx.handle.throttled_us.fetch_add(wait.as_micros() as u64, Ordering::Relaxed);
+                tokio::time::sleep(wait).await;
+            }
+        }
         match msg {
             ModuleMessage::Hello(_) => return violation("second handshake on a live connection"),
             ModuleMessage::Log(rec) => {
@@ -352,14 +370,8 @@ async fn read_loop(host: &Arc<Host>, ctx: &Arc<ConnCtx>, rd: &mut FrameReader<Ow
             }
             ModuleMessage::InvocationResult { id, result } => ctx.handle.complete(id, result),
             ModuleMessage::Request { id, request } => {
-                let early = if !limiter.allow() {
-                    Some(ErrorBody::new(ErrorCode::RateLimited, format!("more than {} requests/s", d.requests_per_sec)))
-                } else if ctx.handle.in_flight.load(Ordering::Relaxed) >= max_in_flight {
-                    Some(ErrorBody::new(ErrorCode::TooManyInFlight, format!("more than {max_in_flight} requests in flight")))
-                } else {
-                    None
-                };
-                if let Some(err) = early {
+                if ctx.handle.in_flight.load(Ordering::Relaxed) >= max_in_flight {
+                    let err = ErrorBody::new(ErrorCode::TooManyInFlight, format!("more than {max_in_flight} requests in flight"));
                     if !ctx.handle.try_send(&HostMessage::Response { id, result: Err(err) }) {
                         return violation("request flood: the module does not read its responses");
                     }

@@ -226,6 +226,7 @@ async fn status(host: &Arc<Host>) -> serde_json::Value {
                 "cli_commands": s.cli.as_ref().map(|c| c.commands.iter().map(|c| c.name.clone()).collect::<Vec<_>>()),
                 "suppressed_output_lines": s.suppressed_lines,
                 "pending_invocations": s.conn.as_ref().map_or(0, |c| c.pending_invocations()),
+                "throttled_ms": s.conn.as_ref().map_or(0, |c| c.throttled_ms()),
                 "files": {
                     "used_bytes": s.files_used.as_ref().and_then(|r| r.as_ref().ok()),
                     "quota_bytes": host.config.daemon.files_quota_bytes,

@@ -1,5 +1,6 @@
 //! Rate limits a module cannot talk its way around: a token bucket for
-//! requests and a per-second line budget for what it logs.
+//! the frames it sends (requests and log records), enforced by not reading
+//! past it, and a per-second line budget for what reaches hostd's log.
 
 use std::time::{Duration, Instant};
 
@@ -16,18 +17,17 @@ impl TokenBucket {
         TokenBucket { rate: f64::from(rate), burst: f64::from(burst), tokens: f64::from(burst), last: Instant::now() }
     }
 
-    pub fn allow(&mut self) -> bool {
+    /// Take one token. `None` if there was one; otherwise how long to wait
+    /// before acting on what it was taken for (the balance goes negative,
+    /// so waiters queue up at exactly `rate` per second).
+    pub fn reserve(&mut self) -> Option<Duration> {
         if self.tokens < 1.0 {
             let now = Instant::now();
             self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
             self.last = now;
         }
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        self.tokens -= 1.0;
+        (self.tokens < 0.0).then(|| Duration::from_secs_f64(-self.tokens / self.rate))
     }
 }
 
@@ -88,8 +88,12 @@ mod tests {
     }
 
     #[test]
-    fn token_bucket_refuses_past_the_burst() {
-        let mut t = TokenBucket::new(1, 5);
-        assert_eq!((0..10).filter(|_| t.allow()).count(), 5);
+    fn token_bucket_makes_frames_past_the_burst_wait_at_the_rate() {
+        let mut t = TokenBucket::new(100, 5);
+        assert_eq!((0..5).filter_map(|_| t.reserve()).count(), 0, "the burst passes at once");
+        let waits: Vec<Duration> = (0..3).filter_map(|_| t.reserve()).collect();
+        assert_eq!(waits.len(), 3);
+        // The 6th waits 10 ms, the 8th 30 ms: one per 1/rate.
+        assert!(waits[0] <= Duration::from_millis(10) && waits[2] > Duration::from_millis(25), "{waits:?}");
     }
 }

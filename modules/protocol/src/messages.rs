@@ -86,6 +86,8 @@ pub enum ErrorCode {
     InvalidArgument,
     /// The module's storage quota would be exceeded; nothing was written.
     QuotaExceeded,
+    /// Kept for the wire (codes are positional). hostd no longer answers it:
+    /// past its rate a module's frames are read at the rate instead.
     RateLimited,
     /// More requests in flight than the host allows this module.
     TooManyInFlight,

@@ -103,6 +103,12 @@ impl Client {
         self.shared.dropped_events.load(Ordering::Relaxed)
     }
 
+    /// Log records dropped because the queue to the host was full (the
+    /// host reads a module's frames at its rate limit).
+    pub fn dropped_logs(&self) -> u64 {
+        self.shared.dropped_logs.load(Ordering::Relaxed)
+    }
+
     /// Timer ticks dropped because the inbox was full.
     pub fn dropped_ticks(&self) -> u64 {
         self.shared.dropped_ticks.load(Ordering::Relaxed)
