@@ -20,6 +20,11 @@ pub struct HostdEnv {
 impl HostdEnv {
     /// `daemon_toml` is appended to the `[daemon]` section.
     pub fn new(tag: &str, daemon_toml: &str) -> HostdEnv {
+        HostdEnv::with_restart(tag, daemon_toml, "backoff_initial_ms = 100\nbackoff_max_ms = 400\n")
+    }
+
+    /// Like [`HostdEnv::new`], with `restart_toml` as `[daemon.restart]`.
+    pub fn with_restart(tag: &str, daemon_toml: &str, restart_toml: &str) -> HostdEnv {
         let scratch = Scratch::new(tag);
         let root = &scratch.0;
         for d in ["modules", "data", "run"] {
@@ -34,7 +39,7 @@ impl HostdEnv {
             "[paths]\nmodules_dir = \"modules\"\ndata_dir = \"data\"\nrun_dir = \"run\"\n\n\
              [[trust.anchors]]\nname = \"test\"\npublic_key = \"{public}\"\n\n\
              [daemon]\ngrace_ms = 2000\n{daemon_toml}\n\n\
-             [daemon.restart]\nbackoff_initial_ms = 100\nbackoff_max_ms = 400\n"
+             [daemon.restart]\n{restart_toml}"
         );
         std::fs::write(&config, body).expect("write config");
         HostdEnv { scratch, config, key, child: None, env: Vec::new() }
@@ -72,6 +77,23 @@ impl HostdEnv {
     /// Install the test module binary under `name` (its role is in the name).
     pub fn install_testmod(&self, name: &str, capabilities: &[&str], extra_manifest: &str) {
         self.install(name, &bin_dir().join("hostd-testmod"), capabilities, extra_manifest);
+    }
+
+    /// A bystander pair: `t-good` serves `ping`, `t-caller` calls it.
+    pub fn install_bystander(&self) {
+        self.install_testmod("t-good", &["register_module_api"], "");
+        self.install_testmod("t-caller", &["call_module"], "");
+    }
+
+    pub fn wait_bystander(&self) {
+        let t = Duration::from_secs(30);
+        self.wait_module("t-good", "API registered", t, |m| m["state"] == "running" && m["api"].as_array().is_some_and(|a| !a.is_empty()));
+        self.wait_module("t-caller", "running", t, |m| m["state"] == "running" && m["handshaken"] == true);
+    }
+
+    /// The bystander still answers, whatever was attacked.
+    pub fn assert_bystander_answers(&self, word: &str) {
+        assert_eq!(self.ctl_ok(&["module", "t-caller", "call", "t-good", word]).trim(), format!("pong to t-caller: {word}"));
     }
 
     /// Start `hostd run` and wait until its control socket answers.

@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use sandbox::Policy;
 
 pub mod daemon_env;
+pub mod fuzz;
 
 /// A finished command's stdout then stderr, for assertion messages.
 pub fn output_text(o: &std::process::Output) -> String {

@@ -84,24 +84,9 @@ fn every_permission_is_denied_end_to_end_without_it() {
     assert!(denied.is_empty(), "control: with every permission nothing is denied: {denied:?}");
 }
 
-/// A bystander pair: t-good serves API "ping", t-caller calls it.
-fn install_bystander(env: &HostdEnv) {
-    env.install_testmod("t-good", &["register_module_api"], "");
-    env.install_testmod("t-caller", &["call_module"], "");
-}
-
+/// Running and serving at least one API method.
 fn has_api(m: &serde_json::Value) -> bool {
     running(m) && m["api"].as_array().is_some_and(|a| !a.is_empty())
-}
-
-fn wait_bystander(env: &HostdEnv) {
-    env.wait_module("t-good", "API registered", T, has_api);
-    env.wait_module("t-caller", "running", T, running);
-}
-
-/// The bystander still answers, whatever was attacked.
-fn assert_bystander_answers(env: &HostdEnv, word: &str) {
-    assert_eq!(env.ctl_ok(&["module", "t-caller", "call", "t-good", word]).trim(), format!("pong to t-caller: {word}"));
 }
 
 /// Calls to a module that never answers (nor reads) pile up only to
@@ -116,10 +101,10 @@ fn a_call_flood_at_a_silent_module_answers_busy_and_leaks_nothing() {
     }
     let mut env = HostdEnv::new("callflood", "call_timeout_ms = 2000\nmax_pending_invocations = 16\n");
     env.install_testmod("t-deaf", &["register_module_api"], "");
-    install_bystander(&env);
+    env.install_bystander();
     env.start();
     let deaf = env.wait_module("t-deaf", "API registered", T, has_api);
-    wait_bystander(&env);
+    env.wait_bystander();
     let t = std::time::Instant::now();
     assert_eq!(env.ctl_ok(&["module", "t-caller", "callflood", "t-deaf", "200"]).trim(), "started 200");
     let count = |out: &str, k: &str| out.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
@@ -136,7 +121,7 @@ fn a_call_flood_at_a_silent_module_answers_busy_and_leaks_nothing() {
     let now = env.module("t-deaf");
     assert!(running(&now) && now["pid"] == deaf["pid"], "the callee was not killed for its callers' flood: {now:#}");
     assert_eq!(now["pending_invocations"], 0, "no pending call outlives its timeout: {now:#}");
-    assert_bystander_answers(&env, "still");
+    env.assert_bystander_answers("still");
 }
 
 /// What a module can make hostd hold for it is bounded, kind by kind: RPC
@@ -151,10 +136,10 @@ fn registrations_stop_at_their_bounds() {
     }
     let mut env = HostdEnv::new("regflood", "");
     env.install_testmod("t-hog", &["register_rpc_endpoint", "register_module_api", "report_metrics", "manage_storage"], "");
-    install_bystander(&env);
+    env.install_bystander();
     env.start();
     env.wait_module("t-hog", "running", T, running);
-    wait_bystander(&env);
+    env.wait_bystander();
     let hostd = env.pid().expect("hostd pid");
     let rss_before = rss_kib(hostd);
     let out = env.ctl_ok(&["module", "t-hog", "regflood"]);
@@ -177,7 +162,7 @@ fn registrations_stop_at_their_bounds() {
     assert!(running(&hog), "refusals do not end the connection");
     let grown = rss_kib(hostd).saturating_sub(rss_before);
     assert!(grown < 32 * 1024, "hostd grew {grown} KiB");
-    assert_bystander_answers(&env, "fine");
+    env.assert_bystander_answers("fine");
 }
 
 /// Reload and unload while the module's storage work is still running:
@@ -703,10 +688,10 @@ fn the_storage_quota_holds_on_disk() {
     let quota: u64 = 1 << 20;
     let mut env = HostdEnv::new("diskquota", &format!("storage_quota_bytes = {quota}"));
     env.install_testmod("t-churn", &["read_storage", "write_storage"], "");
-    install_bystander(&env);
+    env.install_bystander();
     env.start();
     env.wait_module("t-churn", "running", T, running);
-    wait_bystander(&env);
+    env.wait_bystander();
     assert_eq!(env.ctl_ok(&["module", "t-churn", "put", "k", "kept"]).trim(), "stored");
     let db = env.data_dir().join("modules/t-churn/db");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -730,7 +715,7 @@ fn the_storage_quota_holds_on_disk() {
     assert!(!out.contains("refused 0") && out.contains("QuotaExceeded") && out.contains("on disk"), "{out}");
     assert!(!out.contains(&env.scratch.0.display().to_string()), "no host path reaches the module: {out}");
     assert_eq!(env.ctl_ok(&["module", "t-churn", "get", "k"]).trim(), "kept", "stored data intact");
-    assert_bystander_answers(&env, "after-churn");
+    env.assert_bystander_answers("after-churn");
     std::thread::sleep(Duration::from_secs(5));
     assert_eq!(env.ctl_ok(&["module", "t-churn", "put", "k2", "room"]).trim(), "stored", "control: room again after reclaim");
     let m = env.module("t-churn");

@@ -21,6 +21,64 @@ fn raw_hello(f: &mut std::fs::File, name: &str) {
     let _ = std::io::Read::read(f, &mut welcome);
 }
 
+/// One life of the IPC fuzzer: handshake, then `frames` (from the module
+/// config) generated frames while a thread drains what hostd sends, then
+/// one frame hostd must refuse, then EOF. hostd closes the connection and
+/// restarts the module for the next life.
+fn fuzz_life(name: &str) -> ! {
+    use hostd_tests::fuzz::{frame, terminal, Rng};
+    use std::io::Read;
+    let mut f = raw_fd3();
+    let hello = ModuleMessage::Hello(Hello { name: name.into(), version: "1.0.0".into(), protocol_min: 1, protocol_max: 1 });
+    let _ = f.write_all(&proto::encode(&hello, proto::DEFAULT_MAX_FRAME).unwrap_or_default());
+    let mut frames = proto::FrameBuf::new(proto::DEFAULT_MAX_FRAME);
+    let mut chunk = vec![0u8; 64 << 10];
+    let welcome = loop {
+        match f.read(&mut chunk) {
+            Ok(0) | Err(_) => std::process::exit(2),
+            Ok(n) => frames.push(&chunk[..n]),
+        }
+        if let Ok(Some(proto::HostMessage::Welcome(w))) = frames.next_message::<proto::HostMessage>() {
+            break w;
+        }
+    };
+    let per_life: u64 = welcome.config_toml.parse::<toml::Table>().ok().and_then(|t| t.get("frames")?.as_integer()).unwrap_or(20_000) as u64;
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    let seed = (ts.tv_sec as u64).wrapping_mul(1_000_000_007) ^ ts.tv_nsec as u64;
+    let mut rd = f.try_clone().unwrap_or_else(|_| std::process::exit(2));
+    let (closed_tx, closed_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let mut sink = vec![0u8; 64 << 10];
+        while matches!(rd.read(&mut sink), Ok(n) if n > 0) {}
+        let _ = closed_tx.send(());
+    });
+    let mut r = Rng::new(seed);
+    let (mut sent, mut batch) = (0u64, Vec::with_capacity(128 << 10));
+    for _ in 0..per_life {
+        batch.extend(frame(&mut r, welcome.max_frame));
+        sent += 1;
+        if batch.len() >= 64 << 10 {
+            if f.write_all(&batch).is_err() {
+                break;
+            }
+            batch.clear();
+        }
+    }
+    let _ = f.write_all(&batch);
+    let (ending, bytes) = terminal(&mut r, welcome.max_frame, name);
+    let _ = f.write_all(&bytes);
+    // SAFETY: shutdown of our own socket's write side: hostd sees EOF.
+    unsafe { libc::shutdown(3, libc::SHUT_WR) };
+    eprintln!("fuzz: seed {seed} sent {sent} frames, ending with {ending}");
+    if closed_rx.recv_timeout(std::time::Duration::from_secs(10)).is_err() {
+        eprintln!("fuzz: FINDING: hostd kept the connection open 10 s after {ending} and EOF");
+        std::process::exit(1);
+    }
+    std::process::exit(0);
+}
+
 fn sleep_forever() -> ! {
     loop {
         std::thread::sleep(std::time::Duration::from_secs(3600));
@@ -69,6 +127,7 @@ fn main() {
             let _ = f.write_all(&proto::encode(&sub, proto::DEFAULT_MAX_FRAME).unwrap_or_default());
             sleep_forever();
         }
+        "fuzz" => fuzz_life(&name),
         "deaf" => {
             // Registers an API, then never reads again: calls to it pile up
             // in hostd (and in the socket buffer) and are never answered.
