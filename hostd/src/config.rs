@@ -59,6 +59,9 @@ pub struct DaemonSettings {
     /// Calls (module API, CLI, RPC) queued for one module and not yet
     /// answered; more answer Busy to their callers.
     pub max_pending_invocations: u32,
+    /// Storage and file requests of one module running at once on hostd's
+    /// shared blocking pool; more wait their turn (without a pool thread).
+    pub max_blocking_per_module: u32,
     /// What one module may register with hostd, each refused with
     /// QuotaExceeded beyond its bound (counts in `hostd status`).
     pub max_rpc_endpoints: u32,
@@ -112,6 +115,7 @@ impl Default for DaemonSettings {
             handshake_timeout_ms: 10_000,
             call_timeout_ms: 10_000,
             max_pending_invocations: 64,
+            max_blocking_per_module: 4,
             max_rpc_endpoints: 64,
             max_api_methods: 256,
             max_cli_commands: 64,
@@ -289,8 +293,8 @@ impl HostConfig {
         if d.max_frame_bytes < 1024 || d.max_frame_bytes > hostd_protocol::HARD_MAX_FRAME {
             return Err(invalid("daemon.max_frame_bytes", format!("must be between 1024 and {}", hostd_protocol::HARD_MAX_FRAME)));
         }
-        if d.max_in_flight == 0 || d.max_pending_invocations == 0 {
-            return Err(invalid("daemon", "max_in_flight and max_pending_invocations must be > 0".into()));
+        if d.max_in_flight == 0 || d.max_pending_invocations == 0 || d.max_blocking_per_module == 0 {
+            return Err(invalid("daemon", "max_in_flight, max_pending_invocations and max_blocking_per_module must be > 0".into()));
         }
         for name in &d.disabled {
             crate::manifest::check_name(name).map_err(|m| invalid("daemon.disabled", m))?;

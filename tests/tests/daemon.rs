@@ -194,6 +194,51 @@ fn reload_and_unload_during_storage_work() {
     assert_eq!(env.ctl_ok(&["module", "t-good", "get", "k"]).trim(), "kept");
 }
 
+fn threads(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Threads:").and_then(|v| v.trim().parse().ok())))
+        .unwrap_or(0)
+}
+
+/// One module's storage work cannot take hostd's shared blocking pool:
+/// 64 concurrent writers from one module hold at most
+/// `max_blocking_per_module` (4) pool threads, and another module's
+/// storage requests still complete promptly. (The control is the thread
+/// count before the flood; without the per-module share each writer held
+/// a pool thread.)
+#[test]
+fn one_module_cannot_take_the_blocking_pool() {
+    if !require_daemon("hostd run") {
+        return;
+    }
+    let mut env = HostdEnv::new("pool", "\n[limits]\nrequests_per_sec = 10000000\nrequest_burst = 10000000");
+    env.install_testmod("t-churn", &["read_storage", "write_storage"], "");
+    env.install_testmod("t-good", &["read_storage", "write_storage"], "");
+    env.start();
+    env.wait_module("t-churn", "running", T, running);
+    env.wait_module("t-good", "running", T, running);
+    let pid = env.pid().expect("hostd pid");
+    assert_eq!(env.ctl_ok(&["module", "t-good", "put", "k", "before"]).trim(), "stored");
+    let before = threads(pid);
+    assert_eq!(env.ctl_ok(&["module", "t-churn", "churn"]).trim(), "churning");
+    let (mut most, mut busy_seen) = (0, 0);
+    let until = std::time::Instant::now() + Duration::from_secs(2);
+    while std::time::Instant::now() < until {
+        most = most.max(threads(pid));
+        busy_seen = busy_seen.max(env.module("t-churn")["pool_slots_busy"].as_u64().unwrap_or(0));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(most <= before + 4 + 3, "hostd threads {before} -> {most} under 64 writers of one module");
+    assert!(busy_seen > 0 && busy_seen <= 4, "status shows the module's pool share in use: {busy_seen}");
+    for i in 0..5 {
+        let t = std::time::Instant::now();
+        assert_eq!(env.ctl_ok(&["module", "t-good", "put", "k", &format!("during-{i}")]).trim(), "stored");
+        assert!(t.elapsed() < Duration::from_secs(2), "another module's write took {:?}", t.elapsed());
+    }
+    assert_eq!(env.ctl_ok(&["module", "t-good", "get", "k"]).trim(), "during-4");
+}
+
 /// READY=1 comes only once every module is up (running and handshaken) or
 /// has definitively failed, with a STATUS line naming the failed; and a
 /// module is started only after the modules it requires are up.

@@ -227,6 +227,7 @@ async fn status(host: &Arc<Host>) -> serde_json::Value {
                 "suppressed_output_lines": s.suppressed_lines,
                 "pending_invocations": s.conn.as_ref().map_or(0, |c| c.pending_invocations()),
                 "throttled_ms": s.conn.as_ref().map_or(0, |c| c.throttled_ms()),
+                "pool_slots_busy": s.pool_slots - s.pool.available_permits(),
                 "files": {
                     "used_bytes": s.files_used.as_ref().and_then(|r| r.as_ref().ok()),
                     "quota_bytes": host.config.daemon.files_quota_bytes,

@@ -50,7 +50,7 @@ pub fn load(host: &Arc<Host>, module: ModuleDir) -> Result<(), LifecycleError> {
     let d = &host.config.daemon;
     let store = host.storage.open(&name, &host.config.module_data_dir(&name).join("db"), d.storage_quota_bytes, d.max_storage_trees as usize)?;
     let (tx, rx) = mpsc::channel(4);
-    let mut slot = LoadedModule::new(module);
+    let mut slot = LoadedModule::new(module, d.max_blocking_per_module as usize);
     slot.store = Some(Arc::new(store));
     slot.control = Some(tx);
     slot.state = ModState::Starting;

@@ -83,12 +83,19 @@ pub struct LoadedModule {
     /// Allocated bytes in `files/` at the monitor's last walk, or why it
     /// could not be measured.
     pub files_used: Option<Result<u64, String>>,
+    /// Slots of the shared blocking pool (storage and file work) this
+    /// module may hold at once; its other such requests wait their turn
+    /// without holding a pool thread.
+    pub pool: Arc<tokio::sync::Semaphore>,
+    pub pool_slots: usize,
     pub control: Option<tokio::sync::mpsc::Sender<supervisor::StopRequest>>,
 }
 
 impl LoadedModule {
-    pub fn new(module: ModuleDir) -> LoadedModule {
+    pub fn new(module: ModuleDir, pool_slots: usize) -> LoadedModule {
         LoadedModule {
+            pool: Arc::new(tokio::sync::Semaphore::new(pool_slots)),
+            pool_slots,
             permissions: module.manifest.permissions.clone(),
             module,
             state: ModState::Stopped,

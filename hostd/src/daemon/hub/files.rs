@@ -65,12 +65,11 @@ where
     let uid = crate::daemon::lock(&host.ids).peek(module, &host.config).ok();
     let may_manage = host.with_module(module, |s| s.permissions.contains(&Permission::ManageFilesystem)).unwrap_or(false);
     let bounds = WriteBounds::of(host, module);
-    tokio::task::spawn_blocking(move || {
+    super::on_pool(host, module, move || {
         let root = File::open(&dir).map_err(|_| err(ErrorCode::Internal, "the module's data directory cannot be opened"))?;
         op(&Files { root, uid, may_manage, bounds })
     })
-    .await
-    .map_err(|e| err(ErrorCode::Internal, e.to_string()))?
+    .await?
 }
 
 fn over_quota(e: &UsageError) -> ErrorBody {

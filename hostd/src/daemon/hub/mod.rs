@@ -30,6 +30,15 @@ fn err(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
     ErrorBody::new(code, message)
 }
 
+/// Run `work` on the shared blocking pool, within the module's share of it
+/// (`daemon.max_blocking_per_module`): one module's slow disk work, or a
+/// flood of it, cannot take every pool thread from the others.
+pub async fn on_pool<R: Send + 'static>(host: &Host, module: &str, work: impl FnOnce() -> R + Send + 'static) -> Result<R, ErrorBody> {
+    let slots = host.with_module(module, |s| s.pool.clone()).ok_or_else(|| err(ErrorCode::Internal, format!("module {module} is not loaded")))?;
+    let _slot = slots.acquire_owned().await.map_err(|_| err(ErrorCode::Internal, "the module is being unloaded"))?;
+    tokio::task::spawn_blocking(work).await.map_err(|e| err(ErrorCode::Internal, e.to_string()))
+}
+
 /// Requests that may block (disk, other modules) run on their own task so
 /// the module's other requests keep flowing; the table says which.
 pub fn is_blocking(kind: RequestKind) -> bool {

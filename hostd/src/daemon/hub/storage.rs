@@ -43,7 +43,5 @@ where
         .with_module(module, |s| s.store.clone())
         .flatten()
         .ok_or_else(|| err(ErrorCode::Internal, format!("storage of module {module} is not open")))?;
-    tokio::task::spawn_blocking(move || op(&store).map_err(storage_error))
-        .await
-        .map_err(|e| err(ErrorCode::Internal, e.to_string()))?
+    super::on_pool(host, module, move || op(&store).map_err(storage_error)).await?
 }
