@@ -150,10 +150,17 @@ pub fn drop_to(run_as: &RunAs, keep: &[Retained]) -> Result<(), PrivError> {
 /// cgroups, drop to it keeping [`LAUNCHER_CAPS`], and stay dumpable.
 /// Used by hostd's launcher and by `hostd-sandbox run --user`.
 pub fn become_launcher(run_as: &RunAs, cgroups: Option<&mut crate::CgroupRoot>) -> Result<(), PrivError> {
+    become_launcher_keeping(run_as, cgroups, &LAUNCHER_CAPS)
+}
+
+/// [`become_launcher`], keeping `keep` (which must include
+/// [`LAUNCHER_CAPS`]): hostd's launcher also does the ownership work the
+/// daemon must not be able to do.
+pub fn become_launcher_keeping(run_as: &RunAs, cgroups: Option<&mut crate::CgroupRoot>, keep: &[Retained]) -> Result<(), PrivError> {
     if let Some(cg) = cgroups {
         cg.delegate(run_as.uid, run_as.gid).map_err(|source| PrivError::Cgroups { user: run_as.user.clone(), source })?;
     }
-    drop_to(run_as, &LAUNCHER_CAPS)?;
+    drop_to(run_as, keep)?;
     // Changing uid made us non-dumpable, and a child inherits that: its
     // /proc/<pid>/{setgroups,uid_map,gid_map} would then belong to root and
     // we could not write them. Only root or a process holding a superset of

@@ -891,7 +891,7 @@ fn hostd_drops_root_keeps_only_documented_capabilities_and_still_launches() {
     let hostd_pid = u64::from(env.pid().expect("running"));
     let launcher_pid = st["hostd"]["launcher"]["pid"].as_u64().expect("launcher pid");
     let module_pid = m["pid"].as_u64().expect("module pid");
-    for (who, pid, want) in [("daemon", hostd_pid, hostd::daemon::privileges::daemon_mask()), ("launcher", launcher_pid, hostd::daemon::privileges::launcher_mask())] {
+    for (who, pid, want) in [("daemon", hostd_pid, hostd::daemon::privileges::daemon_mask()), ("launcher", launcher_pid, hostd::daemon::privileges::hostd_launcher_mask())] {
         let uid = user.uid.to_string();
         let gid = user.gid.to_string();
         assert_eq!(proc_status(pid, "Uid:"), vec![uid.clone(); 4], "{who}: real, effective, saved and fs uid");
@@ -907,8 +907,13 @@ fn hostd_drops_root_keeps_only_documented_capabilities_and_still_launches() {
     }
     // hostd reports the same about itself.
     assert_eq!(st["hostd"]["uid"], user.uid);
-    assert_eq!(st["hostd"]["capabilities"]["effective"], serde_json::json!(["CAP_CHOWN", "CAP_FOWNER"]));
-    assert_eq!(st["hostd"]["launcher"]["capabilities"]["effective"], serde_json::json!(["CAP_SETGID", "CAP_SETUID"]));
+    // The daemon, which parses module input, holds no capability at all;
+    // the launcher does the ownership work.
+    assert_eq!(st["hostd"]["capabilities"]["effective"], serde_json::json!([]));
+    assert_eq!(
+        st["hostd"]["launcher"]["capabilities"]["effective"],
+        serde_json::json!(["CAP_CHOWN", "CAP_FOWNER", "CAP_SETGID", "CAP_SETUID"])
+    );
     // The sandbox it launched runs as the module's own uid: neither root nor hostd.
     let module_uid: u32 = proc_status(module_pid, "Uid:")[0].parse().expect("uid");
     assert!(module_uid != 0 && module_uid != user.uid, "module runs as {module_uid}");

@@ -63,27 +63,42 @@ fn group_gid(name: &str) -> Option<u32> {
     })
 }
 
-pub async fn serve(host: Arc<Host>, path: &Path) -> Result<(), ControlError> {
-    let sock_err = |source| ControlError::Socket { path: path.to_path_buf(), source };
+/// The bound control socket, made while `hostd run` is still root: it then
+/// belongs to the hostd user and, with `control_group`, to that group
+/// (mode 0660; else 0600), without the daemon ever holding CAP_CHOWN.
+pub struct ControlSocket {
+    listener: std::os::unix::net::UnixListener,
+    group: Option<u32>,
+    path: std::path::PathBuf,
+}
+
+pub fn bind(config: &crate::config::HostConfig, owner: (u32, u32)) -> Result<ControlSocket, ControlError> {
+    let path = config.control_socket();
+    let sock_err = |source| ControlError::Socket { path: path.clone(), source };
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(sock_err)?;
     }
-    match std::fs::remove_file(path) {
+    match std::fs::remove_file(&path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(sock_err(e)),
     }
-    let group = match &host.config.daemon.control_group {
+    let group = match &config.daemon.control_group {
         Some(g) => Some(group_gid(g).ok_or_else(|| ControlError::NoGroup(g.clone()))?),
         None => None,
     };
-    let listener = UnixListener::bind(path).map_err(sock_err)?;
+    let listener = std::os::unix::net::UnixListener::bind(&path).map_err(sock_err)?;
     use std::os::unix::fs::PermissionsExt;
     let mode = if group.is_some() { 0o660 } else { 0o600 };
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(sock_err)?;
-    if let Some(gid) = group {
-        std::os::unix::fs::chown(path, None, Some(gid)).map_err(sock_err)?;
-    }
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(sock_err)?;
+    std::os::unix::fs::chown(&path, Some(owner.0), Some(group.unwrap_or(owner.1))).map_err(sock_err)?;
+    listener.set_nonblocking(true).map_err(sock_err)?;
+    Ok(ControlSocket { listener, group, path })
+}
+
+pub async fn serve(host: Arc<Host>, sock: ControlSocket) -> Result<(), ControlError> {
+    let ControlSocket { listener, group, path } = sock;
+    let listener = UnixListener::from_std(listener).map_err(|source| ControlError::Socket { path: path.clone(), source })?;
     tracing::info!(path = %path.display(), "control socket ready");
     loop {
         let Ok((stream, _)) = listener.accept().await else { continue };

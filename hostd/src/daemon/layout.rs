@@ -25,6 +25,8 @@ pub enum LayoutError {
     Ids(#[from] crate::discovery::ModuleError),
     #[error("{0}")]
     Privileges(#[from] PrivError),
+    #[error("{path}: {source}")]
+    Give { path: std::path::PathBuf, source: crate::daemon::launcher::LauncherError },
     #[error("{field} = {path:?} is a shared system directory; hostd would make it the hostd user's. Give it a directory of its own (e.g. /var/lib/hostd/data, /run/hostd)")]
     SharedDir { field: &'static str, path: std::path::PathBuf },
     #[error("module {module} has host id {id}, which is {what}: modules never run as root or as hostd; fix [identity] or {file}")]
@@ -34,28 +36,37 @@ pub enum LayoutError {
 /// Create `data/modules/<name>/{files,db}`. `files/` is the sandbox's
 /// /data: owned by the module's uid, group hostd, mode 2770 (setgid, so
 /// what the module creates stays reachable by hostd's file requests; the
-/// sandbox's umask is 007). `db/` is hostd's alone and never mounted.
-pub fn prepare_module_dirs(config: &HostConfig, name: &str, uid: u32) -> Result<(), LayoutError> {
+/// sandbox's umask is 007). hostd may not chown, so `give` (the launcher)
+/// hands it over. `db/` is hostd's alone and never mounted.
+pub fn prepare_module_dirs(
+    config: &HostConfig,
+    name: &str,
+    uid: u32,
+    give: impl FnOnce(&std::fs::File, u32) -> Result<(), crate::daemon::launcher::LauncherError>,
+) -> Result<(), LayoutError> {
     let base = config.module_data_dir(name);
     let err = |path: &std::path::Path| {
         let path = path.to_path_buf();
         move |source| LayoutError::Dir { path, source }
     };
-    use std::os::unix::fs::PermissionsExt;
-    // SAFETY: getegid has no preconditions.
-    let hostd_gid = unsafe { libc::getegid() };
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let modules = config.paths.data_dir.join("modules");
     std::fs::create_dir_all(&modules).map_err(err(&modules))?;
     std::fs::set_permissions(&modules, std::fs::Permissions::from_mode(0o711)).map_err(err(&modules))?;
-    for (dir, mode, owner) in [(base.clone(), 0o711, None), (base.join("files"), 0o2770, Some(uid)), (base.join("db"), 0o700, None)] {
+    for (dir, mode) in [(base.clone(), 0o711), (base.join("db"), 0o700)] {
         std::fs::create_dir_all(&dir).map_err(err(&dir))?;
-        if let Some(id) = owner {
-            std::os::unix::fs::chown(&dir, Some(id), Some(hostd_gid)).map_err(err(&dir))?;
-        }
-        // After chown, which may clear the setgid bit.
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).map_err(err(&dir))?;
     }
-    Ok(())
+    let files = base.join("files");
+    std::fs::create_dir_all(&files).map_err(err(&files))?;
+    // O_PATH: the module may have made it unreadable to hostd; the
+    // launcher restores owner and mode through this fd.
+    let dir = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(&files)
+        .map_err(err(&files))?;
+    give(&dir, uid).map_err(|e| LayoutError::Give { path: files.clone(), source: e })
 }
 
 /// No module may run as root or as hostd's own user or group.

@@ -46,7 +46,8 @@ pub fn load(host: &Arc<Host>, module: ModuleDir) -> Result<(), LifecycleError> {
         }
     }
     let uid = super::lock(&host.ids).assign(&name, &host.config)?;
-    layout::prepare_module_dirs(&host.config, &name, uid)?;
+    // A launcher round trip (it is quick): the runtime is multi-threaded.
+    tokio::task::block_in_place(|| layout::prepare_module_dirs(&host.config, &name, uid, |dir, uid| host.launcher.give_blocking(dir, uid)))?;
     let d = &host.config.daemon;
     let store = host.storage.open(&name, &host.config.module_data_dir(&name).join("db"), d.storage_quota_bytes, d.max_storage_trees as usize)?;
     let (tx, rx) = mpsc::channel(4);

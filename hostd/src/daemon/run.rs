@@ -42,21 +42,23 @@ pub fn run(config: HostConfig) -> Result<(), RunError> {
     layout::hand_over(&config, &run_as)?;
     // Before any thread exists (docs/architecture.md, launch step 0). The launcher drops
     // to `run_as` itself, after delegating the sandbox cgroups.
-    let launcher = launcher::fork_launcher(Some(&run_as), config.daemon.standbys)?;
+    let control = control::bind(&config, (run_as.uid, run_as.gid))?;
+    let rules = launcher::LauncherRules::new(&config.paths.data_dir, config.identity, config.sandbox.allow_downgrade.clone());
+    let launcher = launcher::fork_launcher(Some(&run_as), config.daemon.standbys, rules)?;
     crate::daemon::privileges::drop_to(&run_as, &crate::daemon::privileges::DAEMON_CAPS)?;
-    use crate::daemon::privileges::{daemon_mask, launcher_mask, names};
+    use crate::daemon::privileges::{daemon_mask, hostd_launcher_mask, names};
     tracing::info!(
         user = %run_as.user,
         uid = run_as.uid,
         "dropped root; keeping {} (launcher: {})",
-        names(daemon_mask()).join(", "),
-        names(launcher_mask()).join(", ")
+        if daemon_mask() == 0 { "no capability".to_string() } else { names(daemon_mask()).join(", ") },
+        names(hostd_launcher_mask()).join(", ")
     );
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("hostd").build().map_err(RunError::Runtime)?;
-    runtime.block_on(serve(config, launcher))
+    runtime.block_on(serve(config, launcher, control))
 }
 
-async fn serve(config: HostConfig, launcher: launcher::Launcher) -> Result<(), RunError> {
+async fn serve(config: HostConfig, launcher: launcher::Launcher, control_socket: control::ControlSocket) -> Result<(), RunError> {
     launcher.start_reader();
     let d = &config.daemon;
     let host = Arc::new(Host {
@@ -70,9 +72,8 @@ async fn serve(config: HostConfig, launcher: launcher::Launcher) -> Result<(), R
         started: std::time::Instant::now(),
         config,
     });
-    let control_path = host.config.control_socket();
     let control_host = host.clone();
-    let mut control = tokio::spawn(async move { control::serve(control_host, &control_path).await });
+    let mut control = tokio::spawn(async move { control::serve(control_host, control_socket).await });
     tokio::spawn(monitor::monitor(host.clone()));
 
     let (found, bad) = crate::discovery::discover(&host.config);

@@ -35,6 +35,7 @@ pub struct Files {
     uid: Option<u32>,
     may_manage: bool,
     bounds: WriteBounds,
+    host: Arc<Host>,
 }
 
 /// What one module may write through hostd.
@@ -65,9 +66,10 @@ where
     let uid = crate::daemon::lock(&host.ids).peek(module, &host.config).ok();
     let may_manage = host.with_module(module, |s| s.permissions.contains(&Permission::ManageFilesystem)).unwrap_or(false);
     let bounds = WriteBounds::of(host, module);
+    let host_ref = host.clone();
     super::on_pool(host, module, move || {
         let root = File::open(&dir).map_err(|_| err(ErrorCode::Internal, "the module's data directory cannot be opened"))?;
-        op(&Files { root, uid, may_manage, bounds })
+        op(&Files { root, uid, may_manage, bounds, host: host_ref })
     })
     .await?
 }
@@ -121,15 +123,21 @@ fn check_found(f: &File, path: &str, uid: Option<u32>, writing: bool) -> Result<
 const FOUND: i32 = libc::O_NOFOLLOW | libc::O_NONBLOCK;
 
 impl Files {
-    /// What hostd creates for a module becomes the module's, group hostd
-    /// (inherited from the setgid files/), group-writable so later requests
-    /// from the module through hostd can still change it.
-    fn give(&self, f: &File, mode: u32) {
-        use std::os::unix::fs::PermissionsExt;
-        if let Some(id) = self.uid {
-            let _ = std::os::unix::fs::fchown(f, Some(id), None);
-        }
-        let _ = f.set_permissions(std::fs::Permissions::from_mode(mode));
+    /// What hostd creates for a module becomes the module's, group hostd,
+    /// group-writable so later requests from the module through hostd can
+    /// still change it. hostd may not chown: the launcher does it, after
+    /// its own checks (`launcher/rules.rs`).
+    fn give(&self, f: &File, path: &str) -> Result<(), ErrorBody> {
+        let Some(uid) = self.uid else { return Ok(()) };
+        self.host.launcher.give_blocking(f, uid).map_err(|e| {
+            tracing::error!("giving {path:?} to uid {uid}: {e}");
+            err(ErrorCode::Internal, format!("{path:?} could not be given to the module; nothing was written"))
+        })
+    }
+
+    /// Remove what this request created and could not finish.
+    fn undo_create(&self, path: &str, dir: bool) {
+        let _ = beneath::parent_and_name(&self.root, path).and_then(|(parent, name)| beneath::unlink(&parent, name, dir));
     }
 
     pub fn read(&self, path: &str, offset: u64, len: u32) -> Result<Response, ErrorBody> {
@@ -156,12 +164,15 @@ impl Files {
         };
         if let Err(refused) = self.check_write(&f, path, data.len() as u64, append, used.bytes) {
             if created {
-                let _ = beneath::parent_and_name(&self.root, path).and_then(|(parent, name)| beneath::unlink(&parent, name, false));
+                self.undo_create(path, false);
             }
             return Err(refused);
         }
         if created {
-            self.give(&f, 0o660);
+            if let Err(e) = self.give(&f, path) {
+                self.undo_create(path, false);
+                return Err(e);
+            }
         }
         let at = if append {
             f.metadata().map(|m| m.len()).unwrap_or(0)
@@ -219,7 +230,10 @@ impl Files {
         let (parent, name) = beneath::parent_and_name(&self.root, path).map_err(|e| io("mkdir", path, e))?;
         beneath::mkdir(&parent, name, 0o750).map_err(|e| io("mkdir", path, e))?;
         let made = beneath::open(&self.root, path, libc::O_RDONLY | libc::O_DIRECTORY | FOUND, 0).map_err(|e| io("mkdir", path, e))?;
-        self.give(&made, 0o2770);
+        if let Err(e) = self.give(&made, path) {
+            self.undo_create(path, true);
+            return Err(e);
+        }
         Ok(Response::Ack)
     }
 }

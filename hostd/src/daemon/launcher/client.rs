@@ -8,6 +8,7 @@ struct Waiters {
     spawned: HashMap<u64, oneshot::Sender<Result<i32, String>>>,
     exited: HashMap<u64, oneshot::Sender<Outcome>>,
     usage: HashMap<u64, Vec<oneshot::Sender<Usage>>>,
+    given: HashMap<u64, oneshot::Sender<Option<String>>>,
     gone: bool,
 }
 
@@ -76,6 +77,11 @@ impl Launcher {
                                 let _ = tx.send(outcome);
                             }
                         }
+                        FromLauncher::Given { key, error } => {
+                            if let Some(tx) = w.given.remove(&key) {
+                                let _ = tx.send(error);
+                            }
+                        }
                         FromLauncher::Ready | FromLauncher::StartFailed { .. } => {}
                         FromLauncher::Usage { key, usage } => {
                             if let Some(list) = w.usage.get_mut(&key) {
@@ -95,6 +101,7 @@ impl Launcher {
                 w.spawned.clear();
                 w.exited.clear();
                 w.usage.clear();
+                w.given.clear();
             })
             .map(|_| ())
             .unwrap_or_else(|e| tracing::error!("cannot start the launcher reply thread: {e}"));
@@ -149,6 +156,27 @@ impl Launcher {
     /// Module `name` is gone: its standbys too.
     pub fn forget(&self, name: &str) {
         let _ = self.send(&ToLauncher::Forget { name: name.to_string() }, &[]);
+    }
+
+    /// Ask the launcher to give the directory or file behind `fd` to
+    /// module uid `uid` (hostd itself may not chown); waits for the answer.
+    /// Blocks the calling thread: call it from blocking code.
+    pub fn give_blocking(&self, fd: &impl AsRawFd, uid: u32) -> Result<(), LauncherError> {
+        let key = self.next_key.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut w = lock(&self.waiters);
+            if w.gone {
+                return Err(LauncherError::Gone);
+            }
+            w.given.insert(key, tx);
+        }
+        self.send(&ToLauncher::Give { key, uid }, &[fd.as_raw_fd()])?;
+        match rx.blocking_recv() {
+            Ok(None) => Ok(()),
+            Ok(Some(error)) => Err(LauncherError::Give { uid, error }),
+            Err(_) => Err(LauncherError::Gone),
+        }
     }
 
     pub async fn usage(&self, key: u64) -> Usage {

@@ -13,9 +13,11 @@
 //! `client.rs` is hostd's side.
 
 mod client;
+pub mod rules;
 mod process;
 
 pub use client::{Launcher, Spawned};
+pub use rules::LauncherRules;
 
 use sandbox::fdpass::{recv_packet, send_packet, seqpacket_pair};
 use sandbox::{CgroupRoot, Command, KernelFeatures, Outcome, Policy, Usage};
@@ -41,6 +43,8 @@ enum ToLauncher {
     Usage { key: u64 },
     /// The module was unloaded: kill its standbys.
     Forget { name: String },
+    /// One fd follows: give it to module uid `uid` (see `rules.rs`).
+    Give { key: u64, uid: u32 },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -52,6 +56,7 @@ enum FromLauncher {
     SpawnFailed { key: u64, error: String },
     Exited { key: u64, outcome: Outcome },
     Usage { key: u64, usage: Usage },
+    Given { key: u64, error: Option<String> },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +67,8 @@ pub enum LauncherError {
     Spawn { module: String, error: String },
     #[error("the launcher process is gone")]
     Gone,
+    #[error("the launcher refused to give it to uid {uid}: {error}")]
+    Give { uid: u32, error: String },
     #[error("the launcher could not start: {0}")]
     Start(String),
 }
@@ -78,11 +85,12 @@ fn send_json<T: Serialize>(sock: RawFd, msg: &T, fds: &[RawFd]) -> std::io::Resu
 
 /// Fork the launcher. Must run while the process is single-threaded.
 /// With `run_as`, the launcher hands the sandbox cgroups to that user and
-/// drops to it keeping [`crate::daemon::privileges::LAUNCHER_CAPS`]. Returns once the
+/// drops to it keeping [`crate::daemon::privileges::HOSTD_LAUNCHER_CAPS`]; it does the
+/// ownership work `rules` allow. Returns once the
 /// launcher says it is ready, or with the reason it could not start.
 /// `standbys`: how many sandboxes to keep made ahead for relaunched modules
 /// (see `sandbox::Standbys`).
-pub fn fork_launcher(run_as: Option<&RunAs>, standbys: usize) -> Result<Launcher, LauncherError> {
+pub fn fork_launcher(run_as: Option<&RunAs>, standbys: usize, rules: LauncherRules) -> Result<Launcher, LauncherError> {
     let (ours, theirs) = seqpacket_pair().map_err(io("socketpair"))?;
     // SAFETY: we are single-threaded here (checked by the caller's design:
     // this runs before the tokio runtime); the child only runs `serve`.
@@ -95,7 +103,7 @@ pub fn fork_launcher(run_as: Option<&RunAs>, standbys: usize) -> Result<Launcher
         // The launcher must not outlive hostd: its sandboxes would be orphans.
         // SAFETY: prctl with integer arguments.
         unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-        let code = match process::serve(theirs, run_as, standbys) {
+        let code = match process::serve(theirs, run_as, standbys, &rules) {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("hostd launcher: {e}");

@@ -17,7 +17,8 @@ fn set_up(run_as: Option<&RunAs>) -> Result<(KernelFeatures, Option<CgroupRoot>)
         }
     };
     if let Some(r) = run_as {
-        crate::daemon::privileges::become_launcher(r, cgroups.as_mut()).map_err(|e| e.to_string())?;
+        use crate::daemon::privileges::{become_launcher_keeping, HOSTD_LAUNCHER_CAPS};
+        become_launcher_keeping(r, cgroups.as_mut(), &HOSTD_LAUNCHER_CAPS).map_err(|e| e.to_string())?;
     }
     Ok((kernel, cgroups))
 }
@@ -26,7 +27,7 @@ struct Sandbox {
     child: sandbox::Child,
 }
 
-pub(super) fn serve(sock: OwnedFd, run_as: Option<&RunAs>, standbys: usize) -> Result<(), LauncherError> {
+pub(super) fn serve(sock: OwnedFd, run_as: Option<&RunAs>, standbys: usize, rules: &LauncherRules) -> Result<(), LauncherError> {
     let (kernel, cgroups) = match set_up(run_as) {
         Ok(v) => v,
         Err(error) => {
@@ -89,7 +90,7 @@ pub(super) fn serve(sock: OwnedFd, run_as: Option<&RunAs>, standbys: usize) -> R
         };
         let reply = match msg {
             ToLauncher::Spawn { key, policy, argv } => {
-                let result = spawn_one(&policy, &kernel, cgroups.as_ref(), &standbys, argv, &mut fds);
+                let result = rules.check_policy(&policy).and_then(|()| spawn_one(&policy, &kernel, cgroups.as_ref(), &standbys, argv, &mut fds));
                 match result {
                     Ok(child) => {
                         let pid = child.pid();
@@ -115,6 +116,16 @@ pub(super) fn serve(sock: OwnedFd, run_as: Option<&RunAs>, standbys: usize) -> R
             ToLauncher::Forget { name } => {
                 standbys.forget(&name);
                 continue;
+            }
+            ToLauncher::Give { key, uid } => {
+                let error = match fds.pop() {
+                    Some(fd) if fds.is_empty() => rules.give(&fd, uid).err(),
+                    _ => Some("expected exactly one fd with a give request".to_string()),
+                };
+                if let Some(e) = &error {
+                    eprintln!("hostd launcher: {e}");
+                }
+                FromLauncher::Given { key, error }
             }
             ToLauncher::Usage { key } => {
                 let usage = sandboxes.get(&key).map(|sb| sb.child.usage()).unwrap_or_default();
