@@ -301,6 +301,7 @@ pub struct DaemonReport {
     pub max_fds: u64,
     pub bystander_checks: u64,
     pub findings: Vec<String>,
+    log_findings: Vec<String>,
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -338,6 +339,7 @@ pub fn fuzz_daemon(frames: u64, per_life: u64, limit: Duration) -> DaemonReport 
     let mut rep = DaemonReport::default();
     let t = Instant::now();
     let mut next_check = Instant::now();
+    let mut log_read = 0u64;
     while rep.frames < frames && t.elapsed() < limit {
         std::thread::sleep(Duration::from_millis(200));
         if unsafe { libc::kill(pid as i32, 0) } != 0 {
@@ -356,31 +358,51 @@ pub fn fuzz_daemon(frames: u64, per_life: u64, limit: Duration) -> DaemonReport 
             rep.bystander_checks += 1;
             next_check = Instant::now() + Duration::from_secs(2);
         }
-        let (sent, lives, endings) = tally(&env.log());
-        (rep.frames, rep.lives, rep.endings) = (sent, lives, endings);
+        // Only what the log gained since the last look: it grows by up to
+        // the output budget (200 lines/s of up to 4 KiB) for the whole run.
+        let (text, end) = log_since(&env, log_read);
+        log_read = end;
+        tally(&text, &mut rep);
     }
     rep.secs = t.elapsed().as_secs_f64();
-    // A panic in a hostd task does not take hostd down, but it is a bug;
-    // so is a connection hostd kept open after a refused frame.
-    let log = env.log();
-    for line in log.lines().filter(|l| l.contains("panicked") || l.contains("FINDING")) {
-        rep.findings.push(line.chars().take(400).collect());
-    }
+    let (text, _) = log_since(&env, log_read);
+    tally(&text, &mut rep);
+    rep.findings.extend(std::mem::take(&mut rep.log_findings));
     rep
 }
 
-/// Sum the `fuzz: seed S sent N frames, ending with E` lines t-fuzz wrote.
-fn tally(log: &str) -> (u64, u64, std::collections::BTreeMap<String, u64>) {
-    let (mut sent, mut lives) = (0, 0);
-    let mut endings = std::collections::BTreeMap::new();
-    for line in log.lines().filter(|l| l.contains("fuzz: seed")) {
+/// hostd's log from byte `from` to its end (lossy: module text is random).
+fn log_since(env: &HostdEnv, from: u64) -> (String, u64) {
+    use std::io::{Read, Seek};
+    let Ok(mut f) = std::fs::File::open(env.scratch.0.join("hostd.log")) else { return (String::new(), from) };
+    let mut bytes = Vec::new();
+    if f.seek(std::io::SeekFrom::Start(from)).is_err() || f.read_to_end(&mut bytes).is_err() {
+        return (String::new(), from);
+    }
+    // Stop at the last whole line; the rest is read next time.
+    let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    (String::from_utf8_lossy(&bytes[..whole]).into_owned(), from + whole as u64)
+}
+
+/// Add up the `fuzz: seed S sent N frames, ending with E` lines t-fuzz
+/// wrote, and note every panic in a hostd task (it does not take hostd
+/// down, but it is a bug) or a connection hostd kept open after a refused
+/// frame (the module's FINDING line).
+fn tally(log: &str, rep: &mut DaemonReport) {
+    for line in log.lines() {
+        if line.contains("panicked") || line.contains("FINDING") {
+            rep.log_findings.push(line.chars().take(400).collect());
+            continue;
+        }
+        if !line.contains("fuzz: seed") {
+            continue;
+        }
         let Some(rest) = line.split(" sent ").nth(1) else { continue };
-        sent += rest.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
-        lives += 1;
+        rep.frames += rest.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+        rep.lives += 1;
         if let Some(e) = rest.split("ending with ").nth(1) {
             let e: String = e.chars().take_while(|c| c.is_ascii_alphabetic() || *c == ' ' || *c == '-').collect();
-            *endings.entry(e.trim().to_string()).or_insert(0) += 1;
+            *rep.endings.entry(e.trim().to_string()).or_insert(0) += 1;
         }
     }
-    (sent, lives, endings)
 }

@@ -325,8 +325,9 @@ fn cases() -> Vec<Case> {
         case!("socket(AF_NETLINK)", |_| s(&["socket", "netlink"]), Errno("EAFNOSUPPORT"), Unconfined(Ok)),
         case!("socket(AF_PACKET)", |_| s(&["socket", "packet"]), Errno("EAFNOSUPPORT"), Unconfined(Ok)),
         case!("raw socket", |_| s(&["socket", "raw"]), Errno("EAFNOSUPPORT"), Unconfined(Ok)),
+        case!("socket(AF_UNIX)", |_| s(&["socket", "unix"]), Errno("EAFNOSUPPORT"), Unconfined(Ok)),
         case!("connect to host loopback TCP", |e| vec!["tcp_connect".into(), port(e).to_string()], Errno("EAFNOSUPPORT"), Unconfined(Ok)),
-        case!("connect to a host abstract socket", |e| vec!["abstract_connect".into(), e.abstract_name.clone()], Errno("ECONNREFUSED"), Unconfined(Ok)),
+        case!("connect to a host abstract socket", |e| vec!["abstract_connect".into(), e.abstract_name.clone()], Errno("EAFNOSUPPORT"), Unconfined(Ok)),
     ]
 }
 
