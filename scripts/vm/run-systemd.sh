@@ -51,11 +51,13 @@ grep -q '"handshaken": true' /tmp/status.json || fail "the hello module never ha
 hostd status
 uid=$(id -u hostd)
 grep -q "^Uid:[[:space:]]*$uid[[:space:]]*$uid[[:space:]]*$uid[[:space:]]*$uid" /proc/$pid/status || fail "daemon uid: $(grep Uid /proc/$pid/status)"
-grep -q "^CapEff:[[:space:]]*0000000000000009" /proc/$pid/status || fail "daemon CapEff: $(grep CapEff /proc/$pid/status)"
-grep -q "^CapBnd:[[:space:]]*0000000000000009" /proc/$pid/status || fail "daemon CapBnd: $(grep CapBnd /proc/$pid/status)"
+# The daemon parses module input and keeps no capability at all.
+grep -q "^CapEff:[[:space:]]*0000000000000000" /proc/$pid/status || fail "daemon CapEff: $(grep CapEff /proc/$pid/status)"
+grep -q "^CapBnd:[[:space:]]*0000000000000000" /proc/$pid/status || fail "daemon CapBnd: $(grep CapBnd /proc/$pid/status)"
 launcher=$(cat /proc/$pid/task/$pid/children | awk '{print $1}')
 grep -q "^Uid:[[:space:]]*$uid" /proc/$launcher/status || fail "launcher uid"
-grep -q "^CapEff:[[:space:]]*00000000000000c0" /proc/$launcher/status || fail "launcher CapEff: $(grep CapEff /proc/$launcher/status)"
+# CHOWN, FOWNER (ownership work for the daemon), SETGID, SETUID.
+grep -q "^CapEff:[[:space:]]*00000000000000c9" /proc/$launcher/status || fail "launcher CapEff: $(grep CapEff /proc/$launcher/status)"
 cg=$(cat /proc/$pid/cgroup)
 case "$cg" in */hostd.service/supervisor) ;; *) fail "daemon cgroup $cg is not hostd.service/supervisor";; esac
 # The module's cgroup is a sibling of the daemon's leaf, with its limits.
@@ -70,7 +72,7 @@ muid=$(awk '/^Uid:/{print $2}' /proc/$mpid/status)
 [ "$muid" != 0 ] && [ "$muid" != "$uid" ] || fail "module uid $muid"
 out=$(hostd module hello greet vm) || fail "hostd module hello greet: $out"
 echo "$out" | grep -q "hello, vm!" || fail "greet answered: $out"
-echo "vm check: hostd.service active (Type=notify), daemon uid $uid CapEff=CHOWN,FOWNER, launcher CapEff=SETGID,SETUID, module pid $mpid uid $muid in $mcg; greet: $out"
+echo "vm check: hostd.service active (Type=notify), daemon uid $uid CapEff=none, launcher CapEff=CHOWN,FOWNER,SETGID,SETUID, module pid $mpid uid $muid in $mcg; greet: $out"
 echo "HOSTD-VM-RESULT 0"
 systemctl poweroff --force --force
 CHECK
