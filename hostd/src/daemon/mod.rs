@@ -4,7 +4,8 @@
 //! - [`layout`]: the data directory's layout and its hand-over to the hostd user;
 //! - [`privileges`]: what the daemon keeps when it drops root;
 //! - [`launcher`]: the single-threaded process that creates sandboxes;
-//! - [`conn`]: one task per module connection (handshake, frames, limits);
+//! - [`conn`]: one task per module connection (handshake, frames, limits), and
+//!   [`conn_writer`], its writing side;
 //! - [`hub`]: permission-checked request handlers, by request family;
 //! - [`bus`]: the event bus; [`event_queue`]: one module's undelivered events;
 //! - [`storage`]: per-module RocksDB; [`files_usage`]: what `files/` uses on disk;
@@ -16,6 +17,7 @@
 
 pub mod bus;
 pub mod conn;
+pub mod conn_writer;
 pub mod control;
 pub mod deps;
 pub mod event_queue;

@@ -1,0 +1,84 @@
+//! The writing side of a module connection: responses first, then calls
+//! to the module, then events, each from its own bounded queue; events
+//! only as fast as the module reads them.
+
+use super::event_queue::EventQueue;
+use hostd_protocol::connection::FrameWriter;
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::sync::mpsc;
+
+/// Event frames written per write, at most. With the queue this bounds a
+/// module's undelivered events: [`super::event_queue::EVENT_BUFFER`] queued plus this many in
+/// the socket.
+pub const EVENTS_PER_WRITE: usize = 16;
+/// The longest pause between checks of whether a module has read its
+/// events, while it has not.
+const EVENT_POLL_MAX: Duration = Duration::from_millis(64);
+
+/// Responses first, then calls to the module, then events; what is already
+/// queued goes out in one write. Events leave the queue only once the
+/// module has read everything written to it before (the socket's send
+/// queue is empty): the socket buffer would otherwise hold thousands of
+/// small events behind the bounded queue, and a module that stops reading
+/// would have far more than [`super::event_queue::EVENT_BUFFER`] events undelivered.
+pub(super) async fn write_loop(
+    mut wr: FrameWriter<OwnedWriteHalf>,
+    socket: RawFd,
+    mut ctrl: mpsc::Receiver<Vec<u8>>,
+    mut invocations: mpsc::Receiver<Vec<u8>>,
+    events: Arc<EventQueue>,
+) {
+    let mut poll = Duration::ZERO;
+    loop {
+        let drained = unsent_bytes(socket) == 0;
+        if drained {
+            poll = Duration::ZERO;
+        }
+        let mut events_taken = 0;
+        tokio::select! {
+            biased;
+            Some(f) = ctrl.recv() => wr.push_frame(&f),
+            Some(f) = invocations.recv() => wr.push_frame(&f),
+            Some(f) = events.take(), if drained => {
+                wr.push_frame(&f);
+                events_taken += 1;
+            }
+            _ = tokio::time::sleep(poll), if !drained => {
+                poll = (poll * 2).clamp(Duration::from_millis(1), EVENT_POLL_MAX);
+                continue;
+            }
+            else => return,
+        }
+        while !wr.batch_full() {
+            if let Ok(f) = ctrl.try_recv() {
+                wr.push_frame(&f);
+            } else if let Ok(f) = invocations.try_recv() {
+                wr.push_frame(&f);
+            } else if let Some(f) = (drained && events_taken < EVENTS_PER_WRITE).then(|| events.try_take()).flatten() {
+                wr.push_frame(&f);
+                events_taken += 1;
+            } else {
+                break;
+            }
+        }
+        if wr.flush().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Bytes written to `socket` that its peer has not read yet (SIOCOUTQ;
+/// for AF_UNIX stream sockets since Linux 2.6.x, unix(7)). An error reads
+/// as "not drained", which only delays events.
+fn unsent_bytes(socket: RawFd) -> libc::c_int {
+    let mut n: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (== SIOCOUTQ) writes one c_int through the pointer.
+    let rc = unsafe { libc::ioctl(socket, libc::TIOCOUTQ, &mut n) };
+    if rc < 0 {
+        return libc::c_int::MAX;
+    }
+    n
+}
