@@ -69,13 +69,18 @@ async fn bench_command(client: &Client, command: &str, args: &[String]) -> Resul
     match command {
         // Sequential small requests: ReportMetric runs in a hub handler and
         // answers Ack, so this is the IPC path and nothing else.
+        // `rtt <n> [pause_us]`: with a pause between requests, a module
+        // that stays within its rate limit, as an honest one does.
         "rtt" => {
-            let n = arg(args, 0, 1000);
+            let (n, pause) = (arg(args, 0, 1000), std::time::Duration::from_micros(arg(args, 1, 0)));
             let mut samples = Vec::with_capacity(n as usize);
             for i in 0..n {
                 let t = Instant::now();
                 client.report_metric("bench", i as f64, &[]).await.map_err(|e| e.to_string())?;
                 samples.push(t.elapsed().as_nanos() as u64);
+                if !pause.is_zero() {
+                    tokio::time::sleep(pause).await;
+                }
             }
             Ok(serde_json::json!({ "samples_ns": samples }).to_string())
         }

@@ -19,8 +19,11 @@ use hostd_tests::daemon_env::HostdEnv;
 use std::time::{Duration, Instant};
 
 const FLOODERS: [usize; 3] = [1, 5, 20];
-/// Pause after a flood stops.
-const SETTLE: Duration = Duration::from_millis(1500);
+/// How long the flooders' throttling must stand still after a flood stops.
+const SETTLE: Duration = Duration::from_millis(500);
+/// The bystander's pause between requests: an honest module, well inside
+/// the default rate limit (2,000 frames/s), not a flood of its own.
+const PACE_US: u64 = 1000;
 /// Round trips per CLI call into the bystander.
 const RTT_CHUNK: usize = 1000;
 /// Time the floods get to reach full speed before the bystander measures.
@@ -76,7 +79,7 @@ fn measure(b: &Bench, samples: usize, flooders: usize, case: &mut Case) {
     // In chunks, each well inside the CLI call timeout.
     let mut taken = 0;
     while taken < samples {
-        let v = b.cli("by-bench", "rtt", &[(samples - taken).min(RTT_CHUNK).to_string()]);
+        let v = b.cli("by-bench", "rtt", &[(samples - taken).min(RTT_CHUNK).to_string(), PACE_US.to_string()]);
         let got: Vec<u64> = v["samples_ns"].as_array().map(|a| a.iter().filter_map(|x| x.as_u64()).collect()).unwrap_or_default();
         taken += got.len().max(1);
         case.rtt.extend(got);
@@ -94,9 +97,19 @@ fn measure(b: &Bench, samples: usize, flooders: usize, case: &mut Case) {
         case.flood_secs += c["secs"].as_f64().unwrap_or(0.0) / flooders as f64;
     }
     // Stopped flooders still have frames queued in their sockets, which
-    // hostd reads at their rate: let that drain before the next case.
+    // hostd reads at their rate: the next case starts once none of them is
+    // being throttled any more (their queues are drained), or after 60 s.
     if flooders > 0 {
-        std::thread::sleep(SETTLE);
+        let until = Instant::now() + Duration::from_secs(60);
+        let mut last = throttled_ms(b, "x");
+        loop {
+            std::thread::sleep(SETTLE);
+            let now = throttled_ms(b, "x");
+            if now == last || Instant::now() > until {
+                break;
+            }
+            last = now;
+        }
     }
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
@@ -133,7 +146,7 @@ fn main() {
         std::thread::sleep(Duration::from_millis(20));
     }
     // Every module has registered its commands once its CLI answers.
-    b.cli("by-bench", "rtt", &["1000".into()]);
+    b.cli("by-bench", "rtt", &["1000".into(), PACE_US.to_string()]);
     for i in 0..most {
         b.cli(&format!("x{i}-flood"), "stop", &[]);
     }
@@ -155,7 +168,7 @@ fn main() {
     let idle99 = p99(&cases[0]).max(1) as f64;
     let build = if cfg!(debug_assertions) { "DEBUG build: figures are not representative" } else { "release build" };
     println!("fairness: bystander round trip (ReportMetric, sequential), {rounds} rounds × {samples} samples per case, {build}");
-    println!("p50 over all samples of a case; p99 = the median of its rounds' p99s");
+    println!("p50 over all samples of a case; p99 = the median of its rounds' p99s; the bystander pauses {PACE_US} µs between requests");
     println!("each flooder: 64 request loops, 16 publish loops, 8 call loops (to another module), 1 log loop");
     if !daemon_toml.trim().is_empty() {
         println!("config beyond the defaults: {}", daemon_toml.trim().replace('\n', "; "));
