@@ -17,6 +17,9 @@ pub const EVENTS_PER_WRITE: usize = 16;
 /// The longest pause between checks of whether a module has read its
 /// events, while it has not.
 const EVENT_POLL_MAX: Duration = Duration::from_millis(64);
+/// The same while events are waiting: a module that catches up gets them
+/// within this, rather than after a long idle backoff.
+const EVENT_POLL_PENDING: Duration = Duration::from_millis(2);
 
 /// Responses first, then calls to the module, then events; what is already
 /// queued goes out in one write. Events leave the queue only once the
@@ -47,7 +50,8 @@ pub(super) async fn write_loop(
                 events_taken += 1;
             }
             _ = tokio::time::sleep(poll), if !drained => {
-                poll = (poll * 2).clamp(Duration::from_millis(1), EVENT_POLL_MAX);
+                let cap = if events.queued() > 0 { EVENT_POLL_PENDING } else { EVENT_POLL_MAX };
+                poll = (poll * 2).clamp(Duration::from_millis(1), cap);
                 continue;
             }
             else => return,
