@@ -3,6 +3,7 @@
 
 use hostd::daemon::control::{request, ControlRequest};
 use hostd_tests::daemon_env::HostdEnv;
+use hostd_tests::rss_kib;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -44,15 +45,8 @@ impl Bench {
         let launcher = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
             .ok()
             .and_then(|c| c.split_whitespace().next().and_then(|p| p.parse::<u32>().ok()));
-        (vm_rss_kib(pid), launcher.map(vm_rss_kib).unwrap_or(0))
+        (rss_kib(pid), launcher.map(rss_kib).unwrap_or(0))
     }
-}
-
-pub fn vm_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
-        .unwrap_or(0)
 }
 
 pub fn start(mut env: HostdEnv) -> (Bench, Duration) {

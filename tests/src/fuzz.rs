@@ -12,6 +12,7 @@
 //! splices, random headers) and feeds them in random chunk sizes.
 
 use crate::daemon_env::HostdEnv;
+use crate::rss_kib;
 use hostd_protocol::{self as proto, BatchOp, EventType, FrameBuf, HealthStatus, LogLevel, LogRecord, ModuleMessage, Request};
 use std::time::{Duration, Instant};
 
@@ -302,13 +303,6 @@ pub struct DaemonReport {
     pub bystander_checks: u64,
     pub findings: Vec<String>,
     log_findings: Vec<String>,
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
-        .unwrap_or(0)
 }
 
 fn fds(pid: u32) -> u64 {

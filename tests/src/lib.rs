@@ -309,6 +309,20 @@ fn check_schema(schema: &serde_json::Value, value: &serde_json::Value, path: &st
     }
 }
 
+/// The first number of field `key` ("VmRSS:", "Threads:") in
+/// /proc/<pid>/status; 0 once the process is gone.
+pub fn status_number(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix(key)?.split_whitespace().next()?.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Resident memory of `pid` in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    status_number(pid, "VmRSS:")
+}
+
 /// State letter and parent pid of `pid` from /proc/<pid>/stat; `None` once
 /// it is gone.
 pub fn proc_state(pid: u64) -> Option<(char, u64)> {

@@ -2,7 +2,7 @@
 //! hostd-testmod binary plays each role), driven through the CLI.
 
 use hostd_tests::daemon_env::HostdEnv;
-use hostd_tests::{eventually, proc_state, require_daemon};
+use hostd_tests::{eventually, proc_state, require_daemon, rss_kib};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
@@ -195,10 +195,7 @@ fn reload_and_unload_during_storage_work() {
 }
 
 fn threads(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Threads:").and_then(|v| v.trim().parse().ok())))
-        .unwrap_or(0)
+    hostd_tests::status_number(pid, "Threads:")
 }
 
 /// One module's storage work cannot take hostd's shared blocking pool:
@@ -374,14 +371,6 @@ fn crashes_publish_their_reason_and_restart_with_backoff_until_the_crash_loop_li
     assert!(good["events"]["delivered"].as_u64().unwrap_or(0) >= 4, "{good:#}");
     let log = env.log();
     assert!(log.contains("restarting in 100 ms") && log.contains("restarting in 200 ms"), "exponential backoff:\n{log}");
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:").and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok()))
-        .unwrap_or(0)
 }
 
 /// What hostd's status says of a module's events, as (delivered, dropped,
@@ -723,22 +712,6 @@ fn file_requests_stay_inside_the_module_data_directory() {
     assert_eq!(env.ctl_ok(&["module", "t-good", "fs-read", "ok.txt"]).trim(), "again");
 }
 
-/// Bytes of RocksDB data files (SST, WAL, blob) in `dir`.
-fn db_data_bytes(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .filter(|e| {
-                    let n = e.file_name().to_string_lossy().into_owned();
-                    n.ends_with(".sst") || n.ends_with(".log") || n.ends_with(".blob")
-                })
-                .filter_map(|e| e.metadata().ok())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
 /// The storage quota holds on disk, not only in keys and values: a module
 /// that puts and deletes in cycles stays logically small while the
 /// database's write-ahead log grows; hostd refuses its growth once the
@@ -766,7 +739,7 @@ fn the_storage_quota_holds_on_disk() {
         std::thread::spawn(move || {
             let mut max = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                max = max.max(db_data_bytes(&db));
+                max = max.max(hostd::daemon::storage_disk::data_file_bytes(&db));
                 std::thread::sleep(Duration::from_millis(2));
             }
             max
