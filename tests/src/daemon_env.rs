@@ -91,11 +91,6 @@ impl HostdEnv {
         self.wait_module("t-caller", "running", t, |m| m["state"] == "running" && m["handshaken"] == true);
     }
 
-    /// The bystander still answers, whatever was attacked.
-    pub fn assert_bystander_answers(&self, word: &str) {
-        assert_eq!(self.ctl_ok(&["module", "t-caller", "call", "t-good", word]).trim(), format!("pong to t-caller: {word}"));
-    }
-
     /// Start `hostd run` and wait until its control socket answers.
     pub fn start(&mut self) {
         let log = std::fs::File::create(self.scratch.0.join("hostd.log")).expect("log file");

@@ -79,6 +79,111 @@ fn fuzz_life(name: &str) -> ! {
     std::process::exit(0);
 }
 
+fn frame_of(msg: &ModuleMessage) -> Vec<u8> {
+    proto::encode(msg, proto::DEFAULT_MAX_FRAME).unwrap_or_default()
+}
+
+/// SCM_RIGHTS over fd 3: 2,000 valid log frames, each carrying 64 copies
+/// of fd 3 itself. hostd reads with read(2), so the kernel drops the
+/// passed descriptors; none may reach hostd's fd table.
+fn fd_pass_life(name: &str) -> ! {
+    let mut f = raw_fd3();
+    raw_hello(&mut f, name);
+    let log = ModuleMessage::Log(proto::LogRecord {
+        level: proto::LogLevel::Debug,
+        target: "fdpass".into(),
+        message: "a frame with descriptors attached".into(),
+        fields: vec![],
+    });
+    let frame = frame_of(&log);
+    let fds = [3 as libc::c_int; 64];
+    let (mut sent, mut refused, mut why) = (0u32, 0u32, String::new());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    // The kernel caps descriptors in flight per user (ETOOMANYREFS): wait
+    // for hostd to read, and send again.
+    while sent < 2000 && std::time::Instant::now() < deadline {
+        let mut iov = libc::iovec { iov_base: frame.as_ptr() as *mut libc::c_void, iov_len: frame.len() };
+        let space = unsafe { libc::CMSG_SPACE(std::mem::size_of_val(&fds) as u32) } as usize;
+        let mut control = vec![0u8; space];
+        // SAFETY: msghdr/cmsghdr built over buffers we own, sized by CMSG_SPACE.
+        let rc = unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+            msg.msg_controllen = space as _;
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of_val(&fds) as u32) as _;
+            std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(c) as *mut libc::c_int, fds.len());
+            libc::sendmsg(3, &msg, 0)
+        };
+        if rc == frame.len() as isize {
+            sent += 1;
+        } else {
+            refused += 1;
+            why = std::io::Error::last_os_error().to_string();
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+    eprintln!("fdpass: sent {sent} frames carrying {} descriptors ({refused} sends waited for room: {why})", sent * 64);
+    sleep_forever();
+}
+
+/// Correlation ids reused and invented: 500 requests that all carry id 7,
+/// then 500 results for calls hostd never made. Every request must be
+/// answered under its id; the forged results must reach nobody.
+fn dup_id_life(name: &str) -> ! {
+    use std::io::Read;
+    let mut f = raw_fd3();
+    raw_hello(&mut f, name);
+    let mut batch = Vec::new();
+    for _ in 0..500 {
+        batch.extend(frame_of(&ModuleMessage::Request { id: 7, request: proto::Request::RegisterCliSpec { spec: cli_spec() } }));
+    }
+    for id in 0..500 {
+        batch.extend(frame_of(&ModuleMessage::InvocationResult { id, result: Ok(b"forged".to_vec()) }));
+    }
+    let _ = f.write_all(&batch);
+    let mut frames = proto::FrameBuf::new(proto::DEFAULT_MAX_FRAME);
+    let (mut answered, mut other) = (0u32, 0u32);
+    let mut chunk = vec![0u8; 64 << 10];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while answered < 500 && std::time::Instant::now() < deadline {
+        match f.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => frames.push(&chunk[..n]),
+        }
+        while let Ok(Some(m)) = frames.next_message::<proto::HostMessage>() {
+            match m {
+                proto::HostMessage::Response { id: 7, result: Ok(_) } => answered += 1,
+                _ => other += 1,
+            }
+        }
+    }
+    eprintln!("dupid: {answered} answers under id 7, {other} other frames");
+    sleep_forever();
+}
+
+/// Calls its own API 1,000 times with 250 KiB each and never reads: what
+/// hostd holds for it is bounded by the callee's invocation queue.
+fn self_call_life(name: &str) -> ! {
+    let mut f = raw_fd3();
+    raw_hello(&mut f, name);
+    let _ = f.write_all(&frame_of(&ModuleMessage::Request { id: 1, request: proto::Request::RegisterModuleApi { methods: vec!["ping".into()] } }));
+    let mut sent = 0;
+    for id in 0..1000u64 {
+        let call = proto::Request::CallModule { module: name.into(), method: "ping".into(), params: vec![7; 250 << 10] };
+        if f.write_all(&frame_of(&ModuleMessage::Request { id: id + 2, request: call })).is_err() {
+            break;
+        }
+        sent += 1;
+    }
+    eprintln!("selfcall: sent {sent} calls of 250 KiB to itself");
+    sleep_forever();
+}
+
 fn sleep_forever() -> ! {
     loop {
         std::thread::sleep(std::time::Duration::from_secs(3600));
@@ -128,6 +233,9 @@ fn main() {
             sleep_forever();
         }
         "fuzz" => fuzz_life(&name),
+        "fdpass" => fd_pass_life(&name),
+        "dupid" => dup_id_life(&name),
+        "selfcall" => self_call_life(&name),
         "deaf" => {
             // Registers an API, then never reads again: calls to it pile up
             // in hostd (and in the socket buffer) and are never answered.
@@ -236,7 +344,7 @@ fn flood_counts() -> &'static std::sync::Mutex<std::collections::BTreeMap<String
 }
 
 fn cli_spec() -> CliSpec {
-    let commands = ["try-utxo", "put", "get", "flood", "call", "callflood", "callflood-result", "regflood", "timer", "cancel", "task", "fired", "metric", "metrics", "rpc-register", "churn", "quota", "fs-write", "fs-read", "try-all", "healthflood", "seen", "fs-fill", "cycle"];
+    let commands = ["try-utxo", "put", "get", "flood", "call", "callflood", "callflood-result", "regflood", "timer", "cancel", "task", "fired", "metric", "metrics", "rpc-register", "churn", "quota", "fs-write", "fs-read", "try-all", "healthflood", "seen", "fs-fill", "cycle", "trees", "scanflood", "fs-readflood"];
     CliSpec {
         about: "test module".into(),
         commands: commands.iter().map(|c| CliCommand { name: c.to_string(), about: String::new(), args: vec![] }).collect(),
@@ -300,6 +408,19 @@ fn one_of_each() -> Vec<proto::Request> {
         Q::SubmitBlock { raw: vec![0] },
         Q::QueueInboundBlock { raw: vec![0] },
     ]
+}
+
+/// "<name> ok=<n> <code>=<n>": how a run of requests ended, by outcome.
+fn tally(name: &str, results: Vec<Result<(), hostd_sdk::SdkError>>) -> String {
+    let mut counts = std::collections::BTreeMap::new();
+    for r in results {
+        let k = match r {
+            Ok(()) => "ok".to_string(),
+            Err(e) => format!("{:?}", e.code()),
+        };
+        *counts.entry(k).or_insert(0) += 1;
+    }
+    format!("{name} {}\n", counts.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "))
 }
 
 async fn run_cli(client: &hostd_sdk::Client, command: &str, args: &[String]) -> Result<Vec<u8>, ErrorBody> {
@@ -400,6 +521,58 @@ async fn run_cli(client: &hostd_sdk::Client, command: &str, args: &[String]) -> 
             }
             format!("stored {stored} refused {refused}\n{last}")
         }
+        // `trees <n>`: open n storage trees.
+        "trees" => {
+            let mut r = Vec::new();
+            for i in 0..arg(0).parse().unwrap_or(2000) {
+                r.push(client.storage_open_tree(&format!("t{i}")).await);
+            }
+            tally("trees", r)
+        }
+        // `scanflood <entries> <bytes> <parallel> <rounds>`: store large
+        // entries, then scan them all at once from many tasks.
+        "scanflood" => {
+            let (entries, len, parallel, rounds): (u32, usize, usize, usize) =
+                (arg(0).parse().unwrap_or(120), arg(1).parse().unwrap_or(100 << 10), arg(2).parse().unwrap_or(30), arg(3).parse().unwrap_or(5));
+            for i in 0..entries {
+                if let Err(e) = client.storage_put("default", format!("s{i:05}").as_bytes(), &vec![7; len]).await {
+                    return Ok(format!("put {i}: {e}").into_bytes());
+                }
+            }
+            let (mut most, mut scans, mut failed) = (0usize, 0u32, 0u32);
+            for _ in 0..rounds {
+                let tasks: Vec<_> = (0..parallel)
+                    .map(|_| {
+                        let client = client.clone();
+                        tokio::spawn(async move { client.storage_iter_prefix("default", b"s", 10_000).await.map(|e| e.len()) })
+                    })
+                    .collect();
+                for t in tasks {
+                    match t.await {
+                        Ok(Ok(n)) => {
+                            scans += 1;
+                            most = most.max(n);
+                        }
+                        _ => failed += 1,
+                    }
+                }
+            }
+            format!("scans {scans} failed {failed} most entries in one answer {most}")
+        }
+        // `fs-readflood <path> <n>`: n concurrent reads of one file.
+        "fs-readflood" => {
+            let tasks: Vec<_> = (0..arg(1).parse().unwrap_or(200))
+                .map(|_| {
+                    let (client, path) = (client.clone(), arg(0));
+                    tokio::spawn(async move { client.fs_read(&path, 0, 16).await.map(|_| ()) })
+                })
+                .collect();
+            let mut r = Vec::new();
+            for t in tasks {
+                r.push(t.await.unwrap_or(Ok(())));
+            }
+            tally("reads", r)
+        }
         "seen" => seen().lock().unwrap_or_else(|p| p.into_inner()).join("\n"),
         "fs-write" => show(client.fs_write(&arg(0), arg(1).as_bytes(), false).await.map(|_| "written".into())),
         "fs-read" => show(client.fs_read(&arg(0), 0, 4096).await.map(|b| String::from_utf8_lossy(&b).into_owned())),
@@ -425,17 +598,6 @@ async fn run_cli(client: &hostd_sdk::Client, command: &str, args: &[String]) -> 
         // time: "<kind> ok=<n> <code>=<n>" per kind.
         "regflood" => {
             let mut out = String::new();
-            let tally = |name: &str, results: Vec<Result<(), hostd_sdk::SdkError>>| {
-                let mut counts = std::collections::BTreeMap::new();
-                for r in results {
-                    let k = match r {
-                        Ok(()) => "ok".to_string(),
-                        Err(e) => format!("{:?}", e.code()),
-                    };
-                    *counts.entry(k).or_insert(0) += 1;
-                }
-                format!("{name} {}\n", counts.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "))
-            };
             let mut r = Vec::new();
             for i in 0..1000 {
                 r.push(client.register_rpc_endpoint(&format!("m{i}"), "d").await);
