@@ -75,6 +75,30 @@ pub struct DaemonSettings {
     pub max_label_bytes: u32,
     /// Storage trees (column families) per module, `default` included.
     pub max_storage_trees: u32,
+    /// Quota charged for each tree beyond `default`: its OPTIONS section,
+    /// MANIFEST records and memtable, which its data does not show.
+    pub storage_tree_charge_bytes: u64,
+    /// How often, at most, a module's database over its quota on disk is
+    /// flushed and compacted to get space back before growth is refused.
+    pub storage_reclaim_interval_ms: u32,
+    /// How long unload/reload waits for a module's storage requests still
+    /// running before it gives up with an error (the module stays loaded).
+    pub storage_close_wait_ms: u32,
+    /// Entries one prefix scan answers at most (bytes: one frame).
+    pub max_scan_entries: u32,
+    /// Largest `config.toml` read from a module's directory.
+    pub max_module_config_bytes: u64,
+    /// Undelivered events per module, end to end (the seeds' 100), of
+    /// which events modules cause (publications, health reports) may fill
+    /// `module_event_share`; the writer puts at most `events_per_write`
+    /// more in the socket once the module has read the last ones.
+    pub event_queue_len: u32,
+    pub module_event_share: u32,
+    pub events_per_write: u32,
+    /// Timers and scheduled tasks one module may have at once, and the
+    /// shortest interval (a module cannot turn timers into a busy loop).
+    pub max_timers: u32,
+    pub min_timer_ms: u32,
     /// At start-up, how long hostd waits for its modules to be up (or to
     /// have definitively failed) before it says READY=1 anyway, naming the
     /// ones still starting.
@@ -124,6 +148,16 @@ impl Default for DaemonSettings {
             max_metric_labels: 16,
             max_label_bytes: 128,
             max_storage_trees: 64,
+            storage_tree_charge_bytes: 64 << 10,
+            storage_reclaim_interval_ms: 5000,
+            storage_close_wait_ms: 10_000,
+            max_scan_entries: 10_000,
+            max_module_config_bytes: 1 << 20,
+            event_queue_len: 100,
+            module_event_share: 75,
+            events_per_write: 16,
+            max_timers: 64,
+            min_timer_ms: 10,
             ready_timeout_ms: 60_000,
             announce_after_ms: 2000,
             restart: RestartPolicy::default(),
@@ -296,6 +330,12 @@ impl HostConfig {
         if d.max_in_flight == 0 || d.max_pending_invocations == 0 || d.max_blocking_per_module == 0 {
             return Err(invalid("daemon", "max_in_flight, max_pending_invocations and max_blocking_per_module must be > 0".into()));
         }
+        if d.event_queue_len == 0 || d.events_per_write == 0 || d.module_event_share > d.event_queue_len {
+            return Err(invalid("daemon", "event_queue_len and events_per_write must be > 0, module_event_share <= event_queue_len".into()));
+        }
+        if d.max_scan_entries == 0 || d.max_timers == 0 || d.min_timer_ms == 0 {
+            return Err(invalid("daemon", "max_scan_entries, max_timers and min_timer_ms must be > 0".into()));
+        }
         for name in &d.disabled {
             crate::manifest::check_name(name).map_err(|m| invalid("daemon.disabled", m))?;
         }
@@ -348,5 +388,13 @@ mod tests {
         assert!(e.contains("did you mean `allow_unsigned`"), "{e}");
         let e = HostConfig::parse("[[trust.anchors]]\nname = \"a\"\npublic_key = \"zz\"\n", Path::new("h.toml")).unwrap_err().to_string();
         assert!(e.contains("trust.anchors[0]"), "{e}");
+    }
+
+    #[test]
+    fn bounds_that_would_stall_or_invert_are_refused() {
+        for bad in ["event_queue_len = 0", "events_per_write = 0", "module_event_share = 101", "max_timers = 0", "max_scan_entries = 0"] {
+            let e = HostConfig::parse(&format!("[daemon]\n{bad}\n"), Path::new("h.toml")).unwrap_err().to_string();
+            assert!(e.contains("daemon"), "{bad}: {e}");
+        }
     }
 }

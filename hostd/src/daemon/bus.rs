@@ -15,7 +15,7 @@
 //! subscribes to them, however late, so no start-up module misses them for
 //! having subscribed a moment after they were published.
 
-use super::event_queue::{Cause, EventFrame, EventQueue, Offer};
+use super::event_queue::{Cause, EventFrame, EventQueue, Offer, QueueBounds};
 use hostd_protocol::{self as proto, Event, EventPayload, EventType, HostMessage};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -89,11 +89,12 @@ struct Inner {
 pub struct Bus {
     inner: RwLock<Inner>,
     max_frame: u32,
+    queue_bounds: QueueBounds,
 }
 
 impl Bus {
-    pub fn new(max_frame: u32) -> Bus {
-        Bus { inner: RwLock::new(Inner::default()), max_frame }
+    pub fn new(max_frame: u32, queue_bounds: QueueBounds) -> Bus {
+        Bus { inner: RwLock::new(Inner::default()), max_frame, queue_bounds }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
@@ -106,7 +107,7 @@ impl Bus {
 
     /// A connection came up: its queue is where this module's events go.
     pub fn attach(&self, module: &str, version: &str) -> Arc<EventQueue> {
-        let queue = EventQueue::new();
+        let queue = EventQueue::new(self.queue_bounds);
         let mut inner = self.write();
         let stats = inner.stats.entry(module.to_string()).or_default().clone();
         let startup = !inner.startup_over;
@@ -266,7 +267,8 @@ fn encode_event(event: Event, max_frame: u32) -> Option<EventFrame> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::event_queue::{EVENT_BUFFER, MODULE_SHARE};
+    const EVENT_BUFFER: usize = 100;
+    const MODULE_SHARE: usize = 75;
     use super::*;
 
     fn decode(frame: &EventFrame) -> Event {
@@ -300,7 +302,7 @@ mod tests {
 
     #[test]
     fn module_floods_fill_only_their_share_and_host_events_still_fit() {
-        let bus = Bus::new(proto::DEFAULT_MAX_FRAME);
+        let bus = Bus::new(proto::DEFAULT_MAX_FRAME, QueueBounds::default());
         let q = bus.attach("slow", "1.0.0");
         bus.subscribe("slow", &[EventType::Custom, EventType::NodeShutdown]);
         let _ = drain(&q);
@@ -329,7 +331,7 @@ mod tests {
 
     #[test]
     fn module_loaded_follows_the_seeds_ordering() {
-        let bus = Bus::new(proto::DEFAULT_MAX_FRAME);
+        let bus = Bus::new(proto::DEFAULT_MAX_FRAME, QueueBounds::default());
         let a = bus.attach("a", "1.0.0");
         bus.subscribe("a", &[EventType::ModuleLoaded]);
         assert_eq!(loaded_names(&drain(&a)), ["a"], "its own ModuleLoaded reaches a subscribed module");
@@ -362,7 +364,7 @@ mod tests {
 
     #[test]
     fn start_up_events_reach_start_up_modules_that_subscribe_late() {
-        let bus = Bus::new(proto::DEFAULT_MAX_FRAME);
+        let bus = Bus::new(proto::DEFAULT_MAX_FRAME, QueueBounds::default());
         let early = bus.attach("early", "1.0.0");
         bus.subscribe("early", &[EventType::NodeStartupCompleted]);
         let late = bus.attach("late", "1.0.0");

@@ -4,7 +4,7 @@
 //! queue so one kind cannot crowd out another: responses (`max_in_flight` +
 //! slack), calls made *to* the module by others (`max_pending_invocations`;
 //! beyond it callers get Busy, and nobody is blamed for someone else's
-//! flood), and events ([`super::event_queue::EVENT_BUFFER`], end to end). A module that stops
+//! flood), and events (`[daemon] event_queue_len`, end to end). A module that stops
 //! reading loses events (counted) and, once its own response queue is full,
 //! its connection.
 
@@ -217,7 +217,7 @@ pub async fn serve(host: Arc<Host>, module: String, version: String, stream: Uni
         s.handshaken = true;
     });
     tracing::info!(module = %module, protocol, "module handshaken");
-    let writer = tokio::spawn(super::conn_writer::write_loop(wr, socket, ctrl_rx, invoke_rx, events));
+    let writer = tokio::spawn(super::conn_writer::write_loop(wr, socket, ctrl_rx, invoke_rx, events, d.events_per_write as usize));
     let announce = tokio::spawn({
         let (host, module) = (host.clone(), module.clone());
         let after = Duration::from_millis(u64::from(d.announce_after_ms));

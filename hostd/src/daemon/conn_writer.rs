@@ -10,10 +10,6 @@ use std::time::Duration;
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::mpsc;
 
-/// Event frames written per write, at most. With the queue this bounds a
-/// module's undelivered events: [`super::event_queue::EVENT_BUFFER`] queued plus this many in
-/// the socket.
-pub const EVENTS_PER_WRITE: usize = 16;
 /// The longest pause between checks of whether a module has read its
 /// events, while it has not.
 const EVENT_POLL_MAX: Duration = Duration::from_millis(64);
@@ -26,13 +22,16 @@ const EVENT_POLL_PENDING: Duration = Duration::from_millis(2);
 /// module has read everything written to it before (the socket's send
 /// queue is empty): the socket buffer would otherwise hold thousands of
 /// small events behind the bounded queue, and a module that stops reading
-/// would have far more than [`super::event_queue::EVENT_BUFFER`] events undelivered.
+/// would have far more than its queue's bound of events undelivered. At
+/// most `events_per_write` event frames go into one write, so a module has
+/// at most its queue plus that many events undelivered.
 pub(super) async fn write_loop(
     mut wr: FrameWriter<OwnedWriteHalf>,
     socket: RawFd,
     mut ctrl: mpsc::Receiver<Vec<u8>>,
     mut invocations: mpsc::Receiver<Vec<u8>>,
     events: Arc<EventQueue>,
+    events_per_write: usize,
 ) {
     let mut poll = Duration::ZERO;
     loop {
@@ -61,7 +60,7 @@ pub(super) async fn write_loop(
                 wr.push_frame(&f);
             } else if let Ok(f) = invocations.try_recv() {
                 wr.push_frame(&f);
-            } else if let Some(f) = (drained && events_taken < EVENTS_PER_WRITE).then(|| events.try_take()).flatten() {
+            } else if let Some(f) = (drained && events_taken < events_per_write).then(|| events.try_take()).flatten() {
                 wr.push_frame(&f);
                 events_taken += 1;
             } else {

@@ -1,7 +1,7 @@
-//! One module's queue of undelivered events: [`EVENT_BUFFER`] frames in
-//! publication order, of which events a module caused (its own
-//! publications, other modules' publications, health reports) may fill at
-//! most [`MODULE_SHARE`]. The rest is reserved for events only hostd causes
+//! One module's queue of undelivered events: `capacity` frames in
+//! publication order (`[daemon] event_queue_len`, the seeds' 100), of which
+//! events a module caused (its own publications, other modules'
+//! publications, health reports) may fill at most `module_share`. The rest is reserved for events only hostd causes
 //! (ModuleCrashed, ModuleLoaded, NodeShutdown, …), so a module flooding the
 //! bus cannot push a real crash notice out of a bystander's queue.
 //!
@@ -13,10 +13,25 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
-/// The seeds' per-module event buffer: undelivered events, end to end.
-pub const EVENT_BUFFER: usize = 100;
-/// How many of those slots module-caused events may fill.
-pub const MODULE_SHARE: usize = 75;
+/// The seeds' per-module event buffer (undelivered events, end to end),
+/// and how many of its slots module-caused events may fill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueBounds {
+    pub capacity: usize,
+    pub module_share: usize,
+}
+
+impl QueueBounds {
+    pub fn of(d: &crate::config::DaemonSettings) -> QueueBounds {
+        QueueBounds { capacity: d.event_queue_len as usize, module_share: d.module_event_share as usize }
+    }
+}
+
+impl Default for QueueBounds {
+    fn default() -> Self {
+        QueueBounds::of(&crate::config::DaemonSettings::default())
+    }
+}
 
 /// An encoded `HostMessage::Event` frame shared by every recipient.
 pub type EventFrame = Arc<Vec<u8>>;
@@ -44,15 +59,15 @@ struct State {
     closed: bool,
 }
 
-#[derive(Default)]
 pub struct EventQueue {
     state: Mutex<State>,
     ready: Notify,
+    bounds: QueueBounds,
 }
 
 impl EventQueue {
-    pub fn new() -> Arc<EventQueue> {
-        Arc::new(EventQueue::default())
+    pub fn new(bounds: QueueBounds) -> Arc<EventQueue> {
+        Arc::new(EventQueue { state: Mutex::default(), ready: Notify::new(), bounds })
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -64,8 +79,8 @@ impl EventQueue {
         if st.closed {
             return Offer::Closed;
         }
-        let share_full = cause == Cause::Module && st.from_modules >= MODULE_SHARE;
-        if st.frames.len() >= EVENT_BUFFER || share_full {
+        let share_full = cause == Cause::Module && st.from_modules >= self.bounds.module_share;
+        if st.frames.len() >= self.bounds.capacity || share_full {
             return Offer::Full;
         }
         if cause == Cause::Module {
@@ -114,18 +129,20 @@ impl EventQueue {
 mod tests {
     use super::*;
 
+    const B: QueueBounds = QueueBounds { capacity: 100, module_share: 75 };
+
     fn frame(n: u8) -> EventFrame {
         Arc::new(vec![n])
     }
 
     #[test]
     fn module_events_cannot_take_the_host_reserve() {
-        let q = EventQueue::default();
+        let q = EventQueue::new(B);
         let module_taken = (0..500).filter(|i| q.offer(Cause::Module, frame(*i as u8)) == Offer::Queued).count();
-        assert_eq!(module_taken, MODULE_SHARE);
+        assert_eq!(module_taken, B.module_share);
         let host_taken = (0..500).filter(|i| q.offer(Cause::Host, frame(*i as u8)) == Offer::Queued).count();
-        assert_eq!(host_taken, EVENT_BUFFER - MODULE_SHARE);
-        assert_eq!(q.queued(), EVENT_BUFFER);
+        assert_eq!(host_taken, B.capacity - B.module_share);
+        assert_eq!(q.queued(), B.capacity);
         // Taking a module event frees a module slot; order is publication order.
         assert_eq!(q.try_take(), Some(frame(0)));
         assert_eq!(q.offer(Cause::Module, frame(9)), Offer::Queued);
@@ -136,15 +153,15 @@ mod tests {
 
     #[test]
     fn host_events_may_fill_the_whole_queue() {
-        let q = EventQueue::default();
+        let q = EventQueue::new(B);
         let taken = (0..500).filter(|_| q.offer(Cause::Host, frame(1)) == Offer::Queued).count();
-        assert_eq!(taken, EVENT_BUFFER);
+        assert_eq!(taken, B.capacity);
         assert_eq!(q.offer(Cause::Module, frame(2)), Offer::Full);
     }
 
     #[tokio::test]
     async fn take_waits_for_an_offer_and_ends_when_closed() {
-        let q = EventQueue::new();
+        let q = EventQueue::new(B);
         let q2 = q.clone();
         let taker = tokio::spawn(async move { (q2.take().await, q2.take().await) });
         tokio::task::yield_now().await;

@@ -2,6 +2,7 @@
 //! supervisor), unload (refused, or cascading over dependents), stop, reload.
 
 use super::supervisor::{self, StopRequest};
+use super::storage::StoreLimits;
 use super::{deps, layout, Host, LoadedModule, ModState};
 use crate::discovery::ModuleDir;
 use hostd_protocol::{Event, EventPayload, EventType};
@@ -24,8 +25,8 @@ pub enum LifecycleError {
     Storage(#[from] super::storage::StorageError),
     #[error("data directory: {0}")]
     Layout(#[from] layout::LayoutError),
-    #[error("storage of module {module} is still in use after {secs} s; try again")]
-    StoreBusy { module: String, secs: u64 },
+    #[error("storage of module {module} is still in use after {waited_ms} ms (daemon.storage_close_wait_ms); try again")]
+    StoreBusy { module: String, waited_ms: u64 },
     #[error("reload of {module} refused, the running instance keeps running: {why}")]
     ReloadRefused { module: String, why: String },
 }
@@ -49,7 +50,7 @@ pub fn load(host: &Arc<Host>, module: ModuleDir) -> Result<(), LifecycleError> {
     // A launcher round trip (it is quick): the runtime is multi-threaded.
     tokio::task::block_in_place(|| layout::prepare_module_dirs(&host.config, &name, uid, |dir, uid| host.launcher.give_blocking(dir, uid)))?;
     let d = &host.config.daemon;
-    let store = host.storage.open(&name, &host.config.module_data_dir(&name).join("db"), d.storage_quota_bytes, d.max_storage_trees as usize)?;
+    let store = host.storage.open(&name, &host.config.module_data_dir(&name).join("db"), StoreLimits::of(d))?;
     let (tx, rx) = mpsc::channel(4);
     let mut slot = LoadedModule::new(module, d.max_blocking_per_module as usize);
     slot.store = Some(Arc::new(store));
@@ -118,10 +119,6 @@ pub async fn reload(host: &Arc<Host>, name: &str) -> Result<(), LifecycleError> 
     Ok(())
 }
 
-/// How long an unload or reload waits for the module's storage work still
-/// running (requests already on the blocking pool) before giving up.
-const STORE_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// Stop the module, forget it, and close its database once no storage
 /// work of it is running any more: requests still in flight hold the store,
 /// and opening it again while they do fails on RocksDB's lock ("lock hold
@@ -130,10 +127,13 @@ async fn stop_and_remove(host: &Arc<Host>, name: &str) -> Result<Option<LoadedMo
     stop(host, name).await;
     let mut gone = host.loaded().remove(name);
     let Some(store) = gone.as_mut().and_then(|s| s.store.take()) else { return Ok(gone) };
-    let deadline = tokio::time::Instant::now() + STORE_CLOSE_WAIT;
+    // `[daemon] storage_close_wait_ms`: how long to wait for requests
+    // already on the blocking pool before giving up.
+    let wait = std::time::Duration::from_millis(u64::from(host.config.daemon.storage_close_wait_ms));
+    let deadline = tokio::time::Instant::now() + wait;
     while Arc::strong_count(&store) > 1 {
         if tokio::time::Instant::now() >= deadline {
-            return Err(LifecycleError::StoreBusy { module: name.into(), secs: STORE_CLOSE_WAIT.as_secs() });
+            return Err(LifecycleError::StoreBusy { module: name.into(), waited_ms: wait.as_millis() as u64 });
         }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }

@@ -62,7 +62,7 @@ async fn serve(config: HostConfig, launcher: launcher::Launcher, control_socket:
     launcher.start_reader();
     let d = &config.daemon;
     let host = Arc::new(Host {
-        bus: bus::Bus::new(d.max_frame_bytes),
+        bus: bus::Bus::new(d.max_frame_bytes, super::event_queue::QueueBounds::of(d)),
         storage: storage::StorageEnv::new(d.storage_block_cache_bytes as usize, d.storage_write_buffer_bytes as usize),
         launcher,
         node: Box::new(node::Standalone),

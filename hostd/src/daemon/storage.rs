@@ -4,7 +4,7 @@
 //! so it survives `kill -9` of hostd. All databases share one block cache
 //! and one write-buffer budget, so memory does not grow per module.
 //!
-//! The quota counts keys and values, plus [`TREE_CHARGE`] per tree beyond
+//! The quota counts keys and values, plus a charge per tree beyond
 //! `default`, and is also held against the data files on disk (see
 //! `storage_disk.rs`).
 
@@ -12,10 +12,10 @@ use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBWithThreadMode, Direction, IteratorMode, MultiThreaded, Options,
     WriteBatch, WriteBufferManager, WriteOptions,
 };
-use super::storage_disk::{self, TREE_CHARGE};
+use super::storage_disk;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 type Db = DBWithThreadMode<MultiThreaded>;
 
@@ -78,8 +78,8 @@ impl StorageEnv {
         o
     }
 
-    /// Open (creating if needed) the module's database with a byte quota.
-    pub fn open(&self, module: &str, dir: &Path, quota_bytes: u64, max_trees: usize) -> Result<ModuleStore, StorageError> {
+    /// Open (creating if needed) the module's database within `limits`.
+    pub fn open(&self, module: &str, dir: &Path, limits: StoreLimits) -> Result<ModuleStore, StorageError> {
         let opts = self.options();
         let db_err = |source| StorageError::Db { module: module.into(), path: dir.to_path_buf(), source };
         let mut existing = if dir.join("CURRENT").exists() { Db::list_cf(&opts, dir).map_err(db_err)? } else { Vec::new() };
@@ -94,16 +94,45 @@ impl StorageEnv {
             module: module.into(),
             path: dir.to_path_buf(),
             opts,
-            quota: quota_bytes,
+            quota: limits.quota_bytes,
             used: Mutex::new(0),
             trees: std::sync::atomic::AtomicUsize::new(trees),
-            max_trees,
+            max_trees: limits.max_trees,
+            tree_charge: limits.tree_charge,
+            reclaim_every: limits.reclaim_every,
             last_reclaim: Mutex::new(None),
             db,
         };
         let used = store.scan_used()?;
         *store.used_lock() = used;
         Ok(store)
+    }
+}
+
+/// What one module's database may hold: `[daemon] storage_quota_bytes`,
+/// `max_storage_trees`, `storage_tree_charge_bytes`,
+/// `storage_reclaim_interval_ms`.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreLimits {
+    pub quota_bytes: u64,
+    pub max_trees: usize,
+    pub tree_charge: u64,
+    pub reclaim_every: Duration,
+}
+
+impl StoreLimits {
+    pub fn of(d: &crate::config::DaemonSettings) -> StoreLimits {
+        StoreLimits {
+            quota_bytes: d.storage_quota_bytes,
+            max_trees: d.max_storage_trees as usize,
+            tree_charge: d.storage_tree_charge_bytes,
+            reclaim_every: Duration::from_millis(u64::from(d.storage_reclaim_interval_ms)),
+        }
+    }
+
+    /// The defaults, with this quota and tree bound.
+    pub fn new(quota_bytes: u64, max_trees: usize) -> StoreLimits {
+        StoreLimits { quota_bytes, max_trees, ..StoreLimits::of(&crate::config::DaemonSettings::default()) }
     }
 }
 
@@ -119,6 +148,8 @@ pub struct ModuleStore {
     /// Trees that exist (changed only under `used`'s lock).
     trees: std::sync::atomic::AtomicUsize,
     max_trees: usize,
+    tree_charge: u64,
+    reclaim_every: Duration,
     last_reclaim: Mutex<Option<Instant>>,
     db: Db,
 }
@@ -155,7 +186,7 @@ impl ModuleStore {
             let Some(cf) = self.db.cf_handle(&name) else { continue };
             total += self.tree_bytes(&cf)?;
             if name != "default" {
-                total += TREE_CHARGE;
+                total += self.tree_charge;
             }
         }
         Ok(total)
@@ -205,7 +236,7 @@ impl ModuleStore {
         if on_disk <= self.quota {
             return Ok(());
         }
-        if storage_disk::reclaim_due(&mut super::lock(&self.last_reclaim)) {
+        if storage_disk::reclaim_due(&mut super::lock(&self.last_reclaim), self.reclaim_every) {
             self.reclaim()?;
         }
         match self.on_disk() {
@@ -318,12 +349,12 @@ impl ModuleStore {
         if self.trees.load(Ordering::Relaxed) >= self.max_trees {
             return Err(StorageError::TooManyTrees { max: self.max_trees });
         }
-        if *used + TREE_CHARGE > self.quota {
-            return Err(StorageError::QuotaExceeded { used: *used, needed: TREE_CHARGE, limit: self.quota });
+        if *used + self.tree_charge > self.quota {
+            return Err(StorageError::QuotaExceeded { used: *used, needed: self.tree_charge, limit: self.quota });
         }
         self.db.create_cf(tree, &self.opts).map_err(|e| self.db_err(e))?;
         self.trees.fetch_add(1, Ordering::Relaxed);
-        *used += TREE_CHARGE;
+        *used += self.tree_charge;
         Ok(())
     }
 
@@ -341,7 +372,7 @@ impl ModuleStore {
         let size = self.tree_bytes(&self.tree(tree)?)?;
         self.db.drop_cf(tree).map_err(|e| self.db_err(e))?;
         self.trees.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        *used = used.saturating_sub(size + TREE_CHARGE);
+        *used = used.saturating_sub(size + self.tree_charge);
         Ok(())
     }
 }

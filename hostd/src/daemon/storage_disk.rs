@@ -13,14 +13,6 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// Each tree beyond `default` is charged this much of the quota: its
-/// OPTIONS section, MANIFEST records and memtable, which its data does not
-/// show.
-pub const TREE_CHARGE: u64 = 64 << 10;
-
-/// A module's database is compacted to reclaim space at most this often.
-pub const RECLAIM_EVERY: Duration = Duration::from_secs(5);
-
 /// Bytes of the database's data files in `dir`: SSTs, WALs and blobs.
 pub fn data_file_bytes(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
@@ -37,9 +29,10 @@ pub fn data_file_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-/// Whether a reclaim may run now (and, if so, that it runs now).
-pub fn reclaim_due(last: &mut Option<Instant>) -> bool {
-    if last.is_some_and(|t| t.elapsed() < RECLAIM_EVERY) {
+/// Whether a reclaim may run now, at most once per `every` (and, if so,
+/// that it runs now).
+pub fn reclaim_due(last: &mut Option<Instant>, every: Duration) -> bool {
+    if last.is_some_and(|t| t.elapsed() < every) {
         return false;
     }
     *last = Some(Instant::now());

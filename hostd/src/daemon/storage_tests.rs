@@ -4,6 +4,9 @@
 use super::*;
 use hostd_protocol::BatchOp;
 
+/// The default tree charge (`[daemon] storage_tree_charge_bytes`).
+const TREE_CHARGE: u64 = 64 << 10;
+
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("hostd-storage-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -17,7 +20,7 @@ fn trees_quota_and_reopen() {
     let env = StorageEnv::new(8 << 20, 8 << 20);
     let dir = tmp("quota");
     {
-        let s = env.open("m", &dir, Q, 8).expect("opens");
+        let s = env.open("m", &dir, StoreLimits::new(Q, 8)).expect("opens");
         s.put("default", b"", b"").expect("the default tree always exists");
         assert!(matches!(s.put("nope", b"k", b"v"), Err(StorageError::NoSuchTree(_))));
         assert!(matches!(s.open_tree("__meta"), Err(StorageError::BadTreeName(_))));
@@ -35,7 +38,7 @@ fn trees_quota_and_reopen() {
         assert_eq!(s.iter_prefix("t", b"a", 10, 1 << 20).expect("iter"), vec![(b"a2".to_vec(), vec![1; 10])]);
         assert_eq!(s.quota().0, TREE_CHARGE + 12 + 6);
     }
-    let s = env.open("m", &dir, 8 * TREE_CHARGE, 8).expect("reopens");
+    let s = env.open("m", &dir, StoreLimits::new(8 * TREE_CHARGE, 8)).expect("reopens");
     assert_eq!(s.quota().0, TREE_CHARGE + 18, "usage is recomputed from the data");
     assert_eq!(s.get("t", b"b").expect("get"), Some(vec![2; 5]));
     assert_eq!(s.tree_count(), 2);
@@ -48,7 +51,7 @@ fn trees_quota_and_reopen() {
     s.open_tree("one-too-many").expect("room again after a drop");
     assert_eq!(s.quota().0, 7 * TREE_CHARGE, "trees are charged, the dropped tree's data is not");
     s.drop_tree("x0").expect("drop");
-    let e = env.open("m2", &tmp("quota2"), TREE_CHARGE / 2, 8).expect("opens").open_tree("t").unwrap_err();
+    let e = env.open("m2", &tmp("quota2"), StoreLimits::new(TREE_CHARGE / 2, 8)).expect("opens").open_tree("t").unwrap_err();
     assert!(matches!(e, StorageError::QuotaExceeded { needed: TREE_CHARGE, .. }), "a tree needs room in the quota: {e}");
     drop(s);
     let _ = std::fs::remove_dir_all(&dir);
@@ -62,7 +65,7 @@ fn data_files_on_disk_are_held_to_the_quota() {
     let env = StorageEnv::new(8 << 20, 8 << 20);
     let dir = tmp("disk");
     let quota = 1 << 20;
-    let s = env.open("m", &dir, quota, 8).expect("opens");
+    let s = env.open("m", &dir, StoreLimits::new(quota, 8)).expect("opens");
     let (mut max_on_disk, mut refused_on_disk) = (0, 0);
     for round in 0..12u8 {
         for i in 0..40u8 {
@@ -79,7 +82,7 @@ fn data_files_on_disk_are_held_to_the_quota() {
     }
     assert!(max_on_disk <= quota + (64 << 10), "data files stayed near the quota: {max_on_disk}");
     assert!(refused_on_disk > 0 || max_on_disk <= quota, "either refused or never over");
-    std::thread::sleep(storage_disk::RECLAIM_EVERY);
+    std::thread::sleep(StoreLimits::new(0, 0).reclaim_every);
     s.put("default", b"after", &[1; 1000]).expect("room again after reclaim");
     drop(s);
     let _ = std::fs::remove_dir_all(&dir);
@@ -89,7 +92,7 @@ fn data_files_on_disk_are_held_to_the_quota() {
 fn a_prefix_scan_stops_at_its_byte_budget() {
     let env = StorageEnv::new(8 << 20, 8 << 20);
     let dir = tmp("scan");
-    let s = env.open("m", &dir, 1 << 20, 8).expect("opens");
+    let s = env.open("m", &dir, StoreLimits::new(1 << 20, 8)).expect("opens");
     for i in 0..10u8 {
         s.put("default", &[b'k', i], &[i; 1000]).expect("put");
     }

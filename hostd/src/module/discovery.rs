@@ -19,15 +19,13 @@ pub enum ModuleError {
     Config { file: PathBuf, message: String },
 }
 
-/// Largest `config.toml` read.
-const MAX_CONFIG_BYTES: u64 = 1 << 20;
-
 /// The module's own `config.toml`, if it has one: a regular file directly in
 /// its directory. It is not signed, so it is opened beneath the directory
 /// without following a symbolic link (one pointing at hostd.toml would hand
 /// the host's whole config, other modules' sections included, to the
-/// module), without blocking on a FIFO, and only up to a size bound.
-fn read_config(dir: &Path) -> Result<Option<String>, ModuleError> {
+/// module), without blocking on a FIFO, and only up to `max_bytes`
+/// (`[daemon] max_module_config_bytes`).
+fn read_config(dir: &Path, max_bytes: u64) -> Result<Option<String>, ModuleError> {
     let file = dir.join("config.toml");
     let refuse = |message: String| ModuleError::Config { file: file.clone(), message };
     let dirf = std::fs::File::open(dir).map_err(|e| refuse(format!("open the module directory: {e}")))?;
@@ -43,11 +41,11 @@ fn read_config(dir: &Path) -> Result<Option<String>, ModuleError> {
     if !meta.is_file() {
         return Err(refuse("is not a regular file".into()));
     }
-    if meta.len() > MAX_CONFIG_BYTES {
-        return Err(refuse(format!("is {} bytes; at most {MAX_CONFIG_BYTES} are read", meta.len())));
+    if meta.len() > max_bytes {
+        return Err(refuse(format!("is {} bytes; at most {max_bytes} are read (daemon.max_module_config_bytes)", meta.len())));
     }
     let mut text = String::new();
-    std::io::Read::read_to_string(&mut std::io::Read::take(f, MAX_CONFIG_BYTES), &mut text).map_err(|e| refuse(e.to_string()))?;
+    std::io::Read::read_to_string(&mut std::io::Read::take(f, max_bytes), &mut text).map_err(|e| refuse(e.to_string()))?;
     Ok(Some(text))
 }
 
@@ -69,7 +67,7 @@ pub fn load_dir(dir: &Path, host: &HostConfig, installed: bool) -> Result<Module
         return Err(ModuleError::NameMismatch { dir: dir.into(), dir_name, name });
     }
     let config_file = dir.join("config.toml");
-    let mut config = match read_config(dir)? {
+    let mut config = match read_config(dir, host.daemon.max_module_config_bytes)? {
         Some(text) => toml::from_str::<toml::Table>(&text).map_err(|e| crate::manifest::syntax_error(&config_file, &text, &e))?,
         None => toml::Table::new(),
     };
@@ -224,7 +222,7 @@ mod tests {
             ("symlink to the host config", Box::new(|| std::os::unix::fs::symlink(&host_toml, &cfg).expect("symlink")), "symbolic link"),
             // SAFETY: mkfifo with a NUL-terminated path.
             ("FIFO", Box::new(|| assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0)), "not a regular file"),
-            ("oversized", Box::new(|| std::fs::write(&cfg, vec![b'#'; (MAX_CONFIG_BYTES + 1) as usize]).expect("write")), "at most"),
+            ("oversized", Box::new(|| std::fs::write(&cfg, vec![b'#'; (HostConfig::default().daemon.max_module_config_bytes + 1) as usize]).expect("write")), "at most"),
         ];
         for (what, plant, why) in rows {
             let _ = std::fs::remove_file(&cfg);

@@ -26,9 +26,6 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
-/// Most bytes one FsRead returns.
-const MAX_READ: u64 = 1 << 20;
-
 /// One request's view of a module's `files/`.
 pub struct Files {
     root: File,
@@ -38,12 +35,14 @@ pub struct Files {
     host: Arc<Host>,
 }
 
-/// What one module may write through hostd.
+/// What one module may write (and read) through hostd.
 #[derive(Debug, Clone, Copy)]
 pub struct WriteBounds {
     pub quota_bytes: u64,
     pub max_entries: u64,
     pub max_file_bytes: u64,
+    /// Most bytes one FsRead answers: what fits one response frame.
+    pub max_read_bytes: u64,
 }
 
 impl WriteBounds {
@@ -53,7 +52,8 @@ impl WriteBounds {
         let max_file_bytes = host
             .with_module(module, |s| crate::policygen::effective_limits(limits, &s.module.manifest).fsize_bytes)
             .unwrap_or(limits.fsize_bytes);
-        WriteBounds { quota_bytes: d.files_quota_bytes, max_entries: d.max_files_entries, max_file_bytes }
+        let max_read_bytes = super::storage::scan_budget(d.max_frame_bytes) as u64;
+        WriteBounds { quota_bytes: d.files_quota_bytes, max_entries: d.max_files_entries, max_file_bytes, max_read_bytes }
     }
 }
 
@@ -143,7 +143,7 @@ impl Files {
     pub fn read(&self, path: &str, offset: u64, len: u32) -> Result<Response, ErrorBody> {
         let f = beneath::open(&self.root, path, libc::O_RDONLY | FOUND, 0).map_err(|e| io("read", path, e))?;
         check_found(&f, path, self.uid, false)?;
-        let mut buf = vec![0u8; u64::from(len).min(MAX_READ) as usize];
+        let mut buf = vec![0u8; u64::from(len).min(self.bounds.max_read_bytes) as usize];
         let n = f.read_at(&mut buf, offset).map_err(|e| io("read", path, e))?;
         buf.truncate(n);
         Ok(Response::Bytes(Some(buf)))

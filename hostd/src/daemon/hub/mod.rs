@@ -83,7 +83,7 @@ pub async fn handle(host: &Arc<Host>, ctx: &Arc<ConnCtx>, req: Request) -> Resul
         | Q::QueueInboundBlock { .. } => chain::query(host, &req),
         Q::StorageGet { tree, key } => storage::run(host, module, move |s| s.get(&tree, &key).map(Response::Bytes)).await,
         Q::StorageIterPrefix { tree, prefix, limit } => {
-            let limit = limit.min(storage::MAX_SCAN) as usize;
+            let limit = limit.min(host.config.daemon.max_scan_entries) as usize;
             let max_bytes = storage::scan_budget(host.config.daemon.max_frame_bytes);
             storage::run(host, module, move |s| s.iter_prefix(&tree, &prefix, limit, max_bytes).map(Response::Entries)).await
         }
@@ -111,8 +111,8 @@ pub async fn handle(host: &Arc<Host>, ctx: &Arc<ConnCtx>, req: Request) -> Resul
         Q::DiscoverModules => registry::discover(host),
         Q::GetModuleInfo { name } => registry::info(host, &name),
         Q::CallModule { module: target, method, params } => registry::call(host, module, &target, method, params).await,
-        Q::TimerCreate { interval_ms, repeat } => timers::start(ctx, interval_ms, repeat, None),
-        Q::ScheduleTask { delay_ms, task } => timers::start(ctx, delay_ms, false, Some(task)),
+        Q::TimerCreate { interval_ms, repeat } => timers::start(host, ctx, interval_ms, repeat, None),
+        Q::ScheduleTask { delay_ms, task } => timers::start(host, ctx, delay_ms, false, Some(task)),
         Q::TimerCancel { timer_id } => timers::cancel(ctx, timer_id),
         Q::ReportMetric { name, value, labels } => metrics::report(host, module, name, value, labels),
         Q::GetMetrics { module: filter } => metrics::get(host, filter),

@@ -6,11 +6,8 @@ use crate::daemon::Host;
 use hostd_protocol::{ErrorBody, ErrorCode, Response};
 use std::sync::Arc;
 
-/// Most entries one prefix scan returns.
-pub const MAX_SCAN: u32 = 10_000;
-
-/// Bytes of keys and values one prefix scan may gather: what fits a
-/// response frame, less room for the message around the entries.
+/// Bytes of keys and values one prefix scan (or file read) may gather:
+/// what fits a response frame, less room for the message around them.
 pub fn scan_budget(max_frame: u32) -> usize {
     (max_frame as usize).saturating_sub(1024)
 }

@@ -3,25 +3,23 @@
 
 use super::err;
 use crate::daemon::conn::ConnCtx;
-use crate::daemon::lock;
+use crate::daemon::{lock, Host};
 use hostd_protocol::{ErrorBody, ErrorCode, HostMessage, Response};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Timers and scheduled tasks one module may have at once.
-const MAX_TIMERS: usize = 64;
-/// Shortest timer interval: a module cannot turn timers into a busy loop.
-const MIN_TIMER_MS: u64 = 10;
-
-pub fn start(ctx: &Arc<ConnCtx>, ms: u64, repeat: bool, task: Option<String>) -> Result<Response, ErrorBody> {
-    if ms < MIN_TIMER_MS {
-        return Err(err(ErrorCode::InvalidArgument, format!("timers fire at most every {MIN_TIMER_MS} ms")));
+/// A timer or scheduled task, within `[daemon] max_timers` per module and
+/// `min_timer_ms` (a module cannot turn timers into a busy loop).
+pub fn start(host: &Host, ctx: &Arc<ConnCtx>, ms: u64, repeat: bool, task: Option<String>) -> Result<Response, ErrorBody> {
+    let d = &host.config.daemon;
+    if ms < u64::from(d.min_timer_ms) {
+        return Err(err(ErrorCode::InvalidArgument, format!("timers fire at most every {} ms (daemon.min_timer_ms)", d.min_timer_ms)));
     }
     let mut timers = lock(&ctx.timers);
     timers.retain(|_, t| !t.is_finished());
-    if timers.len() >= MAX_TIMERS {
-        return Err(err(ErrorCode::QuotaExceeded, format!("at most {MAX_TIMERS} timers per module")));
+    if timers.len() >= d.max_timers as usize {
+        return Err(err(ErrorCode::QuotaExceeded, format!("at most {} timers per module (daemon.max_timers)", d.max_timers)));
     }
     let id = ctx.next_timer.fetch_add(1, Ordering::Relaxed);
     let handle = ctx.handle.clone();
