@@ -4,6 +4,9 @@
 
 use std::time::{Duration, Instant};
 
+/// A throttled module is read in batches this long at its rate.
+pub const THROTTLE_QUANTUM: Duration = Duration::from_millis(10);
+
 /// Token bucket: `rate` per second, up to `burst` at once.
 pub struct TokenBucket {
     rate: f64,
@@ -17,17 +20,23 @@ impl TokenBucket {
         TokenBucket { rate: f64::from(rate), burst: f64::from(burst), tokens: f64::from(burst), last: Instant::now() }
     }
 
-    /// Take one token. `None` if there was one; otherwise how long to wait
-    /// before acting on what it was taken for (the balance goes negative,
-    /// so waiters queue up at exactly `rate` per second).
+    /// Take one token. `None` if there was one (or the balance is less than
+    /// one [`THROTTLE_QUANTUM`] of frames in debt); otherwise how long to
+    /// wait before acting on what it was taken for. The balance goes
+    /// negative, so over time frames pass at exactly `rate` per second, and
+    /// a throttled reader sleeps once per quantum, not once per frame.
     pub fn reserve(&mut self) -> Option<Duration> {
+        self.reserve_at(Instant::now())
+    }
+
+    fn reserve_at(&mut self, now: Instant) -> Option<Duration> {
         if self.tokens < 1.0 {
-            let now = Instant::now();
             self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
             self.last = now;
         }
         self.tokens -= 1.0;
-        (self.tokens < 0.0).then(|| Duration::from_secs_f64(-self.tokens / self.rate))
+        let slack = (self.rate * THROTTLE_QUANTUM.as_secs_f64()).max(1.0);
+        (self.tokens < 1.0 - slack).then(|| Duration::from_secs_f64(-self.tokens / self.rate))
     }
 }
 
@@ -85,6 +94,24 @@ mod tests {
         assert_eq!(kept, 3);
         assert_eq!(b.take_suppressed(), 7);
         assert_eq!(b.take_suppressed(), 0);
+    }
+
+    #[test]
+    fn a_throttled_reader_sleeps_once_per_quantum_at_the_same_rate() {
+        let mut t = TokenBucket::new(2000, 10);
+        let start = t.last;
+        let (mut now, mut sleeps) = (start, 0);
+        for _ in 0..210 {
+            if let Some(w) = t.reserve_at(now) {
+                sleeps += 1;
+                now += w;
+            }
+        }
+        // 200 frames past the burst at 2,000/s take 100 ms, in sleeps of
+        // one quantum (20 frames) each, not 200 sleeps.
+        let took = now - start;
+        assert!((9..=11).contains(&sleeps), "{sleeps} sleeps");
+        assert!(took >= Duration::from_millis(90) && took <= Duration::from_millis(101), "{took:?}");
     }
 
     #[test]
