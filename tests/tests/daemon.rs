@@ -439,3 +439,73 @@ fn hostd_drops_root_keeps_only_documented_capabilities_and_still_launches() {
     let f = std::fs::metadata(files.join("a.txt")).expect("a.txt");
     assert_eq!((f.uid(), f.gid(), f.mode() & 0o777), (module_uid, user.gid, 0o660));
 }
+
+/// `hostd load` and `reload` tell the truth: they return once the module
+/// is up, or fail with the reason its start failed (exit 1); a reload to a
+/// binary that cannot run in a sandbox (dynamically linked) is refused
+/// before the running instance stops; a module that is not running says
+/// so when asked for a CLI command; start failures and permission denials
+/// reach `hostd logs <module>` and `hostd status`. Controls: the honest
+/// load and reload succeed with exit 0.
+#[test]
+fn load_and_reload_tell_the_truth_and_failures_reach_the_operator() {
+    if !require_daemon("hostd run") {
+        return;
+    }
+    let mut env = HostdEnv::new("truth", "");
+    env.install_testmod("t-good", &["register_module_api"], "");
+    env.start();
+    let before = env.wait_module("t-good", "running", T, running);
+
+    // A denial is counted and said, with the permission it lacked.
+    assert!(env.ctl_ok(&["module", "t-good", "try-utxo"]).contains("PermissionDenied"));
+    let logs = env.ctl_ok(&["logs", "t-good"]);
+    assert!(logs.contains("[hostd] permission denied: get_utxo needs the read_utxo permission"), "{logs}");
+    // It also subscribed at start and asked for module info, without
+    // those permissions: every denial is counted, each said once.
+    let said = logs.lines().filter(|l| l.contains("[hostd] permission denied")).count() as u64;
+    assert!(said >= 2, "{logs}");
+    assert_eq!(env.module("t-good")["permission_denials"].as_u64(), Some(said));
+
+    // A dynamically linked binary: refused by sign (saying how to build
+    // it), and by reload before the running instance is stopped.
+    let dir = env.modules_dir().join("t-good");
+    let dynamic = ["/bin/sh", "/usr/bin/env"].into_iter().find(|p| std::path::Path::new(p).exists()).expect("a dynamic binary");
+    let binary = dir.join("t-good");
+    std::fs::copy(dynamic, dir.join("t-good.new")).expect("copy");
+    std::fs::rename(dir.join("t-good.new"), &binary).expect("mv");
+    let signed = std::process::Command::new(hostd_tests::hostd_bin()).arg("sign").arg(&dir).arg("--key").arg(env.scratch.0.join("maintainer.key")).output().expect("sign");
+    let said = hostd_tests::output_text(&signed);
+    assert!(!signed.status.success() && said.contains("dynamically linked") && said.contains("crt-static"), "sign: {said}");
+    let out = env.ctl(&["reload", "t-good"]);
+    let said = hostd_tests::output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("dynamically linked") && said.contains("keeps running"), "{said}");
+    assert_eq!(env.module("t-good")["pid"], before["pid"], "the old instance kept running");
+    std::fs::copy(hostd_tests::bin_dir().join("hostd-testmod"), dir.join("t-good.new")).expect("copy");
+    std::fs::rename(dir.join("t-good.new"), &binary).expect("mv");
+    env.sign("t-good");
+    // Control: an honest reload returns once the new instance is up.
+    let out = env.ctl(&["reload", "t-good"]);
+    assert!(out.status.success(), "{}", hostd_tests::output_text(&out));
+    let now = env.module("t-good");
+    assert!(running(&now) && now["pid"] != before["pid"], "up when reload returned: {now:#}");
+
+    // A module whose start fails (its handshake is refused): load says so
+    // and why, exit 1; asking it for a command says it is not running.
+    env.install_testmod("t-impostor", &[], "");
+    let out = env.ctl(&["load", "t-impostor"]);
+    let said = hostd_tests::output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("did not come up") && said.contains("belongs to"), "{said}");
+    let out = env.ctl(&["module", "t-impostor", "try-utxo"]);
+    let said = hostd_tests::output_text(&out);
+    assert!(!out.status.success() && said.contains("is not running") && said.contains("belongs to"), "{said}");
+    let logs = env.ctl_ok(&["logs", "t-impostor"]);
+    assert!(logs.contains("[hostd] exited:") && logs.contains("belongs to"), "{logs}");
+    // Control: an honest load returns once the module is up.
+    env.install_testmod("t-late", &[], "");
+    let out = env.ctl(&["load", "t-late"]);
+    assert!(out.status.success(), "{}", hostd_tests::output_text(&out));
+    assert!(running(&env.module("t-late")), "up when load returned");
+}

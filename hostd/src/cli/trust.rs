@@ -58,6 +58,7 @@ fn sign_inner(dir: &Path, key_file: &Path, name: Option<String>) -> Result<Strin
         ));
     }
     let bin = trust::open_inside(dir, &valid.manifest.entry_point)?;
+    hostd::elf::check_static(&bin).map_err(|why| format!("{}: {why}", dir.join(&valid.manifest.entry_point).display()))?;
     let (digest, size) = trust::hash_fd(&bin).map_err(|e| format!("{}: {e}", valid.manifest.entry_point))?;
     let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
     let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e| format!("{}: {e}", file.display()))?;

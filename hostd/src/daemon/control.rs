@@ -142,8 +142,12 @@ async fn handle(host: &Arc<Host>, req: ControlRequest) -> ControlResponse {
                 return ControlResponse::err(e);
             }
             let dir = host.config.module_dir(&module);
-            match crate::discovery::load_dir(&dir, &host.config, true).map_err(lifecycle::LifecycleError::from).and_then(|m| lifecycle::load(host, m)) {
-                Ok(()) => ControlResponse::ok(serde_json::json!({ "loaded": module })),
+            let loaded = crate::discovery::load_dir(&dir, &host.config, true).map_err(lifecycle::LifecycleError::from).and_then(|m| lifecycle::load(host, m));
+            match loaded {
+                Ok(()) => match lifecycle::wait_up(host, &module).await {
+                    Ok(()) => ControlResponse::ok(serde_json::json!({ "loaded": module })),
+                    Err(e) => ControlResponse::err(e),
+                },
                 Err(e) => ControlResponse::err(e),
             }
         }
@@ -192,8 +196,12 @@ async fn handle(host: &Arc<Host>, req: ControlRequest) -> ControlResponse {
             }
         }
         ControlRequest::RunCli { module, command, args } => {
-            let found = host.with_module(&module, |s| (s.conn.clone(), s.cli.clone()));
-            let Some((conn, spec)) = found else { return ControlResponse::err(format!("module {module:?} is not loaded")) };
+            let found = host.with_module(&module, |s| (s.conn.clone(), s.cli.clone(), s.state, s.last_exit.clone()));
+            let Some((conn, spec, state, last_exit)) = found else { return ControlResponse::err(format!("module {module:?} is not loaded")) };
+            if conn.is_none() {
+                let exit = last_exit.map(|e| format!("; last exit: {e}")).unwrap_or_default();
+                return ControlResponse::err(format!("module {module} is not running (state {state}{exit})"));
+            }
             let Some(spec) = spec else { return ControlResponse::err(format!("module {module} registered no CLI commands")) };
             if !spec.commands.iter().any(|c| c.name == command) {
                 let known: Vec<&str> = spec.commands.iter().map(|c| c.name.as_str()).collect();
@@ -240,6 +248,7 @@ async fn status(host: &Arc<Host>) -> serde_json::Value {
                 "api": s.api,
                 "cli_commands": s.cli.as_ref().map(|c| c.commands.iter().map(|c| c.name.clone()).collect::<Vec<_>>()),
                 "suppressed_output_lines": s.suppressed_lines,
+                "permission_denials": s.denials,
                 "pending_invocations": s.conn.as_ref().map_or(0, |c| c.pending_invocations()),
                 "throttled_ms": s.conn.as_ref().map_or(0, |c| c.throttled_ms()),
                 "pool_slots_busy": s.pool_slots - s.pool.available_permits(),

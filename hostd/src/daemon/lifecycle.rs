@@ -27,6 +27,8 @@ pub enum LifecycleError {
     Layout(#[from] layout::LayoutError),
     #[error("storage of module {module} is still in use after {waited_ms} ms (daemon.storage_close_wait_ms); try again")]
     StoreBusy { module: String, waited_ms: u64 },
+    #[error("module {module} did not come up: {why}; it stays loaded and is restarted with backoff (see `hostd status` and `hostd logs {module}`)")]
+    StartFailed { module: String, why: String },
     #[error("reload of {module} refused, the running instance keeps running: {why}")]
     ReloadRefused { module: String, why: String },
 }
@@ -116,8 +118,38 @@ pub async fn reload(host: &Arc<Host>, name: &str) -> Result<(), LifecycleError> 
     publish_unloaded(host, name);
     load(host, fresh)?;
     host.with_module(name, |s| s.restarts = restarts);
-    Ok(())
+    wait_up(host, name).await
 }
+
+/// After a load or reload: wait until the module is up (running and
+/// handshaken) or one start of it has failed, at most the handshake
+/// timeout plus [`START_SLACK`] (a start is spawn + handshake, and the
+/// handshake is bounded by that timeout).
+pub async fn wait_up(host: &Arc<Host>, name: &str) -> Result<(), LifecycleError> {
+    let limit = std::time::Duration::from_millis(u64::from(host.config.daemon.handshake_timeout_ms)) + START_SLACK;
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let seen = host.with_module(name, |s| (s.state == ModState::Running && s.handshaken, s.last_exit.clone(), s.state));
+        let why = match seen {
+            None => Some("it was unloaded while starting".to_string()),
+            Some((true, _, _)) => return Ok(()),
+            // A fresh slot has no last exit: any is a failed start of it.
+            Some((false, Some(exit), _)) => Some(exit),
+            Some((false, None, state)) if tokio::time::Instant::now() >= deadline => {
+                Some(format!("still {state} after {} ms", limit.as_millis()))
+            }
+            Some(_) => None,
+        };
+        if let Some(why) = why {
+            return Err(LifecycleError::StartFailed { module: name.into(), why });
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Beyond the handshake timeout, what a start may take (spawn, launcher
+/// round trips) before `wait_up` gives up on it.
+const START_SLACK: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Stop the module, forget it, and close its database once no storage
 /// work of it is running any more: requests still in flight hold the store,

@@ -49,6 +49,9 @@ use std::time::Instant;
 
 /// Lines of module output and logs kept per module for `hostd logs`.
 pub const LOG_RING: usize = 2000;
+/// Permission denials of one module said per second (the rest are counted
+/// in `hostd status`): enough to see what a module lacks, not a flood.
+pub const DENIALS_LOGGED_PER_SEC: u32 = 10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -61,6 +64,13 @@ pub enum ModState {
     /// Crash loop or unstartable; stays down until `hostd load`.
     Failed,
     Stopped,
+}
+
+impl std::fmt::Display for ModState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        f.write_str(&s)
+    }
 }
 
 /// What hostd knows about one module while it is loaded.
@@ -91,6 +101,10 @@ pub struct LoadedModule {
     pub pool: Arc<tokio::sync::Semaphore>,
     pub pool_slots: usize,
     pub control: Option<tokio::sync::mpsc::Sender<supervisor::StopRequest>>,
+    /// Requests refused for a missing permission, and how many of them a
+    /// second reach the log ring and hostd's log (the rest are counted).
+    pub denials: u64,
+    pub denial_log: limit::LineBudget,
 }
 
 impl LoadedModule {
@@ -117,11 +131,33 @@ impl LoadedModule {
             suppressed_lines: 0,
             files_used: None,
             control: None,
+            denials: 0,
+            denial_log: limit::LineBudget::new(DENIALS_LOGGED_PER_SEC),
+        }
+    }
+
+    /// A request refused for a missing permission: counted, and said in
+    /// the module's log ring and hostd's log at a bounded rate.
+    pub fn record_denial(&mut self, message: &str) {
+        self.denials += 1;
+        let admit = self.denial_log.admit();
+        if admit.closed_window_suppressed > 0 {
+            self.note(format!("{} more permission denials in the last second (not shown)", admit.closed_window_suppressed));
+        }
+        if admit.keep {
+            tracing::warn!(module = %self.name(), "permission denied: {message}");
+            self.note(format!("permission denied: {message}"));
         }
     }
 
     pub fn name(&self) -> &str {
         &self.module.manifest.manifest.name
+    }
+
+    /// What hostd says of this module: kept in its log ring (`hostd logs`)
+    /// beside the module's own lines, marked as hostd's.
+    pub fn note(&mut self, line: impl std::fmt::Display) {
+        self.push_log(format!("[hostd] {line}"));
     }
 
     /// The sandbox is gone (stopped or crashed).

@@ -36,7 +36,10 @@ pub(super) async fn supervise(host: Arc<Host>, name: String, mut control: mpsc::
         let reason = match start_once(&host, &name).await {
             Err(e) => {
                 tracing::error!(module = %name, "cannot start: {e}");
-                host.with_module(&name, |s| s.last_exit = Some(format!("start failed: {e}")));
+                host.with_module(&name, |s| {
+                    s.last_exit = Some(format!("start failed: {e}"));
+                    s.note(format!("start failed: {e}"));
+                });
                 None
             }
             Ok(mut run) => {
@@ -81,6 +84,7 @@ pub(super) async fn supervise(host: Arc<Host>, name: String, mut control: mpsc::
                 s.process_gone();
                 if let Some(r) = &reason {
                     s.last_exit = Some(r.to_string());
+                    s.note(format!("exited: {r}"));
                 }
                 s.restarts
             })
@@ -97,6 +101,7 @@ pub(super) async fn supervise(host: Arc<Host>, name: String, mut control: mpsc::
             Verdict::RestartAfter(backoff) => backoff,
             Verdict::GiveUp { crashes } => {
                 tracing::error!(module = %name, crashes, "crash loop: not restarting; `hostd load` after fixing it");
+                host.with_module(&name, |s| s.note(format!("{crashes} crashes: a crash loop; not restarted until `hostd load`")));
                 set_state(&host, &name, ModState::Failed);
                 if let Some(StopRequest { done }) = control.recv().await {
                     set_state(&host, &name, ModState::Stopped);
@@ -107,6 +112,7 @@ pub(super) async fn supervise(host: Arc<Host>, name: String, mut control: mpsc::
         };
         set_state(&host, &name, ModState::Backoff);
         tracing::info!(module = %name, "restarting in {} ms", backoff.as_millis());
+        host.with_module(&name, |s| s.note(format!("restarting in {} ms", backoff.as_millis())));
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
             cmd = control.recv() => {

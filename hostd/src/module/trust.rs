@@ -188,6 +188,7 @@ pub fn inspect(
         return Err(bin_err("not a regular file".into()));
     }
     only_trusted_can_rewrite(&meta).map_err(bin_err)?;
+    super::elf::check_static(&file).map_err(bin_err)?;
     let (digest, size) = hash_fd(&file).map_err(|e| bin_err(format!("read: {e}")))?;
     let binary = m.binary.as_ref().ok_or(TrustError::NoBinarySection { module: module.into() })?;
     let expected = parse_sha256(&binary.hash).map_err(bin_err)?;

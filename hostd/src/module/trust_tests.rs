@@ -15,11 +15,22 @@ impl Drop for Fixture {
     }
 }
 
+/// A little-endian ELF64 header with no program headers (so no
+/// interpreter: what `elf::check_static` accepts), then `tail`.
+fn elf(tail: &[u8]) -> Vec<u8> {
+    let mut b = vec![0u8; 64];
+    b[..7].copy_from_slice(b"\x7fELF\x02\x01\x01");
+    b[0x20] = 64; // e_phoff
+    b[0x36] = 56; // e_phentsize; e_phnum stays 0
+    b.extend_from_slice(tail);
+    b
+}
+
 fn fixture(tag: &str) -> Fixture {
     let dir = std::env::temp_dir().join(format!("hostd-trust-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("mkdir");
-    std::fs::write(dir.join("mod-bin"), b"\x7fELF pretend module binary").expect("write bin");
+    std::fs::write(dir.join("mod-bin"), elf(b"pretend module binary")).expect("write bin");
     let keys: Vec<SecretKey> = (0..4).map(|_| generate_key().expect("key")).collect();
     // Keys 0..3 are anchored; key 3 is not.
     let anchors = ["alice", "bob", "carol"]
@@ -124,7 +135,7 @@ fn each_attack_is_rejected() {
     check(&f, &good).expect("control: root's 0755 binary verifies again");
 
     // Tampered binary: one byte changed after signing.
-    std::fs::write(f.dir.join("mod-bin"), b"\x7fELF pretend module binarY").expect("tamper");
+    std::fs::write(f.dir.join("mod-bin"), elf(b"pretend module binarY")).expect("tamper");
     let err = check(&f, &good).unwrap_err();
     assert!(err.contains("does not match the manifest"), "{err}");
 }

@@ -49,9 +49,18 @@ pub async fn handle(host: &Arc<Host>, ctx: &Arc<ConnCtx>, req: Request) -> Resul
     let module = ctx.module.as_str();
     let kind = req.kind();
     if let Some(p) = access(kind).permission {
-        let granted = host.with_module(module, |s| s.permissions.contains(&p)).unwrap_or(false);
+        let message = || format!("{kind} needs the {p} permission, which module {module} does not have");
+        let granted = host
+            .with_module(module, |s| {
+                let granted = s.permissions.contains(&p);
+                if !granted {
+                    s.record_denial(&message());
+                }
+                granted
+            })
+            .unwrap_or(false);
         if !granted {
-            return Err(err(ErrorCode::PermissionDenied, format!("{kind} needs the {p} permission, which module {module} does not have")));
+            return Err(err(ErrorCode::PermissionDenied, message()));
         }
     }
     use Request as Q;
