@@ -18,6 +18,17 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> apt-get install ${need_apt[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
 fi
+# promtool (Prometheus's parser and linter) checks `hostd metrics`. It comes
+# in the prometheus package, whose server must not start here: policy-rc.d
+# answers 101 ("not allowed") to the package's service start.
+if ! command -v promtool >/dev/null; then
+  echo "==> apt-get install prometheus (for promtool; its service is not started)"
+  had_policy=; [ -e /usr/sbin/policy-rc.d ] && had_policy=1
+  [ -n "$had_policy" ] || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; }
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus || status_apt=$?
+  [ -n "$had_policy" ] || rm -f /usr/sbin/policy-rc.d
+  [ -z "${status_apt:-}" ] || { echo "apt-get install prometheus failed" >&2; exit 1; }
+fi
 if ! command -v cargo-nextest >/dev/null; then
   echo "==> cargo install cargo-nextest"
   cargo install --locked cargo-nextest

@@ -24,6 +24,18 @@ pub struct HostConfig {
     /// (host values win, as the seeds say).
     pub modules: BTreeMap<String, toml::Table>,
     pub daemon: DaemonSettings,
+    pub metrics: MetricsSettings,
+}
+
+/// `[metrics]`: an optional HTTP listener serving what `hostd metrics`
+/// prints (Prometheus text format) at `/metrics`. Off by default; loopback
+/// addresses only (a scraper on another host goes through a proxy the
+/// operator chooses).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// e.g. "127.0.0.1:9464".
+    pub listen: Option<String>,
 }
 
 /// `[daemon]`: how `hostd run` serves modules.
@@ -336,6 +348,12 @@ impl HostConfig {
         if d.max_scan_entries == 0 || d.max_timers == 0 || d.min_timer_ms == 0 {
             return Err(invalid("daemon", "max_scan_entries, max_timers and min_timer_ms must be > 0".into()));
         }
+        if let Some(listen) = &c.metrics.listen {
+            let addr: std::net::SocketAddr = listen.parse().map_err(|e| invalid("metrics.listen", format!("{listen:?}: {e} (e.g. \"127.0.0.1:9464\")")))?;
+            if !addr.ip().is_loopback() {
+                return Err(invalid("metrics.listen", format!("{addr} is not a loopback address; hostd serves metrics on loopback only")));
+            }
+        }
         for name in &d.disabled {
             crate::manifest::check_name(name).map_err(|m| invalid("daemon.disabled", m))?;
         }
@@ -370,31 +388,5 @@ impl HostConfig {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn empty_config_is_strict_defaults() {
-        let c = HostConfig::parse("", Path::new("/etc/hostd/hostd.toml")).expect("valid");
-        assert!(!c.trust.allow_unsigned);
-        assert_eq!(c.trust.min_signatures, 1);
-        assert!(c.sandbox.allow_downgrade.is_empty());
-    }
-
-    #[test]
-    fn errors_name_file_line_and_key() {
-        let e = HostConfig::parse("[trust]\nallow_unsinged = true\n", Path::new("/etc/hostd/hostd.toml")).unwrap_err().to_string();
-        assert!(e.contains("/etc/hostd/hostd.toml:2"), "{e}");
-        assert!(e.contains("did you mean `allow_unsigned`"), "{e}");
-        let e = HostConfig::parse("[[trust.anchors]]\nname = \"a\"\npublic_key = \"zz\"\n", Path::new("h.toml")).unwrap_err().to_string();
-        assert!(e.contains("trust.anchors[0]"), "{e}");
-    }
-
-    #[test]
-    fn bounds_that_would_stall_or_invert_are_refused() {
-        for bad in ["event_queue_len = 0", "events_per_write = 0", "module_event_share = 101", "max_timers = 0", "max_scan_entries = 0"] {
-            let e = HostConfig::parse(&format!("[daemon]\n{bad}\n"), Path::new("h.toml")).unwrap_err().to_string();
-            assert!(e.contains("daemon"), "{bad}: {e}");
-        }
-    }
-}
+#[path = "config_tests.rs"]
+mod tests;

@@ -509,3 +509,70 @@ fn load_and_reload_tell_the_truth_and_failures_reach_the_operator() {
     assert!(out.status.success(), "{}", hostd_tests::output_text(&out));
     assert!(running(&env.module("t-late")), "up when load returned");
 }
+
+/// `hostd metrics` and the `[metrics]` loopback listener: hostd's own
+/// series and the metrics modules reported, in the Prometheus text format,
+/// checked by Prometheus's own linter (`promtool check metrics`) and served
+/// over HTTP with the same families.
+#[test]
+fn metrics_are_prometheus_text_on_the_cli_and_the_loopback_listener() {
+    if !require_daemon("hostd run") {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free loopback port").port();
+    let mut env = HostdEnv::new("metrics", &format!("\n[metrics]\nlisten = \"127.0.0.1:{port}\""));
+    env.install_testmod("t-good", &["report_metrics", "read_metrics"], "");
+    env.start();
+    env.wait_module("t-good", "running", T, running);
+    assert_eq!(env.ctl_ok(&["module", "t-good", "metric", "depth", "2.5"]).trim(), "reported");
+    let text = env.ctl_ok(&["metrics"]);
+    for want in [
+        "module_depth{module=\"t-good\",unit=\"test\"} 2.5",
+        "hostd_module_up{module=\"t-good\"} 1",
+        "hostd_module_state{module=\"t-good\",state=\"running\"} 1",
+        "# TYPE hostd_module_request_duration_seconds histogram",
+        "hostd_module_events_dropped_total{module=\"t-good\",reason=\"queue_full\"} 0",
+    ] {
+        assert!(text.contains(want), "{want:?} missing:\n{text}");
+    }
+    let requests = text
+        .lines()
+        .find_map(|l| l.strip_prefix("hostd_module_request_duration_seconds_count{module=\"t-good\"} "))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(requests >= 2.0, "the module's requests are counted: {requests}\n{text}");
+
+    // Prometheus's own parser and linter; the control: it refuses a
+    // counter without the _total suffix.
+    let promtool = |text: &str| -> std::io::Result<std::process::Output> {
+        use std::io::Write;
+        use std::process::Stdio;
+        let mut p = std::process::Command::new("promtool").args(["check", "metrics"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+        p.stdin.take().expect("stdin").write_all(text.as_bytes())?;
+        p.wait_with_output()
+    };
+    match promtool(&text) {
+        Ok(out) => {
+            assert!(out.status.success(), "promtool check metrics: {}\n{text}", hostd_tests::output_text(&out));
+            let bad = promtool("# HELP foo a\n# TYPE foo counter\nfoo 1\n").expect("promtool");
+            assert!(!bad.status.success(), "control: promtool refuses a bad exposition");
+        }
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => panic!("promtool (Debian package prometheus) is needed under CI: {e}"),
+        Err(e) => eprintln!("SKIP promtool check: {e}"),
+    }
+
+    // The same over HTTP, and nothing but GET /metrics.
+    let get = |path: &str| -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the metrics listener");
+        s.set_read_timeout(Some(T)).expect("timeout");
+        write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("request");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("response");
+        out
+    };
+    let served = get("/metrics");
+    assert!(served.starts_with("HTTP/1.1 200 OK\r\n") && served.contains("text/plain; version=0.0.4"), "{served}");
+    assert!(served.contains("module_depth{module=\"t-good\",unit=\"test\"} 2.5"), "{served}");
+    assert!(get("/").starts_with("HTTP/1.1 404"), "only /metrics is served");
+}

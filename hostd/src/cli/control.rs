@@ -12,6 +12,8 @@ pub enum DaemonCommand {
         #[arg(long)]
         json: bool,
     },
+    /// hostd's and every module's metrics (Prometheus text format).
+    Metrics,
     /// Load an installed module (from the modules dir) at runtime.
     Load { module: String },
     /// Stop and unload a module.
@@ -55,6 +57,7 @@ pub enum DaemonCommand {
 pub fn run(cmd: DaemonCommand, socket: &Path) -> ExitCode {
     let (req, json, render): (ControlRequest, bool, fn(&serde_json::Value) -> String) = match cmd {
         DaemonCommand::Status { json } => (ControlRequest::Status, json, render_status),
+        DaemonCommand::Metrics => (ControlRequest::Metrics, false, |d| d["text"].as_str().unwrap_or("").to_string()),
         DaemonCommand::Load { module } => (ControlRequest::Load { module }, false, |d| format!("loaded {}\n", d["loaded"].as_str().unwrap_or(""))),
         DaemonCommand::Unload { module, cascade } => (ControlRequest::Unload { module, cascade }, false, |d| {
             let list: Vec<&str> = d["unloaded"].as_array().map(|a| a.iter().filter_map(|v| v.as_str()).collect()).unwrap_or_default();

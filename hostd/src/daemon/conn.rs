@@ -133,6 +133,7 @@ fn violation(detail: impl Into<String>) -> ConnEnd {
 pub struct ConnCtx {
     pub module: String,
     pub handle: Arc<ConnHandle>,
+    pub requests: Arc<super::request_stats::RequestStats>,
     pub timers: Mutex<HashMap<u64, tokio::task::AbortHandle>>,
     pub next_timer: AtomicU64,
 }
@@ -229,6 +230,7 @@ pub async fn serve(host: Arc<Host>, module: String, version: String, stream: Uni
     let ctx = Arc::new(ConnCtx {
         module: module.clone(),
         handle: handle.clone(),
+        requests: host.with_module(&module, |s| s.requests.clone()).unwrap_or_default(),
         timers: Mutex::new(HashMap::new()),
         next_timer: AtomicU64::new(1),
     });
@@ -303,6 +305,7 @@ async fn read_loop(host: &Arc<Host>, ctx: &Arc<ConnCtx>, rd: &mut FrameReader<Ow
                     }
                     continue;
                 }
+                let started = std::time::Instant::now();
                 if hub::is_blocking(request.kind()) {
                     ctx.handle.in_flight.fetch_add(1, Ordering::Relaxed);
                     let (host, ctx) = (host.clone(), ctx.clone());
@@ -310,10 +313,13 @@ async fn read_loop(host: &Arc<Host>, ctx: &Arc<ConnCtx>, rd: &mut FrameReader<Ow
                         let result = hub::handle(&host, &ctx, request).await;
                         ctx.handle.in_flight.fetch_sub(1, Ordering::Relaxed);
                         respond(&ctx, id, result);
+                        ctx.requests.record(started.elapsed());
                     });
                 } else {
                     let result = hub::handle(host, ctx, request).await;
-                    if !respond(ctx, id, result) {
+                    let answered = respond(ctx, id, result);
+                    ctx.requests.record(started.elapsed());
+                    if !answered {
                         return violation("request flood: the module does not read its responses");
                     }
                 }

@@ -27,6 +27,8 @@ pub enum ControlRequest {
     RpcEndpoints,
     /// Call the module that registered `method`; `params` is JSON text.
     Rpc { method: String, params: String },
+    /// hostd's and every module's metrics, Prometheus text format.
+    Metrics,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -137,6 +139,7 @@ async fn client_session(host: Arc<Host>, stream: UnixStream) -> std::io::Result<
 async fn handle(host: &Arc<Host>, req: ControlRequest) -> ControlResponse {
     match req {
         ControlRequest::Status => ControlResponse::ok(status(host).await),
+        ControlRequest::Metrics => ControlResponse::ok(serde_json::json!({ "text": super::metrics_export::gather(host).await })),
         ControlRequest::Load { module } => {
             if let Err(e) = crate::manifest::check_name(&module) {
                 return ControlResponse::err(e);

@@ -28,10 +28,14 @@ pub mod launcher;
 pub mod layout;
 pub mod lifecycle;
 pub mod limit;
+pub mod metrics_export;
+pub mod metrics_http;
 pub mod monitor;
 pub mod node;
 pub mod notify;
 pub mod privileges;
+pub mod prometheus;
+pub mod request_stats;
 pub mod run;
 pub mod startup;
 pub mod storage;
@@ -105,6 +109,8 @@ pub struct LoadedModule {
     /// second reach the log ring and hostd's log (the rest are counted).
     pub denials: u64,
     pub denial_log: limit::LineBudget,
+    /// Requests and their latencies since the module was loaded.
+    pub requests: Arc<request_stats::RequestStats>,
 }
 
 impl LoadedModule {
@@ -133,6 +139,7 @@ impl LoadedModule {
             control: None,
             denials: 0,
             denial_log: limit::LineBudget::new(DENIALS_LOGGED_PER_SEC),
+            requests: Arc::default(),
         }
     }
 

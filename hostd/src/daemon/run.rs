@@ -75,6 +75,9 @@ async fn serve(config: HostConfig, launcher: launcher::Launcher, control_socket:
     let control_host = host.clone();
     let mut control = tokio::spawn(async move { control::serve(control_host, control_socket).await });
     tokio::spawn(monitor::monitor(host.clone()));
+    if let Some(listen) = host.config.metrics.listen.clone() {
+        tokio::spawn(super::metrics_http::serve(host.clone(), listen));
+    }
 
     let (found, bad) = crate::discovery::discover(&host.config);
     for (dir, e) in &bad {
