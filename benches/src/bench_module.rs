@@ -19,7 +19,15 @@ pub fn monotonic_ns() -> u64 {
 async fn register(client: &Client, commands: &[&str]) {
     let spec = CliSpec {
         about: "benchmark module".into(),
-        commands: commands.iter().map(|c| CliCommand { name: c.to_string(), about: String::new(), args: vec![] }).collect(),
+        commands: commands
+            .iter()
+            .map(|c| CliCommand {
+                name: c.to_string(),
+                about: String::new(),
+                // hostd checks arguments against the spec: up to three, all optional.
+                args: (1..=3).map(|i| hostd_sdk::CliArg { name: format!("arg{i}"), help: String::new(), required: false }).collect(),
+            })
+            .collect(),
     };
     if let Err(e) = client.register_cli_spec(spec).await {
         eprintln!("bench module: registering CLI commands: {e}");

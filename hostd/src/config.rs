@@ -315,7 +315,7 @@ impl HostConfig {
 
     pub fn parse(text: &str, file: &Path) -> Result<HostConfig, ManifestError> {
         let mut c: HostConfig = toml::from_str(text).map_err(|e| syntax_error(file, text, &e))?;
-        let invalid = |key: &str, message: String| ManifestError::Invalid { file: file.into(), key: key.into(), message };
+        let invalid = |key: &str, message: String| ManifestError::Invalid { file: file.into(), key: key.into(), message }.at_line_of(text);
         // Relative paths are relative to the config file's directory.
         let base = file.parent().unwrap_or(Path::new("."));
         for p in [&mut c.paths.modules_dir, &mut c.paths.data_dir, &mut c.paths.run_dir] {

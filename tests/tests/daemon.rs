@@ -34,6 +34,12 @@ fn denial_keeps_the_connection_impostor_is_refused_cli_dispatch_works() {
     assert!(spec.contains("try-utxo") && spec.contains("flood"), "{spec}");
     let unknown = env.ctl(&["module", "t-good", "nope"]);
     assert_eq!(unknown.status.code(), Some(1));
+    // Arguments are checked against the registered spec (put <key> <value>).
+    for args in [&["put", "k"][..], &["put", "k", "v", "extra"][..]] {
+        let out = env.ctl(&[&["module", "t-good"][..], args].concat());
+        let said = hostd_tests::output_text(&out);
+        assert!(out.status.code() == Some(1) && said.contains("usage: hostd module t-good put <key> <value>"), "{args:?}: {said}");
+    }
     let m = env.wait_module("t-impostor", "refused handshake", T, |m| last_exit(m).contains("belongs to"));
     assert!(last_exit(&m).contains("\"t-good\""), "{m:#}");
     assert!(m["handshaken"] != true);

@@ -206,9 +206,15 @@ async fn handle(host: &Arc<Host>, req: ControlRequest) -> ControlResponse {
                 return ControlResponse::err(format!("module {module} is not running (state {state}{exit})"));
             }
             let Some(spec) = spec else { return ControlResponse::err(format!("module {module} registered no CLI commands")) };
-            if !spec.commands.iter().any(|c| c.name == command) {
+            let Some(cmd) = spec.commands.iter().find(|c| c.name == command) else {
                 let known: Vec<&str> = spec.commands.iter().map(|c| c.name.as_str()).collect();
                 return ControlResponse::err(format!("module {module} has no command {command:?}; it has: {}", known.join(", ")));
+            };
+            // Checked against what the module registered, before it is woken.
+            let required = cmd.args.iter().filter(|a| a.required).count();
+            if args.len() < required || args.len() > cmd.args.len() {
+                let usage: Vec<String> = cmd.args.iter().map(|a| if a.required { format!("<{}>", a.name) } else { format!("[{}]", a.name) }).collect();
+                return ControlResponse::err(format!("usage: hostd module {module} {command} {} ({} arguments given)", usage.join(" "), args.len()));
             }
             let Some(conn) = conn else { return ControlResponse::err(format!("module {module} is not running")) };
             let timeout = Duration::from_millis(u64::from(host.config.daemon.call_timeout_ms));

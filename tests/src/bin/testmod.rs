@@ -347,7 +347,17 @@ fn cli_spec() -> CliSpec {
     let commands = ["try-utxo", "put", "get", "flood", "call", "callflood", "callflood-result", "regflood", "timer", "cancel", "task", "fired", "metric", "metrics", "rpc-register", "churn", "quota", "fs-write", "fs-read", "try-all", "healthflood", "seen", "fs-fill", "cycle", "trees", "scanflood", "fs-readflood"];
     CliSpec {
         about: "test module".into(),
-        commands: commands.iter().map(|c| CliCommand { name: c.to_string(), about: String::new(), args: vec![] }).collect(),
+        commands: commands.iter().map(|c| CliCommand { name: c.to_string(), about: String::new(), args: cli_args(c) }).collect(),
+    }
+}
+
+/// `put` takes exactly a key and a value (what the CLI-argument check is
+/// tested with); every other command up to four optional arguments.
+fn cli_args(command: &str) -> Vec<hostd_sdk::CliArg> {
+    let arg = |name: &str, required: bool| hostd_sdk::CliArg { name: name.into(), help: String::new(), required };
+    match command {
+        "put" => vec![arg("key", true), arg("value", true)],
+        _ => (1..=4).map(|i| arg(&format!("arg{i}"), false)).collect(),
     }
 }
 
