@@ -37,3 +37,55 @@ fn metrics_listen_on_loopback_only() {
         assert!(e.contains("metrics.listen"), "{bad}: {e}");
     }
 }
+
+/// `section.key` → its default, as TOML text, for every key of the config.
+fn flat_defaults() -> Vec<(String, String)> {
+    fn walk(prefix: &str, t: &toml::Table, out: &mut Vec<(String, String)>) {
+        for (k, v) in t {
+            let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+            match v {
+                toml::Value::Table(sub) => walk(&key, sub, out),
+                other => out.push((key, other.to_string())),
+            }
+        }
+    }
+    let value = toml::Value::try_from(HostConfig::default()).expect("serializes");
+    let mut out = Vec::new();
+    if let toml::Value::Table(t) = value {
+        walk("", &t, &mut out);
+    }
+    out
+}
+
+/// docs/config.md has a row for every key with its default, and no row
+/// for a key that does not exist: the reference cannot drift from the code.
+/// Keys without a default value (optional ones) are listed as `(none)`.
+#[test]
+fn the_config_reference_lists_every_key_with_its_default() {
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/config.md")).expect("docs/config.md");
+    let rows: std::collections::BTreeMap<String, String> = doc
+        .lines()
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            let key = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+            let default = cells.get(2)?.strip_prefix('`')?.strip_suffix('`')?;
+            Some((key.to_string(), default.to_string()))
+        })
+        .collect();
+    let defaults = flat_defaults();
+    let mut problems = Vec::new();
+    for (key, default) in &defaults {
+        match rows.get(key) {
+            None => problems.push(format!("| `{key}` | `{default}` | … | is missing")),
+            Some(d) if d != default => problems.push(format!("{key}: the doc says {d}, the code {default}")),
+            Some(_) => {}
+        }
+    }
+    let optional = ["daemon.control_socket", "daemon.control_group", "metrics.listen"];
+    for key in rows.keys() {
+        if !defaults.iter().any(|(k, _)| k == key) && !optional.contains(&key.as_str()) {
+            problems.push(format!("{key} is documented but is no config key"));
+        }
+    }
+    assert!(problems.is_empty(), "docs/config.md:\n{}", problems.join("\n"));
+}

@@ -19,4 +19,4 @@ pub mod daemon;
 pub mod module;
 pub mod spelling;
 
-pub use module::{discovery, elf, manifest, permissions, policy_show, policygen, trust};
+pub use module::{discovery, elf, manifest, permissions, policy_show, policygen, reference, trust};

@@ -62,6 +62,9 @@ enum Command {
     GenDocs {
         /// Directory to write hostd.1 and completions/{hostd.bash,_hostd,hostd.fish} into.
         out: PathBuf,
+        /// Write the reference pages (capabilities.md, events.md) instead.
+        #[arg(long)]
+        reference: bool,
     },
 }
 
@@ -127,7 +130,7 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         }),
-        Command::GenDocs { out } => match gen_docs::write(Cli::command(), &out) {
+        Command::GenDocs { out, reference } => match gen_docs::write(Cli::command(), &out, reference) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("hostd gen-docs: {}: {e}", out.display());

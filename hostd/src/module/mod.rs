@@ -12,4 +12,5 @@ pub mod manifest;
 pub mod permissions;
 pub mod policy_show;
 pub mod policygen;
+pub mod reference;
 pub mod trust;
