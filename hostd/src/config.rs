@@ -316,11 +316,13 @@ impl HostConfig {
     pub fn parse(text: &str, file: &Path) -> Result<HostConfig, ManifestError> {
         let mut c: HostConfig = toml::from_str(text).map_err(|e| syntax_error(file, text, &e))?;
         let invalid = |key: &str, message: String| ManifestError::Invalid { file: file.into(), key: key.into(), message }.at_line_of(text);
-        // Relative paths are relative to the config file's directory.
+        // Relative paths are relative to the config file's directory, and
+        // made absolute now (`--config hostd.toml` has an empty parent):
+        // the launcher compares them with the kernel's absolute names.
         let base = file.parent().unwrap_or(Path::new("."));
         for p in [&mut c.paths.modules_dir, &mut c.paths.data_dir, &mut c.paths.run_dir] {
             if p.is_relative() {
-                *p = base.join(&*p);
+                *p = std::path::absolute(base.join(&*p)).unwrap_or_else(|_| base.join(&*p));
             }
         }
         if c.identity.first == 0 || c.identity.count == 0 || c.identity.first.checked_add(c.identity.count).is_none() {

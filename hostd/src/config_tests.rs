@@ -89,3 +89,12 @@ fn the_config_reference_lists_every_key_with_its_default() {
     }
     assert!(problems.is_empty(), "docs/config.md:\n{}", problems.join("\n"));
 }
+
+/// `--config hostd.toml` (a bare file name): relative paths still end up
+/// absolute, under the working directory.
+#[test]
+fn relative_paths_become_absolute_even_for_a_bare_file_name() {
+    let c = HostConfig::parse("[paths]\ndata_dir = \"data\"\n", Path::new("hostd.toml")).expect("valid");
+    assert!(c.paths.data_dir.is_absolute(), "{}", c.paths.data_dir.display());
+    assert_eq!(c.paths.data_dir, std::env::current_dir().expect("cwd").join("data"));
+}

@@ -44,7 +44,10 @@ pub struct LauncherRules {
 impl LauncherRules {
     pub fn new(data_dir: &Path, ids: IdRange, allow_downgrade: Vec<Feature>) -> LauncherRules {
         let modules = data_dir.join("modules");
-        LauncherRules { modules_data: std::fs::canonicalize(&modules).unwrap_or(modules), ids, allow_downgrade }
+        // Resolved now if it exists; absolute in any case, since it is
+        // compared with the kernel's names for fds.
+        let resolved = std::fs::canonicalize(&modules).or_else(|_| std::path::absolute(&modules)).unwrap_or(modules);
+        LauncherRules { modules_data: resolved, ids, allow_downgrade }
     }
 
     /// Refuse a policy the daemon could not have generated honestly.
