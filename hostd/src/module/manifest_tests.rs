@@ -85,3 +85,67 @@ fn each_error_explains_itself() {
         }
     }
 }
+
+/// docs/manifest.md names every field of the manifest. The manifest is
+/// built field by field here, so a new field does not compile until it is
+/// added below, and then this fails until the page has it.
+#[test]
+fn every_manifest_field_is_in_the_reference() {
+    let s = || Some("x".to_string());
+    let m = Manifest {
+        name: "m".into(),
+        version: "1.0.0".into(),
+        entry_point: "m".into(),
+        description: s(),
+        author: s(),
+        capabilities: vec!["read_storage".into()],
+        dependencies: [("a".to_string(), "^1".to_string())].into(),
+        optional_dependencies: [("b".to_string(), "^1".to_string())].into(),
+        config_schema: [("k".to_string(), "what k is".to_string())].into(),
+        binary: Some(BinarySection { hash: "sha256:00".into(), size: 1, download_url: s() }),
+        signatures: Some(SignaturesSection {
+            threshold: s(),
+            maintainers: vec![MaintainerSignature { name: "n".into(), public_key: "k".into(), signature: "s".into() }],
+        }),
+        payment: Some(PaymentSection {
+            required: true,
+            price_sats: Some(1),
+            author_payment_code: s(),
+            commons_payment_code: s(),
+            payment_signature: s(),
+        }),
+        governance: Some(GovernanceSection { tier: s(), maintainers: vec!["n".into()], threshold: s(), review_period_days: Some(1) }),
+        compatibility: Some(CompatibilitySection { min_consensus_version: s(), min_protocol_version: s(), min_node_version: s(), tested_with: vec!["x".into()] }),
+        resources: Some(ResourceRequest { memory_max_bytes: Some(1), cpu_percent: Some(1), pids_max: Some(1), nofile: Some(1) }),
+    };
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/manifest.md")).expect("docs/manifest.md");
+    let toml::Value::Table(top) = toml::Value::try_from(&m).expect("serializes") else { panic!("a table") };
+    let mut missing = Vec::new();
+    for (k, v) in &top {
+        // Tables of free-form keys are documented as sections.
+        let keyed = ["dependencies", "optional_dependencies", "config_schema"];
+        match v {
+            toml::Value::Table(t) if !keyed.contains(&k.as_str()) => {
+                for sub in t.keys() {
+                    let key = format!("{k}.{sub}");
+                    // Sections with their own table use bare keys.
+                    let short = format!("| `{sub}` |");
+                    if !doc.contains(&format!("`{key}`")) && !(matches!(k.as_str(), "binary" | "signatures") && doc.contains(&short)) {
+                        missing.push(key);
+                    }
+                }
+            }
+            _ if keyed.contains(&k.as_str()) => {
+                if !doc.contains(&format!("[{k}]")) {
+                    missing.push(format!("[{k}]"));
+                }
+            }
+            _ => {
+                if !doc.contains(&format!("| `{k}` |")) {
+                    missing.push(k.clone());
+                }
+            }
+        }
+    }
+    assert!(missing.is_empty(), "docs/manifest.md lacks {missing:?}");
+}
