@@ -497,6 +497,26 @@ fn load_and_reload_tell_the_truth_and_failures_reach_the_operator() {
     let now = env.module("t-good");
     assert!(running(&now) && now["pid"] != before["pid"], "up when reload returned: {now:#}");
 
+    // A new version that passes every check (static, signed) but never
+    // comes up (it exits before its handshake): reload says so, exit 1,
+    // and the previous version runs again from the binary it ran from.
+    std::fs::copy(hostd_tests::probe_bin(), dir.join("t-good.new")).expect("copy");
+    std::fs::rename(dir.join("t-good.new"), &binary).expect("mv");
+    env.sign("t-good");
+    let out = env.ctl(&["reload", "t-good"]);
+    let said = hostd_tests::output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("did not come up") && said.contains("previous version runs again"), "{said}");
+    let back = env.module("t-good");
+    assert!(running(&back) && back["pid"] != now["pid"], "the previous version is up again: {back:#}");
+    assert!(env.ctl_ok(&["module", "t-good", "try-utxo"]).contains("PermissionDenied"), "and answers as before");
+    // Control: with a good binary again, reload goes to the file on disk.
+    std::fs::copy(hostd_tests::bin_dir().join("hostd-testmod"), dir.join("t-good.new")).expect("copy");
+    std::fs::rename(dir.join("t-good.new"), &binary).expect("mv");
+    env.sign("t-good");
+    let out = env.ctl(&["reload", "t-good"]);
+    assert!(out.status.success(), "{}", hostd_tests::output_text(&out));
+
     // A module whose start fails (its handshake is refused): load says so
     // and why, exit 1; asking it for a command says it is not running.
     env.install_testmod("t-impostor", &[], "");

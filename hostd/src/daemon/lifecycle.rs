@@ -29,6 +29,8 @@ pub enum LifecycleError {
     StoreBusy { module: String, waited_ms: u64 },
     #[error("module {module} did not come up: {why}; it stays loaded and is restarted with backoff (see `hostd status` and `hostd logs {module}`)")]
     StartFailed { module: String, why: String },
+    #[error("reload of {module}: the new version did not come up, so the previous version runs again (from the binary it ran from; the file on disk is still the new one): {why}")]
+    RolledBack { module: String, why: String },
     #[error("reload of {module} refused, the running instance keeps running: {why}")]
     ReloadRefused { module: String, why: String },
 }
@@ -36,6 +38,12 @@ pub enum LifecycleError {
 /// Load a module: check its dependencies against what is loaded, open its
 /// storage and start supervising it.
 pub fn load(host: &Arc<Host>, module: ModuleDir) -> Result<(), LifecycleError> {
+    load_from(host, module, None)
+}
+
+/// [`load`], starting from `pinned` (a binary kept open) instead of the
+/// file on disk.
+fn load_from(host: &Arc<Host>, module: ModuleDir, pinned: Option<Arc<std::os::fd::OwnedFd>>) -> Result<(), LifecycleError> {
     let name = module.manifest.manifest.name.clone();
     {
         let slots = host.loaded();
@@ -57,6 +65,8 @@ pub fn load(host: &Arc<Host>, module: ModuleDir) -> Result<(), LifecycleError> {
     let mut slot = LoadedModule::new(module, d.max_blocking_per_module as usize);
     slot.store = Some(Arc::new(store));
     slot.control = Some(tx);
+    slot.pinned = pinned.is_some();
+    slot.binary = pinned;
     slot.state = ModState::Starting;
     host.loaded().insert(name.clone(), slot);
     tokio::spawn(supervisor::supervise(host.clone(), name, rx));
@@ -111,14 +121,31 @@ pub async fn stop(host: &Arc<Host>, name: &str) {
 /// against the fd it execs.) Dependents stay loaded; they see
 /// ModuleUnloaded and ModuleLoaded.
 pub async fn reload(host: &Arc<Host>, name: &str) -> Result<(), LifecycleError> {
-    let dir = host.with_module(name, |s| s.module.dir.clone()).ok_or_else(|| LifecycleError::NotLoaded(name.into()))?;
+    let (dir, old_binary) = host.with_module(name, |s| (s.module.dir.clone(), s.binary.clone())).ok_or_else(|| LifecycleError::NotLoaded(name.into()))?;
     let fresh = crate::discovery::load_dir(&dir, &host.config, true)?;
     check_replacement(host, name, &fresh).map_err(|why| LifecycleError::ReloadRefused { module: name.into(), why })?;
-    let restarts = stop_and_remove(host, name).await?.map(|s| s.restarts).unwrap_or(0);
+    let old = stop_and_remove(host, name).await?;
+    let restarts = old.as_ref().map(|s| s.restarts).unwrap_or(0);
     publish_unloaded(host, name);
     load(host, fresh)?;
     host.with_module(name, |s| s.restarts = restarts);
-    wait_up(host, name).await
+    let Err(new_failed) = wait_up(host, name).await else { return Ok(()) };
+    // The new version passed every check and still did not come up: start
+    // the previous one again, from the binary it ran from (its file on disk
+    // has been replaced), with its manifest.
+    let (Some(old), Some(binary)) = (old, old_binary) else { return Err(new_failed) };
+    stop_and_remove(host, name).await?;
+    publish_unloaded(host, name);
+    load_from(host, old.module, Some(binary))?;
+    host.with_module(name, |s| s.restarts = restarts);
+    let why = match new_failed {
+        LifecycleError::StartFailed { why, .. } => why,
+        other => other.to_string(),
+    };
+    match wait_up(host, name).await {
+        Ok(()) => Err(LifecycleError::RolledBack { module: name.into(), why }),
+        Err(again) => Err(LifecycleError::StartFailed { module: name.into(), why: format!("{why}; the previous version did not come up either: {again}") }),
+    }
 }
 
 /// After a load or reload: wait until the module is up (running and

@@ -111,6 +111,13 @@ pub struct LoadedModule {
     pub denial_log: limit::LineBudget,
     /// Requests and their latencies since the module was loaded.
     pub requests: Arc<request_stats::RequestStats>,
+    /// The verified binary of the latest start, kept open: after a reload
+    /// whose new version cannot come up, the previous version starts again
+    /// from it even though its file on disk was replaced.
+    pub binary: Option<Arc<std::os::fd::OwnedFd>>,
+    /// Start from `binary` rather than from the file on disk (set by that
+    /// rollback, until the next load or reload).
+    pub pinned: bool,
 }
 
 impl LoadedModule {
@@ -140,6 +147,8 @@ impl LoadedModule {
             denials: 0,
             denial_log: limit::LineBudget::new(DENIALS_LOGGED_PER_SEC),
             requests: Arc::default(),
+            binary: None,
+            pinned: false,
         }
     }
 

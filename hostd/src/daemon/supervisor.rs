@@ -159,8 +159,19 @@ enum StartError {
 async fn start_once(host: &Arc<Host>, name: &str) -> Result<Running, StartError> {
     let module = host.with_module(name, |s| s.module.clone()).ok_or_else(|| StartError::Gone(name.into()))?;
     let m = &module.manifest;
-    // Hash and signatures are checked on every start, against the fd that is exec'd.
-    let verified = crate::trust::verify(name, &module.dir, &m.manifest, m.declared_threshold, &host.config.trust)?;
+    // Hash and signatures are checked on every start, against the fd that is
+    // exec'd: the file on disk, or the binary a rollback pinned.
+    let pinned = host.with_module(name, |s| s.binary.clone().filter(|_| s.pinned)).flatten();
+    let verified = match pinned {
+        Some(fd) => {
+            let file = std::fs::File::from(fd.try_clone().map_err(|source| StartError::Io { op: "dup the pinned binary", source })?);
+            crate::trust::verify_file(name, &module.dir, file, &m.manifest, m.declared_threshold, &host.config.trust)?
+        }
+        None => crate::trust::verify(name, &module.dir, &m.manifest, m.declared_threshold, &host.config.trust)?,
+    };
+    if let Ok(kept) = verified.fd.try_clone() {
+        host.with_module(name, |s| s.binary = Some(Arc::new(kept)));
+    }
     let uid = super::lock(&host.ids).assign(name, &host.config)?;
     let policy = crate::policygen::generate(m, &host.config, uid);
     let io = |op| move |source| StartError::Io { op, source };

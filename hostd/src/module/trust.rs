@@ -181,8 +181,37 @@ pub fn inspect(
     policy: &SignaturePolicy,
 ) -> Result<(OwnedFd, Verification), TrustError> {
     let path = dir.join(&m.entry_point);
+    let file = open_inside(dir, &m.entry_point).map_err(|message| TrustError::Binary { module: module.into(), path: path.clone(), message })?;
+    inspect_file(module, dir, file, m, declared_threshold, policy)
+}
+
+/// [`verify`] of a binary already open (one kept from an earlier start,
+/// whose directory entry may since point at another file).
+pub fn verify_file(
+    module: &str,
+    dir: &Path,
+    file: std::fs::File,
+    m: &Manifest,
+    declared_threshold: Option<(usize, usize)>,
+    policy: &SignaturePolicy,
+) -> Result<VerifiedBinary, TrustError> {
+    let (fd, verification) = inspect_file(module, dir, file, m, declared_threshold, policy)?;
+    match verification.refusal(module) {
+        Some(e) => Err(e),
+        None => Ok(VerifiedBinary { fd, verification }),
+    }
+}
+
+fn inspect_file(
+    module: &str,
+    dir: &Path,
+    file: std::fs::File,
+    m: &Manifest,
+    declared_threshold: Option<(usize, usize)>,
+    policy: &SignaturePolicy,
+) -> Result<(OwnedFd, Verification), TrustError> {
+    let path = dir.join(&m.entry_point);
     let bin_err = |message: String| TrustError::Binary { module: module.into(), path: path.clone(), message };
-    let file = open_inside(dir, &m.entry_point).map_err(bin_err)?;
     let meta = file.metadata().map_err(|e| bin_err(e.to_string()))?;
     if !meta.is_file() {
         return Err(bin_err("not a regular file".into()));
