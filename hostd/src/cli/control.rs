@@ -77,7 +77,7 @@ pub fn run(cmd: DaemonCommand, socket: &Path) -> ExitCode {
                 Ok(mut r) => {
                     r.data = r.data.get(&name).cloned().unwrap_or(serde_json::Value::Null);
                     if r.data.is_null() {
-                        eprintln!("hostd: module {name} registered no CLI commands (or is not loaded)");
+                        eprintln!("hostd: {}", no_commands(socket, &name));
                         return ExitCode::from(1);
                     }
                     finish(r, json, render_spec)
@@ -192,4 +192,19 @@ fn render_status(d: &serde_json::Value) -> String {
         }
     }
     out
+}
+
+/// Why `name` lists no commands: not loaded, not running (with its last
+/// exit), or running without having registered any.
+fn no_commands(socket: &Path, name: &str) -> String {
+    let status = control::request(socket, &ControlRequest::Status).map(|r| r.data).unwrap_or_default();
+    let row = status["modules"].as_array().and_then(|a| a.iter().find(|m| m["name"] == name).cloned());
+    match row {
+        None => format!("module {name:?} is not loaded"),
+        Some(m) if m["state"] != "running" || m["handshaken"] != true => {
+            let exit = m["last_exit"].as_str().map(|e| format!("; last exit: {e}")).unwrap_or_default();
+            format!("module {name} is not running (state {}{exit})", m["state"].as_str().unwrap_or("?"))
+        }
+        Some(_) => format!("module {name} registered no CLI commands"),
+    }
 }
