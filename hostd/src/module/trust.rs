@@ -163,11 +163,11 @@ pub fn verify(
     declared_threshold: Option<(usize, usize)>,
     policy: &SignaturePolicy,
 ) -> Result<VerifiedBinary, TrustError> {
-    let (fd, verification) = inspect(module, dir, m, declared_threshold, policy)?;
-    match verification.refusal(module) {
-        Some(e) => Err(e),
-        None => Ok(VerifiedBinary { fd, verification }),
-    }
+    verify_file(module, dir, open_entry_point(module, dir, m)?, m, declared_threshold, policy)
+}
+
+fn open_entry_point(module: &str, dir: &Path, m: &Manifest) -> Result<std::fs::File, TrustError> {
+    open_inside(dir, &m.entry_point).map_err(|message| TrustError::Binary { module: module.into(), path: dir.join(&m.entry_point), message })
 }
 
 /// Open the entry point inside `dir` without following a symlink out of it,
@@ -180,9 +180,7 @@ pub fn inspect(
     declared_threshold: Option<(usize, usize)>,
     policy: &SignaturePolicy,
 ) -> Result<(OwnedFd, Verification), TrustError> {
-    let path = dir.join(&m.entry_point);
-    let file = open_inside(dir, &m.entry_point).map_err(|message| TrustError::Binary { module: module.into(), path: path.clone(), message })?;
-    inspect_file(module, dir, file, m, declared_threshold, policy)
+    inspect_file(module, dir, open_entry_point(module, dir, m)?, m, declared_threshold, policy)
 }
 
 /// [`verify`] of a binary already open (one kept from an earlier start,
