@@ -7,6 +7,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// A `hostd status` module row that is running and has handshaken.
+pub fn running(m: &serde_json::Value) -> bool {
+    m["state"] == "running" && m["handshaken"] == true
+}
+
+/// A module row's `last_exit`, or "".
+pub fn last_exit(m: &serde_json::Value) -> String {
+    m["last_exit"].as_str().unwrap_or("").to_string()
+}
+
 pub struct HostdEnv {
     pub scratch: Scratch,
     pub config: PathBuf,
@@ -88,7 +98,7 @@ impl HostdEnv {
     pub fn wait_bystander(&self) {
         let t = Duration::from_secs(30);
         self.wait_module("t-good", "API registered", t, |m| m["state"] == "running" && m["api"].as_array().is_some_and(|a| !a.is_empty()));
-        self.wait_module("t-caller", "running", t, |m| m["state"] == "running" && m["handshaken"] == true);
+        self.wait_module("t-caller", "running", t, running);
     }
 
     /// Start `hostd run` and wait until its control socket answers.

@@ -3,19 +3,11 @@
 //! modules are promised (permissions, lifecycle, events, durability,
 //! privileges). Attacks by hostile modules are rows of `hostile.rs`.
 
-use hostd_tests::daemon_env::HostdEnv;
+use hostd_tests::daemon_env::{last_exit, running, HostdEnv};
 use hostd_tests::{eventually, proc_state, require_daemon};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
-
-fn running(m: &serde_json::Value) -> bool {
-    m["state"] == "running" && m["handshaken"] == true
-}
-
-fn last_exit(m: &serde_json::Value) -> String {
-    m["last_exit"].as_str().unwrap_or("").to_string()
-}
 
 #[test]
 fn denial_keeps_the_connection_impostor_is_refused_cli_dispatch_works() {

@@ -10,7 +10,7 @@
 //!
 //! The README's "Threat model and limits" names each row.
 
-use hostd_tests::daemon_env::HostdEnv;
+use hostd_tests::daemon_env::{last_exit, running, HostdEnv};
 use hostd_tests::{hostd_bin, require_daemon, rss_kib};
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
@@ -24,14 +24,6 @@ const T: Duration = Duration::from_secs(30);
 const BYSTANDER_BOUND: Duration = Duration::from_secs(3);
 /// Rows run on this many threads, each with its own hostd.
 const PARALLEL: usize = 2;
-
-fn running(m: &serde_json::Value) -> bool {
-    m["state"] == "running" && m["handshaken"] == true
-}
-
-fn last_exit(m: &serde_json::Value) -> String {
-    m["last_exit"].as_str().unwrap_or("").to_string()
-}
 
 fn fd_count(pid: u32) -> u64 {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count() as u64).unwrap_or(0)

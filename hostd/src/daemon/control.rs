@@ -278,13 +278,7 @@ async fn status(host: &Arc<Host>) -> serde_json::Value {
         .collect();
     let mut modules = Vec::new();
     for (name, key, store, mut row) in rows {
-        row["storage"] = match store {
-            Some(st) => {
-                let (used, quota) = st.quota();
-                serde_json::json!({ "used_bytes": used, "on_disk_bytes": st.on_disk(), "quota_bytes": quota })
-            }
-            None => serde_json::Value::Null,
-        };
+        row["storage"] = store.map(|st| serde_json::to_value(st.usage()).unwrap_or_default()).unwrap_or_default();
         row["registered"]["metrics"] = hub::metric_count(host, &name).into();
         let usage = match key {
             Some(k) => Some(host.launcher.usage(k).await),

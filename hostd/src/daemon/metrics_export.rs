@@ -9,6 +9,7 @@
 
 use super::prometheus::{render, Family, Labels};
 use super::request_stats::Histogram;
+use super::storage::ModuleStore;
 use super::{Host, ModState};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,7 +23,7 @@ struct Row {
     denials: u64,
     throttled_secs: f64,
     requests: Histogram,
-    storage: Option<(u64, u64, u64)>,
+    store: Option<Arc<ModuleStore>>,
     files_used: Option<u64>,
     sandbox_key: Option<u64>,
 }
@@ -66,10 +67,9 @@ pub async fn gather(host: &Arc<Host>) -> String {
             denials: s.denials,
             throttled_secs: s.conn.as_ref().map_or(0, |c| c.throttled_ms()) as f64 / 1e3,
             requests: s.requests.histogram(),
-            storage: s.store.as_ref().map(|st| {
-                let (used, quota) = st.quota();
-                (used, st.on_disk(), quota)
-            }),
+            // Its usage is read after the modules lock is released: that
+            // waits for the store's writes and reads its directory.
+            store: s.store.clone(),
             files_used: s.files_used.as_ref().and_then(|r| r.as_ref().ok().copied()),
             sandbox_key: s.sandbox_key,
         })
@@ -98,10 +98,10 @@ pub async fn gather(host: &Arc<Host>) -> String {
             f.add("hostd_module_events_dropped_total", "counter", "Events dropped for the module: its queue (or the module-caused share of it) full, or host events with the whole queue full.", l, n as f64);
         }
         f.add("hostd_module_events_queued", "gauge", "Events waiting in the module's queue.", m(), ev.queued as f64);
-        if let Some((used, on_disk, quota)) = r.storage {
-            f.add("hostd_module_storage_used_bytes", "gauge", "Keys, values and tree charges stored.", m(), used as f64);
-            f.add("hostd_module_storage_on_disk_bytes", "gauge", "The database's data files on disk.", m(), on_disk as f64);
-            f.add("hostd_module_storage_quota_bytes", "gauge", "The module's storage quota.", m(), quota as f64);
+        if let Some(u) = r.store.as_ref().map(|st| st.usage()) {
+            f.add("hostd_module_storage_used_bytes", "gauge", "Keys, values and tree charges stored.", m(), u.used_bytes as f64);
+            f.add("hostd_module_storage_on_disk_bytes", "gauge", "The database's data files on disk.", m(), u.on_disk_bytes as f64);
+            f.add("hostd_module_storage_quota_bytes", "gauge", "The module's storage quota.", m(), u.quota_bytes as f64);
         }
         if let Some(used) = r.files_used {
             f.add("hostd_module_files_used_bytes", "gauge", "Allocated bytes in the module's files/ at the last walk.", m(), used as f64);

@@ -136,6 +136,13 @@ impl StoreLimits {
     }
 }
 
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct StoreUsage {
+    pub used_bytes: u64,
+    pub on_disk_bytes: u64,
+    pub quota_bytes: u64,
+}
+
 /// One module's database.
 pub struct ModuleStore {
     module: String,
@@ -221,6 +228,14 @@ impl ModuleStore {
     /// What the database's data files hold on disk now.
     pub fn on_disk(&self) -> u64 {
         storage_disk::data_file_bytes(&self.path)
+    }
+
+    /// What `hostd status` and `hostd metrics` show: charged bytes, data
+    /// files on disk, quota. Takes the write lock and reads the directory:
+    /// call it without holding the modules lock.
+    pub fn usage(&self) -> StoreUsage {
+        let (used_bytes, quota_bytes) = self.quota();
+        StoreUsage { used_bytes, on_disk_bytes: self.on_disk(), quota_bytes }
     }
 
     /// What a module is told it uses: the larger of its charged bytes and

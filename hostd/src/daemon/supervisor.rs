@@ -36,9 +36,10 @@ pub(super) async fn supervise(host: Arc<Host>, name: String, mut control: mpsc::
         let reason = match start_once(&host, &name).await {
             Err(e) => {
                 tracing::error!(module = %name, "cannot start: {e}");
+                let why = format!("start failed: {e}");
                 host.with_module(&name, |s| {
-                    s.last_exit = Some(format!("start failed: {e}"));
-                    s.note(format!("start failed: {e}"));
+                    s.note(&why);
+                    s.last_exit = Some(why);
                 });
                 None
             }
@@ -157,11 +158,11 @@ enum StartError {
 }
 
 async fn start_once(host: &Arc<Host>, name: &str) -> Result<Running, StartError> {
-    let module = host.with_module(name, |s| s.module.clone()).ok_or_else(|| StartError::Gone(name.into()))?;
-    let m = &module.manifest;
     // Hash and signatures are checked on every start, against the fd that is
     // exec'd: the file on disk, or the binary a rollback pinned.
-    let pinned = host.with_module(name, |s| s.binary.clone().filter(|_| s.pinned)).flatten();
+    let (module, pinned) =
+        host.with_module(name, |s| (s.module.clone(), s.binary.clone().filter(|_| s.pinned))).ok_or_else(|| StartError::Gone(name.into()))?;
+    let m = &module.manifest;
     let verified = match pinned {
         Some(fd) => {
             let file = std::fs::File::from(fd.try_clone().map_err(|source| StartError::Io { op: "dup the pinned binary", source })?);
