@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::manifest::{syntax_error, ManifestError};
+pub use crate::node_config::{NodeBackendKind, NodeSettings};
 use sandbox::policy::Feature;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -25,6 +26,7 @@ pub struct HostConfig {
     pub modules: BTreeMap<String, toml::Table>,
     pub daemon: DaemonSettings,
     pub metrics: MetricsSettings,
+    pub node: NodeSettings,
 }
 
 /// `[metrics]`: an optional HTTP listener serving what `hostd metrics`
@@ -356,6 +358,7 @@ impl HostConfig {
                 return Err(invalid("metrics.listen", format!("{addr} is not a loopback address; hostd serves metrics on loopback only")));
             }
         }
+        c.node.check().map_err(|(key, m)| invalid(key, m))?;
         for name in &d.disabled {
             crate::manifest::check_name(name).map_err(|m| invalid("daemon.disabled", m))?;
         }

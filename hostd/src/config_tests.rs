@@ -81,7 +81,7 @@ fn the_config_reference_lists_every_key_with_its_default() {
             Some(_) => {}
         }
     }
-    let optional = ["daemon.control_socket", "daemon.control_group", "metrics.listen"];
+    let optional = ["daemon.control_socket", "daemon.control_group", "metrics.listen", "node.cookie_file", "node.rpc_user", "node.rpc_password"];
     for key in rows.keys() {
         if !defaults.iter().any(|(k, _)| k == key) && !optional.contains(&key.as_str()) {
             problems.push(format!("{key} is documented but is no config key"));
@@ -97,4 +97,30 @@ fn relative_paths_become_absolute_even_for_a_bare_file_name() {
     let c = HostConfig::parse("[paths]\ndata_dir = \"data\"\n", Path::new("hostd.toml")).expect("valid");
     assert!(c.paths.data_dir.is_absolute(), "{}", c.paths.data_dir.display());
     assert_eq!(c.paths.data_dir, std::env::current_dir().expect("cwd").join("data"));
+}
+
+#[test]
+fn node_section_errors_name_the_key_and_the_password_is_never_shown() {
+    let p = |t: &str| HostConfig::parse(t, Path::new("h.toml"));
+    assert_eq!(p("").expect("valid").node.backend, NodeBackendKind::Standalone);
+    let ok = p("[node]\nbackend = \"rpc\"\nrpc_url = \"http://127.0.0.1:18443\"\nrpc_user = \"u\"\nrpc_password = \"hunter2\"\n").expect("valid");
+    assert!(!format!("{ok:?}").contains("hunter2"), "Debug shows the password");
+    assert!(!toml::to_string(&ok).expect("serializes").contains("hunter2"), "serialization shows the password");
+    let cases = [
+        ("backend = \"bitcoind\"", "node.backend"),
+        ("backend = \"rpc\"", "node.cookie_file"),
+        ("backend = \"rpc\"\nrpc_url = \"https://h:1\"\ncookie_file = \"/c\"", "node.rpc_url"),
+        ("backend = \"rpc\"\nrpc_url = \"http://u:p@h:1\"\ncookie_file = \"/c\"", "node.rpc_url"),
+        ("backend = \"rpc\"\ncookie_file = \"rel/.cookie\"", "node.cookie_file"),
+        ("backend = \"rpc\"\nrpc_user = \"u\"", "node.rpc_password"),
+        ("backend = \"rpc\"\ncookie_file = \"/c\"\nrpc_user = \"u\"\nrpc_password = \"p\"", "node.cookie_file"),
+        ("backend = \"rpc\"\ncookie_file = \"/c\"\npoll_interval_ms = 0", "node.poll_interval_ms"),
+        ("backend = \"rpc\"\ncookie_file = \"/c\"\nmax_calls_per_module = 9", "node.max_calls_per_module"),
+        ("rpc_pasword = \"x\"", "rpc_password"),
+    ];
+    for (body, key) in cases {
+        let e = p(&format!("[node]\n{body}\n")).unwrap_err().to_string();
+        assert!(e.contains(key), "{body}: {e}");
+        assert!(!e.contains("hunter2"));
+    }
 }

@@ -6,7 +6,8 @@
 //! * `daemon/` — `hostd run`: the launcher process, connections, the
 //!   permission-checked hub, event bus, storage, lifecycle, control socket,
 //!   and the privilege drop;
-//! * `config` — the host config (`hostd.toml`) every role reads;
+//! * `config` — the host config (`hostd.toml`) every role reads (its
+//!   `[node]` section in `node_config`);
 //! * `spelling` — "did you mean" for config and manifest errors;
 //! * `beneath` — path resolution that cannot leave a directory.
 //!
@@ -17,6 +18,7 @@ pub mod beneath;
 pub mod config;
 pub mod daemon;
 pub mod module;
+pub mod node_config;
 pub mod spelling;
 
 pub use module::{discovery, elf, manifest, permissions, policy_show, policygen, reference, trust};

@@ -89,6 +89,11 @@ impl HostdEnv {
         self.install(name, &bin_dir().join("hostd-testmod"), capabilities, extra_manifest);
     }
 
+    /// Install the chain test module (tests/src/bin/chainmod.rs) as `name`.
+    pub fn install_chainmod(&self, name: &str, capabilities: &[&str]) {
+        self.install(name, &bin_dir().join("hostd-chainmod"), capabilities, "");
+    }
+
     /// A bystander pair: `t-good` serves `ping`, `t-caller` calls it.
     pub fn install_bystander(&self) {
         self.install_testmod("t-good", &["register_module_api"], "");

@@ -9,6 +9,7 @@ use sandbox::Policy;
 
 pub mod daemon_env;
 pub mod fuzz;
+pub mod regtest;
 
 /// A finished command's stdout then stderr, for assertion messages.
 pub fn output_text(o: &std::process::Output) -> String {
@@ -61,7 +62,7 @@ pub fn require_daemon(what: &str) -> bool {
     }
 }
 
-fn strict() -> bool {
+pub(crate) fn strict() -> bool {
     std::env::var("CI").map(|v| v == "true").unwrap_or(false)
         || std::env::var("HOSTD_REQUIRE_PRIVILEGED").map(|v| v == "1").unwrap_or(false)
 }

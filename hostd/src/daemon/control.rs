@@ -312,6 +312,7 @@ async fn status(host: &Arc<Host>) -> serde_json::Value {
             },
             "uptime_secs": host.started.elapsed().as_secs(),
             "node": host.node.describe(),
+            "node_backend": host.node.status_json(),
             "modules_dir": host.config.paths.modules_dir,
             "data_dir": host.config.paths.data_dir,
         },

@@ -62,7 +62,7 @@ fn load_from(host: &Arc<Host>, module: ModuleDir, pinned: Option<Arc<std::os::fd
     let d = &host.config.daemon;
     let store = host.storage.open(&name, &host.config.module_data_dir(&name).join("db"), StoreLimits::of(d))?;
     let (tx, rx) = mpsc::channel(4);
-    let mut slot = LoadedModule::new(module, d.max_blocking_per_module as usize);
+    let mut slot = LoadedModule::new(module, d.max_blocking_per_module as usize, host.config.node.max_calls_per_module as usize);
     slot.store = Some(Arc::new(store));
     slot.control = Some(tx);
     slot.pinned = pinned.is_some();

@@ -104,6 +104,9 @@ pub struct LoadedModule {
     /// without holding a pool thread.
     pub pool: Arc<tokio::sync::Semaphore>,
     pub pool_slots: usize,
+    /// Node requests of this module in flight at once (`[node]
+    /// max_calls_per_module`): the node's few connections are shared.
+    pub node_slots: Arc<tokio::sync::Semaphore>,
     pub control: Option<tokio::sync::mpsc::Sender<supervisor::StopRequest>>,
     /// Requests refused for a missing permission, and how many of them a
     /// second reach the log ring and hostd's log (the rest are counted).
@@ -121,8 +124,9 @@ pub struct LoadedModule {
 }
 
 impl LoadedModule {
-    pub fn new(module: ModuleDir, pool_slots: usize) -> LoadedModule {
+    pub fn new(module: ModuleDir, pool_slots: usize, node_slots: usize) -> LoadedModule {
         LoadedModule {
+            node_slots: Arc::new(tokio::sync::Semaphore::new(node_slots)),
             pool: Arc::new(tokio::sync::Semaphore::new(pool_slots)),
             pool_slots,
             permissions: module.manifest.permissions.clone(),
@@ -207,7 +211,7 @@ pub struct Host {
     pub bus: bus::Bus,
     pub storage: storage::StorageEnv,
     pub launcher: launcher::Launcher,
-    pub node: Box<dyn node::NodeBackend>,
+    pub node: node::Node,
     pub loaded: Mutex<BTreeMap<String, LoadedModule>>,
     /// (module, metric name) → (value, labels).
     pub metrics: Mutex<Metrics>,

@@ -27,6 +27,8 @@ pub enum RunError {
     Privileges(#[from] crate::daemon::privileges::PrivError),
     #[error("{0}")]
     Layout(#[from] layout::LayoutError),
+    #[error("node: {0}")]
+    Node(String),
 }
 
 pub fn run(config: HostConfig) -> Result<(), RunError> {
@@ -65,13 +67,14 @@ async fn serve(config: HostConfig, launcher: launcher::Launcher, control_socket:
         bus: bus::Bus::new(d.max_frame_bytes, super::event_queue::QueueBounds::of(d)),
         storage: storage::StorageEnv::new(d.storage_block_cache_bytes as usize, d.storage_write_buffer_bytes as usize),
         launcher,
-        node: Box::new(node::Standalone),
+        node: node::Node::from_config(&config.node).map_err(RunError::Node)?,
         loaded: Mutex::new(BTreeMap::new()),
         metrics: Mutex::new(BTreeMap::new()),
         ids: Mutex::new(crate::discovery::IdMap::load(&config)?),
         started: std::time::Instant::now(),
         config,
     });
+    host.node.start(&host);
     let control_host = host.clone();
     let mut control = tokio::spawn(async move { control::serve(control_host, control_socket).await });
     tokio::spawn(monitor::monitor(host.clone()));

@@ -315,7 +315,27 @@ pub fn syntax_error(file: &Path, text: &str, e: &toml::de::Error) -> ManifestErr
             };
         }
     }
+    if let Some(key) = key_at_line(text, line).filter(|k| !message.contains(k.as_str())) {
+        message = format!("{key}: {message}");
+    }
     ManifestError::Syntax { file: file.into(), line, message }
+}
+
+/// The dotted key a `key = value` line sets (`node.backend`), so a value
+/// error names the key and not only the line.
+fn key_at_line(text: &str, line: usize) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let here = lines.get(line.checked_sub(1)?)?.trim();
+    let (key, _) = here.split_once('=')?;
+    let key = key.trim();
+    if key.is_empty() || key.starts_with('[') {
+        return None;
+    }
+    let section = lines[..line - 1].iter().rev().map(|l| l.trim()).find(|l| l.starts_with('['));
+    Some(match section.map(|s| s.trim_matches(|c| c == '[' || c == ']').trim()) {
+        Some(s) if !s.is_empty() => format!("{s}.{key}"),
+        _ => key.to_string(),
+    })
 }
 
 #[cfg(test)]

@@ -85,7 +85,7 @@ pub use hostd_protocol::RequestKind;
 pub struct Access {
     /// The permission it needs; `None` for the few every module may send.
     pub permission: Option<Permission>,
-    /// It may block (disk, another module): the hub runs it on its own task
+    /// It may block (disk, the node, another module): the hub runs it on its own task
     /// so the module's other requests keep flowing.
     pub blocking: bool,
 }
@@ -105,13 +105,13 @@ pub fn access(kind: RequestKind) -> Access {
         // Health is a metric the module reports about itself; hostd
         // publishes it as a host-origin HealthCheck event, so it is not free.
         R::ReportHealth => (Some(P::ReportMetrics), INLINE),
-        R::GetBlock | R::GetBlockHeader | R::GetTransaction | R::HasTransaction => (Some(P::ReadBlockchain), INLINE),
-        R::GetUtxo => (Some(P::ReadUtxo), INLINE),
-        R::GetChainTip | R::GetBlockHeight | R::GetChainInfo => (Some(P::ReadChainState), INLINE),
+        R::GetBlock | R::GetBlockHeader | R::GetTransaction | R::HasTransaction => (Some(P::ReadBlockchain), BLOCKS),
+        R::GetUtxo => (Some(P::ReadUtxo), BLOCKS),
+        R::GetChainTip | R::GetBlockHeight | R::GetChainInfo => (Some(P::ReadChainState), BLOCKS),
         R::SubscribeEvents | R::UnsubscribeEvents => (Some(P::SubscribeEvents), INLINE),
-        R::SendTransaction => (Some(P::SendTransactions), INLINE),
-        R::GetMempoolTransactions | R::GetMempoolTransaction | R::GetMempoolSize | R::GetFeeEstimate => (Some(P::ReadMempool), INLINE),
-        R::GetNetworkStats | R::GetNetworkPeers => (Some(P::ReadNetwork), INLINE),
+        R::SendTransaction => (Some(P::SendTransactions), BLOCKS),
+        R::GetMempoolTransactions | R::GetMempoolTransaction | R::GetMempoolSize | R::GetFeeEstimate => (Some(P::ReadMempool), BLOCKS),
+        R::GetNetworkStats | R::GetNetworkPeers => (Some(P::ReadNetwork), BLOCKS),
         R::SendMeshPacket => (Some(P::NetworkAccess), INLINE),
         R::GetLightningNodeUrl | R::GetLightningInfo => (Some(P::ReadLightning), INLINE),
         R::GetPaymentState => (Some(P::ReadPayment), INLINE),
@@ -130,8 +130,8 @@ pub fn access(kind: RequestKind) -> Access {
         R::PublishEvent => (Some(P::PublishEvents), INLINE),
         R::CallModule => (Some(P::CallModule), BLOCKS),
         R::RegisterModuleApi | R::UnregisterModuleApi => (Some(P::RegisterModuleApi), INLINE),
-        R::SubmitBlock => (Some(P::SubmitBlock), INLINE),
-        R::QueueInboundBlock => (Some(P::QueueInboundBlock), INLINE),
+        R::SubmitBlock => (Some(P::SubmitBlock), BLOCKS),
+        R::QueueInboundBlock => (Some(P::QueueInboundBlock), BLOCKS),
     };
     Access { permission, blocking }
 }
@@ -174,8 +174,36 @@ mod tests {
     }
 
     #[test]
-    fn blocking_requests_are_disk_and_other_modules() {
-        let blocking: Vec<&str> = RequestKind::ALL.iter().filter(|k| access(**k).blocking).map(|k| k.as_str()).collect();
+    fn blocking_requests_are_disk_the_node_and_other_modules() {
+        let node: Vec<&str> = RequestKind::ALL
+            .iter()
+            .filter(|k| access(**k).blocking && !k.as_str().starts_with("storage") && !k.as_str().starts_with("fs_"))
+            .map(|k| k.as_str())
+            .collect();
+        assert_eq!(
+            node,
+            [
+                "get_block",
+                "get_block_header",
+                "get_transaction",
+                "has_transaction",
+                "get_utxo",
+                "get_chain_tip",
+                "get_block_height",
+                "get_chain_info",
+                "send_transaction",
+                "get_mempool_transactions",
+                "get_mempool_transaction",
+                "get_mempool_size",
+                "get_fee_estimate",
+                "get_network_stats",
+                "get_network_peers",
+                "call_module",
+                "submit_block",
+                "queue_inbound_block"
+            ]
+        );
+        let blocking: Vec<&str> = RequestKind::ALL.iter().filter(|k| access(**k).blocking && (k.as_str().starts_with("storage") || k.as_str().starts_with("fs_"))).map(|k| k.as_str()).collect();
         assert_eq!(
             blocking,
             [
@@ -189,8 +217,7 @@ mod tests {
                 "fs_read",
                 "fs_write",
                 "fs_delete",
-                "fs_mkdir",
-                "call_module"
+                "fs_mkdir"
             ]
         );
         // The few every module may send are the handshake's neighbours, never data.

@@ -55,7 +55,14 @@ pub fn capabilities_md() -> String {
 fn payload(t: EventType) -> &'static str {
     use EventType as E;
     match t {
-        E::NewBlock | E::BlockDisconnected | E::ChainReorg => "`Block { hash, height }`",
+        E::NewBlock | E::BlockDisconnected => "`Block { hash, height }`",
+        E::ChainReorg => "`ChainReorg { old_tip, new_tip, fork_point, fork_height, depth }` (`fork_point: None`: deeper than `[node] header_window`)",
+        E::MempoolTransactionAdded => "`MempoolTransaction { txid, fee_rate_sat_per_kvb, mempool_size }`",
+        E::MempoolTransactionRemoved => "`MempoolTransaction { txid, fee_rate_sat_per_kvb: None, mempool_size }`",
+        E::FeeRateChanged => "`FeeRateChanged { old_sat_per_kvb, new_sat_per_kvb }`",
+        E::PeerConnected | E::PeerDisconnected => "`Peer { id, address, inbound }`",
+        E::BlockSyncProgress => "`SyncProgress { blocks, headers, verification_progress }`",
+        E::NodeUnreachable | E::NodeReachable => "`NodeLink { reachable, tip, height, detail }`",
         E::NewTransaction => "`Transaction { txid }`",
         E::ModuleLoaded => "`ModuleLoaded { module_name, version }`",
         E::ModuleUnloaded => "`ModuleUnloaded { module_name }`",
@@ -97,7 +104,16 @@ fn when(t: EventType) -> &'static str {
         E::HealthCheck => "a module reported its health (ReportHealth, needs `report_metrics`)",
         E::ResourceLimitWarning => "a module's cgroup passes `[daemon] resource_warn_percent` of a limit, or a module's files/ passes its quota",
         E::DiskSpaceLow => "free space in the data dir falls below `[daemon] disk_low_percent`",
-        E::NewBlock | E::NewTransaction | E::BlockDisconnected | E::ChainReorg => "not yet: no node backend publishes it",
+        E::NewBlock => "with a node (`[node] backend = \"rpc\"`): a block joined the active chain; every one, in ascending height, also after a reorg and after the node was away (docs/node.md)",
+        E::BlockDisconnected => "with a node: a block left the active chain in a reorg, tip first, before the ChainReorg",
+        E::ChainReorg => "with a node: after the BlockDisconnected events of a reorg, before the NewBlock events of the new branch",
+        E::NewTransaction | E::MempoolTransactionAdded => "with a node: a transaction entered the mempool (polled every `[node] mempool_poll_ms`)",
+        E::MempoolTransactionRemoved => "with a node: a transaction left the mempool (mined, replaced or evicted)",
+        E::FeeRateChanged => "with a node: the estimate for `[node] fee_target_blocks` moved (polled every `[node] slow_poll_ms`)",
+        E::PeerConnected | E::PeerDisconnected => "with a node: its peer list changed (polled every `[node] slow_poll_ms`)",
+        E::BlockSyncProgress => "with a node in initial block download, every `[node] slow_poll_ms`",
+        E::NodeUnreachable => "with a node: a poll failed (node down, credentials refused, timeout); once per outage",
+        E::NodeReachable => "with a node: the first good poll after an outage, with the tip it came back at",
         E::ModuleDiscovered | E::DataMaintenance => "not published yet",
         _ => "when its publisher decides",
     }

@@ -65,6 +65,14 @@ event_types! {
     GovernanceProposalVoted: Module,
     // Free-form events between cooperating modules.
     Custom: Module,
+    MempoolTransactionAdded: Host,
+    MempoolTransactionRemoved: Host,
+    FeeRateChanged: Host,
+    PeerConnected: Host,
+    PeerDisconnected: Host,
+    BlockSyncProgress: Host,
+    NodeUnreachable: Host,
+    NodeReachable: Host,
 }
 
 impl std::fmt::Display for EventType {
@@ -122,6 +130,24 @@ pub enum EventPayload {
     DiskSpaceLow { path: String, available_bytes: u64, total_bytes: u64 },
     /// A module-published event's opaque body.
     Data(Vec<u8>),
+    /// The node's active chain moved from `old_tip` to `new_tip`, abandoning
+    /// `depth` blocks above `fork_point`. `fork_point` is `None` when the
+    /// fork lies below the blocks hostd keeps (`[node] header_window`):
+    /// then `depth` counts only the abandoned blocks hostd knew.
+    ChainReorg { old_tip: [u8; 32], new_tip: [u8; 32], fork_point: Option<[u8; 32]>, fork_height: Option<u64>, depth: u64 },
+    /// A transaction entered or left the node's mempool. `fee_rate_sat_per_kvb`
+    /// is `None` when it left, or when hostd did not look it up (more new
+    /// transactions in one poll than `[node] max_fee_lookups`).
+    MempoolTransaction { txid: [u8; 32], fee_rate_sat_per_kvb: Option<u64>, mempool_size: u64 },
+    /// The node's fee estimate for `[node] fee_target_blocks` moved
+    /// (`None`: no estimate).
+    FeeRateChanged { old_sat_per_kvb: Option<u64>, new_sat_per_kvb: Option<u64> },
+    Peer { id: u64, address: String, inbound: bool },
+    /// Initial block download: blocks validated of headers known.
+    SyncProgress { blocks: u64, headers: u64, verification_progress: f64 },
+    /// The node became unreachable (`reachable: false`, `detail` says why) or
+    /// answers again, at `tip`/`height`.
+    NodeLink { reachable: bool, tip: Option<[u8; 32]>, height: Option<u64>, detail: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Encode, Decode)]

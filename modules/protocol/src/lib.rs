@@ -21,10 +21,12 @@ pub use bincode;
 pub mod connection;
 pub mod events;
 pub mod frame;
+pub mod hash;
 pub mod kind;
 pub mod messages;
 
 pub use events::{CrashReason, Event, EventPayload, EventType, Origin};
+pub use hash::{hash_from_hex, hash_to_hex};
 pub use frame::{decode, encode, encode_into, FrameBuf, FrameError, DEFAULT_MAX_FRAME, FRAME_HEADER, HARD_MAX_FRAME};
 pub use kind::RequestKind;
 pub use messages::*;

@@ -80,7 +80,8 @@ pub struct LogRecord {
 pub enum ErrorCode {
     /// The manifest does not grant the permission this request needs.
     PermissionDenied,
-    /// The standalone host has no Bitcoin node behind it.
+    /// The standalone host has no Bitcoin node behind it (`[node] backend =
+    /// "standalone"`, the default).
     NoNodeAttached,
     NotFound,
     InvalidArgument,
@@ -105,6 +106,14 @@ pub enum ErrorCode {
     IdentityMismatch,
     /// The module has as many calls pending as hostd queues for it; try again later.
     Busy,
+    /// hostd has a node configured but cannot reach it (down, refusing
+    /// hostd's credentials, or not answering in time); retry later.
+    NodeUnreachable,
+    /// The node answered with an error (the message carries its code and
+    /// text), e.g. a transaction or block it rejected.
+    NodeRpcError,
+    /// Lightning and payment requests: this hostd has no Lightning backend.
+    NoLightningBackend,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]

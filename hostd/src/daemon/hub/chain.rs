@@ -4,6 +4,6 @@
 use crate::daemon::Host;
 use hostd_protocol::{ErrorBody, Request, Response};
 
-pub fn query(host: &Host, req: &Request) -> Result<Response, ErrorBody> {
-    host.node.query(req)
+pub async fn query(host: &Host, module: &str, req: &Request) -> Result<Response, ErrorBody> {
+    host.node.query(host, module, req).await
 }

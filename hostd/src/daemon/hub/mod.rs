@@ -89,7 +89,7 @@ pub async fn handle(host: &Arc<Host>, ctx: &Arc<ConnCtx>, req: Request) -> Resul
         | Q::GetLightningInfo
         | Q::GetPaymentState { .. }
         | Q::SubmitBlock { .. }
-        | Q::QueueInboundBlock { .. } => chain::query(host, &req),
+        | Q::QueueInboundBlock { .. } => chain::query(host, module, &req).await,
         Q::StorageGet { tree, key } => storage::run(host, module, move |s| s.get(&tree, &key).map(Response::Bytes)).await,
         Q::StorageIterPrefix { tree, prefix, limit } => {
             let limit = limit.min(host.config.daemon.max_scan_entries) as usize;
