@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as root on a fresh Debian machine: installs what it
 # needs, builds every binary (release), runs every test with nextest, then
-# builds and tests the .deb and .rpm (scripts/test-packages.sh). Under CI=true (or
+# builds and tests the .deb and .rpm (scripts/test-packages.sh). The chain
+# tests run a real regtest node, built here too (scripts/regtest-node.sh). Under CI=true (or
 # HOSTD_REQUIRE_PRIVILEGED=1) a privileged test that cannot run fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,10 +50,26 @@ if ! command -v cargo-deb >/dev/null || ! command -v cargo-generate-rpm >/dev/nu
   tools_pid=$!
 fi
 
+# The real Bitcoin node the chain tests run (tools/regtest-node: blvm-node,
+# its own lockfile and target dir /var/tmp/hostd-node-target) builds in the
+# background beside the main build; about 12 min cold on 2 cores, seconds
+# warm. The tests wait for it.
+echo "==> build the regtest node (background, log /var/tmp/hostd-node-build.log)"
+(BUILD_ONLY=1 nice -n 5 bash scripts/regtest-node.sh) > /var/tmp/hostd-node-build.log 2>&1 &
+node_pid=$!
+
 # One release build serves the tests, the demo and the packages: the
 # tests check the code that ships, and RocksDB's C++ is compiled only once.
 echo "==> build (release; target dir: ${CARGO_TARGET_DIR:-/var/tmp/hostd-target}, see .cargo/config.toml)"
 cargo build --release --workspace --bins --locked
+
+if ! wait "$node_pid"; then
+  tail -50 /var/tmp/hostd-node-build.log
+  echo "building the regtest node failed (log above); the chain tests need it" >&2
+  exit 1
+fi
+HOSTD_NODE_BIN=$(tail -1 /var/tmp/hostd-node-build.log)
+export HOSTD_NODE_BIN
 
 echo "==> tests"
 status=0

@@ -184,7 +184,7 @@ fn chain_events_follow_blocks_reorgs_and_node_outages() {
     if !gate("chain_events_follow_blocks_reorgs_and_node_outages") {
         return;
     }
-    let (mut node, mut env) = setup("node-events", 10, "request_timeout_ms = 1000\nread_retries = 1\n");
+    let (mut node, env) = setup("node-events", 10, "request_timeout_ms = 1000\nread_retries = 1\n");
     env.install_bystander();
     env.ctl_ok(&["load", "t-good"]);
     env.ctl_ok(&["load", "t-caller"]);

@@ -120,6 +120,18 @@ fn cookie_hint(e: &std::io::Error) -> String {
     }
 }
 
+/// A refused socket family or address is the service manager's doing,
+/// not the node's: say which settings to change.
+fn connect_hint(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::EAFNOSUPPORT) | Some(libc::EPERM) | Some(libc::EACCES) => format!(
+            "{e}: hostd may not open TCP sockets here; under the packaged systemd unit add a drop-in with PrivateNetwork=no, \
+             RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 and IPAddressAllow=<the node's address> (README, \"Node backend\")"
+        ),
+        _ => e.to_string(),
+    }
+}
+
 /// Calls, by outcome, for `hostd status`.
 #[derive(Default)]
 pub struct RpcCounters {
@@ -224,7 +236,7 @@ impl RpcClient {
         let body = json!({"jsonrpc": "1.0", "id": id, "method": method, "params": params}).to_string();
         let reply = self.pool.post(&auth, body.as_bytes(), self.timeout).await.map_err(|e| match e {
             HttpError::Timeout(ms) => RpcError::Timeout(ms),
-            HttpError::Connect(e) => RpcError::Unreachable(e.to_string()),
+            HttpError::Connect(e) => RpcError::Unreachable(connect_hint(&e)),
             HttpError::Io(e) => RpcError::Unreachable(e.to_string()),
             HttpError::Malformed(m) => RpcError::Unreachable(m),
             e @ HttpError::TooLarge(_) => RpcError::BadReply(e.to_string()),
