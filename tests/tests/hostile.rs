@@ -390,7 +390,12 @@ fn rows() -> Vec<Row> {
                 busy_seen = busy_seen.max(c.module("t-churn")["pool_slots_busy"].as_u64().unwrap_or(0));
                 std::thread::sleep(Duration::from_millis(20));
             }
-            assert!(most <= before + 4 + 3, "hostd threads {before} -> {most} under 64 writers of one module");
+            // The module's 4 pool slots, plus threads that are not its
+            // writers' and come and go with timing: RocksDB's flush and
+            // compaction threads, the blocking reads behind this loop's own
+            // status requests and t-store's writes (a cold CI run saw 8 → 16).
+            // 64 writers each on a thread would be +64.
+            assert!(most <= before + 4 + 5, "hostd threads {before} -> {most} under 64 writers of one module");
             assert!(busy_seen > 0 && busy_seen <= 4, "status shows the module's pool share in use: {busy_seen}");
             for i in 0..5 {
                 let t = Instant::now();
