@@ -93,19 +93,22 @@ impl Pool {
 
     async fn post_inner(&self, authorization: &str, body: &[u8]) -> Result<Reply, HttpError> {
         let _slot = self.slots.acquire().await.map_err(|_| HttpError::Malformed("pool closed".into()))?;
-        let head = format!(
+        // Head and body in one buffer: one write, one segment.
+        let mut request = format!(
             "POST {} HTTP/1.1\r\nHost: {}\r\nAuthorization: {authorization}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: keep-alive\r\n\r\n",
             self.endpoint.path,
             self.endpoint.authority,
             body.len()
-        );
+        )
+        .into_bytes();
+        request.extend_from_slice(body);
         // A kept connection may have been closed by the server since its
         // last use; that shows as an error before any answer byte, and the
         // request is sent once more on a fresh connection. Only then: a
         // failure on a fresh connection is the answer.
         let reused = self.idle.lock().await.pop();
         if let Some(mut conn) = reused {
-            match exchange(&mut conn, &head, body, self.max_body).await {
+            match exchange(&mut conn, &request, self.max_body).await {
                 Ok((reply, keep)) => return Ok(self.finish(conn, reply, keep).await),
                 Err(Exchange::BeforeAnswer(_)) => {}
                 Err(Exchange::During(e)) => return Err(e),
@@ -114,7 +117,7 @@ impl Pool {
         let stream = TcpStream::connect(&self.endpoint.authority).await.map_err(HttpError::Connect)?;
         let _ = stream.set_nodelay(true);
         let mut conn = Conn { stream: BufReader::new(stream) };
-        match exchange(&mut conn, &head, body, self.max_body).await {
+        match exchange(&mut conn, &request, self.max_body).await {
             Ok((reply, keep)) => Ok(self.finish(conn, reply, keep).await),
             Err(Exchange::BeforeAnswer(e) | Exchange::During(e)) => Err(e),
         }
@@ -139,11 +142,9 @@ enum Exchange {
     During(HttpError),
 }
 
-async fn exchange(conn: &mut Conn, head: &str, body: &[u8], max_body: usize) -> Result<(Reply, bool), Exchange> {
+async fn exchange(conn: &mut Conn, request: &[u8], max_body: usize) -> Result<(Reply, bool), Exchange> {
     let before = |e: std::io::Error| Exchange::BeforeAnswer(HttpError::Io(e));
-    let w = conn.stream.get_mut();
-    w.write_all(head.as_bytes()).await.map_err(before)?;
-    w.write_all(body).await.map_err(before)?;
+    conn.stream.get_mut().write_all(request).await.map_err(before)?;
     let mut status_line = String::new();
     let n = (&mut conn.stream).take(MAX_HEAD_BYTES as u64).read_line(&mut status_line).await.map_err(before)?;
     if n == 0 {

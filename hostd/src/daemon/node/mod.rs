@@ -82,9 +82,6 @@ impl Node {
             }
             Node::Rpc(node) => node,
         };
-        if matches!(req, Request::GetLightningNodeUrl | Request::GetLightningInfo | Request::GetPaymentState { .. }) {
-            return Err(requests::no_lightning(req));
-        }
         let slots = host.with_module(module, |s| s.node_slots.clone()).ok_or_else(|| ErrorBody::new(ErrorCode::Internal, "module not loaded"))?;
         let _slot = slots.acquire_owned().await.map_err(|_| ErrorBody::new(ErrorCode::Internal, "the module is being unloaded"))?;
         // What a frame to the module can carry of a raw result (headroom

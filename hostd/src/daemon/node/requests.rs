@@ -167,13 +167,11 @@ pub async fn answer(rpc: &RpcClient, req: &Request, max_bytes: usize) -> Result<
                 Some(reason) => Err(ErrorBody::new(ErrorCode::NodeRpcError, format!("the node did not accept the block: {}", reason.chars().take(200).collect::<String>()))),
             }
         }
-        Q::GetLightningNodeUrl | Q::GetLightningInfo | Q::GetPaymentState { .. } => Err(no_lightning(req)),
+        Q::GetLightningNodeUrl | Q::GetLightningInfo | Q::GetPaymentState { .. } => {
+            Err(ErrorBody::new(ErrorCode::NoLightningBackend, format!("{} needs a Lightning backend, and this hostd has none", req.kind())))
+        }
         other => Err(ErrorBody::new(ErrorCode::Unsupported, format!("{} is not a node request", other.kind()))),
     }
-}
-
-pub fn no_lightning(req: &Request) -> ErrorBody {
-    ErrorBody::new(ErrorCode::NoLightningBackend, format!("{} needs a Lightning backend, and this hostd has none", req.kind()))
 }
 
 async fn raw(rpc: &RpcClient, method: &str, params: Value) -> Result<Vec<u8>, RpcError> {

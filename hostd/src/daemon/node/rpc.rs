@@ -41,7 +41,8 @@ impl RpcError {
         matches!(self, RpcError::Unreachable(_) | RpcError::Timeout(_))
     }
 
-    /// The counter it goes to in `hostd status`.
+    /// Its class: the counter it goes to in `hostd status`, and the detail
+    /// of a NodeUnreachable event (never an address).
     pub fn class(&self) -> &'static str {
         match self {
             RpcError::Unreachable(_) => "unreachable",
@@ -146,13 +147,13 @@ pub struct RpcCounters {
 
 impl RpcCounters {
     fn count(&self, e: &RpcError) {
-        let c = match e.class() {
-            "unreachable" => &self.unreachable,
-            "timeout" => &self.timeout,
-            "auth" => &self.auth,
-            "not_found" => &self.not_found,
-            "rpc_error" => &self.rpc_error,
-            _ => &self.bad_reply,
+        let c = match e {
+            RpcError::Unreachable(_) => &self.unreachable,
+            RpcError::Timeout(_) => &self.timeout,
+            RpcError::AuthRefused { .. } | RpcError::Cookie { .. } => &self.auth,
+            RpcError::NotFound(_) => &self.not_found,
+            RpcError::Rpc { .. } => &self.rpc_error,
+            RpcError::BadReply(_) => &self.bad_reply,
         };
         c.fetch_add(1, Ordering::Relaxed);
     }
