@@ -15,6 +15,7 @@ ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 || need_apt+=(clang libclang-
 command -v qemu-system-x86_64 >/dev/null || need_apt+=(qemu-system-x86)
 [ -x /bin/busybox ] || need_apt+=(busybox-static)
 command -v cpio >/dev/null || need_apt+=(cpio)
+command -v ip >/dev/null || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> apt-get install ${need_apt[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::manifest::{syntax_error, ManifestError};
+pub use crate::mesh_config::MeshSettings;
 pub use crate::node_config::{NodeBackendKind, NodeSettings};
 use sandbox::policy::Feature;
 
@@ -27,6 +28,7 @@ pub struct HostConfig {
     pub daemon: DaemonSettings,
     pub metrics: MetricsSettings,
     pub node: NodeSettings,
+    pub mesh: MeshSettings,
 }
 
 /// `[metrics]`: an optional HTTP listener serving what `hostd metrics`
@@ -359,6 +361,11 @@ impl HostConfig {
             }
         }
         c.node.check().map_err(|(key, m)| invalid(key, m))?;
+        c.mesh.check().map_err(|(key, m)| invalid(key, m))?;
+        // A frame reaches its module inside one IPC frame.
+        if u64::from(c.mesh.max_frame_bytes) + 64 > u64::from(d.max_frame_bytes) {
+            return Err(invalid("mesh.max_frame_bytes", format!("must be at most daemon.max_frame_bytes - 64 ({})", d.max_frame_bytes.saturating_sub(64))));
+        }
         for name in &d.disabled {
             crate::manifest::check_name(name).map_err(|m| invalid("daemon.disabled", m))?;
         }

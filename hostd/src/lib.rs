@@ -7,7 +7,7 @@
 //!   permission-checked hub, event bus, storage, lifecycle, control socket,
 //!   and the privilege drop;
 //! * `config` — the host config (`hostd.toml`) every role reads (its
-//!   `[node]` section in `node_config`);
+//!   `[node]` section in `node_config`, `[mesh]` in `mesh_config`);
 //! * `spelling` — "did you mean" for config and manifest errors;
 //! * `beneath` — path resolution that cannot leave a directory.
 //!
@@ -18,6 +18,7 @@ pub mod beneath;
 pub mod config;
 pub mod daemon;
 pub mod module;
+pub mod mesh_config;
 pub mod node_config;
 pub mod spelling;
 

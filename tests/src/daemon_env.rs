@@ -24,6 +24,10 @@ pub struct HostdEnv {
     child: Option<Child>,
     /// Extra environment for `hostd run` (e.g. NOTIFY_SOCKET).
     pub env: Vec<(String, String)>,
+    /// A network namespace `hostd run` starts in (a host of a
+    /// [`crate::netbed::NetBed`]); the CLI reaches it through the control
+    /// socket from anywhere.
+    pub netns: Option<PathBuf>,
 }
 
 
@@ -52,7 +56,7 @@ impl HostdEnv {
              [daemon.restart]\n{restart_toml}"
         );
         std::fs::write(&config, body).expect("write config");
-        HostdEnv { scratch, config, key, child: None, env: Vec::new() }
+        HostdEnv { scratch, config, key, child: None, env: Vec::new(), netns: None }
     }
 
     pub fn modules_dir(&self) -> PathBuf {
@@ -109,15 +113,26 @@ impl HostdEnv {
     /// Start `hostd run` and wait until its control socket answers.
     pub fn start(&mut self) {
         let log = std::fs::File::create(self.scratch.0.join("hostd.log")).expect("log file");
-        let child = Command::new(hostd_bin())
-            .arg("--config")
+        let mut cmd = Command::new(hostd_bin());
+        cmd.arg("--config")
             .arg(&self.config)
             .args(["--log", "info", "run"])
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn hostd run");
+            .stderr(log);
+        let netns = self.netns.as_ref().map(|p| std::fs::File::open(p).unwrap_or_else(|e| panic!("open {}: {e}", p.display())));
+        if let Some(ns) = &netns {
+            use std::os::fd::AsRawFd;
+            use std::os::unix::process::CommandExt;
+            let fd = ns.as_raw_fd();
+            // SAFETY: setns is a single system call, async-signal-safe in
+            // the forked child; the fd stays open until spawn returns.
+            unsafe {
+                cmd.pre_exec(move || if libc::setns(fd, libc::CLONE_NEWNET) == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) });
+            }
+        }
+        let child = cmd.spawn().expect("spawn hostd run");
+        drop(netns);
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {

@@ -9,6 +9,7 @@ use sandbox::Policy;
 
 pub mod daemon_env;
 pub mod fuzz;
+pub mod netbed;
 pub mod regtest;
 
 /// A finished command's stdout then stderr, for assertion messages.

@@ -190,8 +190,36 @@ fn render_status(d: &serde_json::Value) -> String {
         if let Some(e) = m["last_exit"].as_str() {
             out += &format!("    last exit: {e}\n");
         }
+        if m["mesh"].is_object() {
+            out += &mesh_line(&m["mesh"]);
+        }
     }
     out
+}
+
+/// A module's mesh in one line: listener, links, traffic, what was refused.
+fn mesh_line(v: &serde_json::Value) -> String {
+    let listen = match v["listen"]["state"].as_str() {
+        Some("listening") => v["listen"]["address"].as_str().unwrap_or("?").to_string(),
+        Some("refused") => format!("REFUSED ({})", v["listen"]["error"].as_str().unwrap_or("")),
+        _ => "none".into(),
+    };
+    let counts = |k: &str| {
+        let m = v[k].as_object().map(|o| o.iter().map(|(r, n)| format!("{r}={n}")).collect::<Vec<_>>().join(",")).unwrap_or_default();
+        if m.is_empty() { "-".to_string() } else { m }
+    };
+    format!(
+        "    mesh: listen {listen}; {} links; frames in/out {}/{}; bytes in/out {}/{}; busy {}; closed {}; refused connects {}, inbound {}\n",
+        v["links"].as_array().map_or(0, Vec::len),
+        v["frames_in"],
+        v["frames_out"],
+        v["bytes_in"],
+        v["bytes_out"],
+        v["busy_sends"],
+        counts("closed"),
+        counts("refused_connects"),
+        counts("refused_inbound"),
+    )
 }
 
 /// Why `name` lists no commands: not loaded, not running (with its last

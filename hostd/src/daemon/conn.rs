@@ -13,7 +13,7 @@ use super::{hub, lock, Host};
 use hostd_protocol::connection::{FrameReader, FrameWriter, ReadError};
 use hostd_protocol::{
     self as proto, negotiate, CrashReason, ErrorBody, ErrorCode, HostMessage, Invocation, LogLevel, ModuleMessage, Welcome,
-    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    MESH_PROTOCOL_VERSION, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 use std::collections::HashMap;
 use std::os::fd::AsRawFd;
@@ -38,6 +38,8 @@ pub struct ConnHandle {
     in_flight: AtomicU32,
     /// Time this module's frames waited for its rate limit, in µs.
     throttled_us: AtomicU64,
+    /// The protocol version negotiated in the handshake.
+    pub protocol: u32,
 }
 
 impl ConnHandle {
@@ -83,6 +85,27 @@ impl ConnHandle {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => Err(ErrorBody::new(ErrorCode::ModuleUnavailable, "the module's connection closed")),
             Err(_) => Err(ErrorBody::new(ErrorCode::Timeout, format!("no answer within {} ms", timeout.as_millis()))),
+        }
+    }
+
+    /// Largest frame to the module.
+    pub fn max_frame(&self) -> u32 {
+        self.max_frame
+    }
+
+    /// A request whose answer comes later ([`Self::end_deferred`]) counts
+    /// as in flight until then.
+    pub fn begin_deferred(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Answer a deferred request. The response queue has room for every
+    /// request in flight, so this fails only for a module that also stopped
+    /// reading its inline answers; its reader notices and closes it.
+    pub fn end_deferred(&self, id: u64, result: Result<proto::Response, ErrorBody>) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if !self.try_send(&HostMessage::Response { id, result }) {
+            tracing::debug!("deferred answer {id} not queued: the module does not read its responses");
         }
     }
 
@@ -136,6 +159,9 @@ pub struct ConnCtx {
     pub requests: Arc<super::request_stats::RequestStats>,
     pub timers: Mutex<HashMap<u64, tokio::task::AbortHandle>>,
     pub next_timer: AtomicU64,
+    pub protocol: u32,
+    /// The module's mesh links (protocol 2 and `network_access`).
+    pub mesh: Option<Arc<super::mesh::ModuleMesh>>,
 }
 
 /// Serve one module connection until it ends. `module` is the identity
@@ -177,10 +203,11 @@ pub async fn serve(host: Arc<Host>, module: String, version: String, stream: Uni
         )
         .await;
     };
-    let (granted, config_toml) = host
+    let (granted, config_toml, networked, listen) = host
         .with_module(&module, |s| {
             let granted: Vec<String> = s.permissions.iter().map(|p| p.as_str().to_string()).collect();
-            (granted, toml::to_string(&s.module.config).unwrap_or_default())
+            let networked = s.permissions.contains(&crate::permissions::Permission::NetworkAccess);
+            (granted, toml::to_string(&s.module.config).unwrap_or_default(), networked, super::mesh::listen_addr(&s.module.config))
         })
         .unwrap_or_default();
     let welcome = HostMessage::Welcome(Welcome {
@@ -211,14 +238,28 @@ pub async fn serve(host: Arc<Host>, module: String, version: String, stream: Uni
         max_frame,
         in_flight: AtomicU32::new(0),
         throttled_us: AtomicU64::new(0),
+        protocol,
     });
+    let (mesh_tx, mesh_rx) = mpsc::channel::<super::mesh::MeshOut>(super::mesh::MODULE_QUEUE_FRAMES);
+    let mesh = match (networked, protocol >= MESH_PROTOCOL_VERSION) {
+        (true, true) => Some(host.mesh.attach(&module, handle.clone(), mesh_tx, listen)),
+        (true, false) => {
+            let why = format!("module speaks protocol {protocol}; mesh links need {MESH_PROTOCOL_VERSION}: no links, no listener");
+            tracing::warn!(module = %module, "{why}");
+            host.with_module(&module, |s| s.note(why));
+            None
+        }
+        (false, _) => None,
+    };
     let events = host.bus.attach(&module, &version);
     host.with_module(&module, |s| {
         s.conn = Some(handle.clone());
+        s.mesh = mesh.clone();
         s.handshaken = true;
     });
     tracing::info!(module = %module, protocol, "module handshaken");
-    let writer = tokio::spawn(super::conn_writer::write_loop(wr, socket, ctrl_rx, invoke_rx, events, d.events_per_write as usize));
+    let queues = super::conn_writer::Queues { ctrl: ctrl_rx, invocations: invoke_rx, events, mesh: mesh_rx };
+    let writer = tokio::spawn(super::conn_writer::write_loop(wr, socket, queues, d.events_per_write as usize));
     let announce = tokio::spawn({
         let (host, module) = (host.clone(), module.clone());
         let after = Duration::from_millis(u64::from(d.announce_after_ms));
@@ -233,12 +274,17 @@ pub async fn serve(host: Arc<Host>, module: String, version: String, stream: Uni
         requests: host.with_module(&module, |s| s.requests.clone()).unwrap_or_default(),
         timers: Mutex::new(HashMap::new()),
         next_timer: AtomicU64::new(1),
+        protocol,
+        mesh: mesh.clone(),
     });
     let mut log_budget = LineBudget::new(d.output_lines_per_sec);
     let end = read_loop(&host, &ctx, &mut rd, &mut log_budget).await;
     report_suppressed(&host, &module, log_budget.take_suppressed());
 
     // ---- teardown
+    if let Some(m) = &mesh {
+        m.shutdown();
+    }
     writer.abort();
     announce.abort();
     host.bus.detach(&module);
@@ -249,6 +295,7 @@ pub async fn serve(host: Arc<Host>, module: String, version: String, stream: Uni
     host.with_module(&module, |s| {
         if s.conn.as_ref().is_some_and(|c| Arc::ptr_eq(c, &handle)) {
             s.conn = None;
+            s.mesh = None;
             s.api.clear();
             s.rpc.clear();
         }
@@ -281,7 +328,13 @@ async fn read_loop(host: &Arc<Host>, ctx: &Arc<ConnCtx>, rd: &mut FrameReader<Ow
         // Past its rate, a module's requests and log records wait in its
         // socket: hostd reads on at the rate, the module's sends block, and
         // flooding costs hostd no more than sending at the rate.
-        if matches!(msg, ModuleMessage::Request { .. } | ModuleMessage::Log(_)) {
+        // Mesh frames have their own rates, per module and per link.
+        let rated = match &msg {
+            ModuleMessage::Request { request, .. } => !matches!(request, proto::Request::MeshSend { .. }),
+            ModuleMessage::Log(_) => true,
+            _ => false,
+        };
+        if rated {
             if let Some(wait) = limiter.reserve() {
                 ctx.handle.throttled_us.fetch_add(wait.as_micros() as u64, Ordering::Relaxed);
                 tokio::time::sleep(wait).await;
@@ -310,13 +363,13 @@ async fn read_loop(host: &Arc<Host>, ctx: &Arc<ConnCtx>, rd: &mut FrameReader<Ow
                     ctx.handle.in_flight.fetch_add(1, Ordering::Relaxed);
                     let (host, ctx) = (host.clone(), ctx.clone());
                     tokio::spawn(async move {
-                        let result = hub::handle(&host, &ctx, request).await;
+                        let result = hub::handle(&host, &ctx, id, request).await;
                         ctx.handle.in_flight.fetch_sub(1, Ordering::Relaxed);
                         respond(&ctx, id, result);
                         ctx.requests.record(started.elapsed());
                     });
                 } else {
-                    let result = hub::handle(host, ctx, request).await;
+                    let result = hub::handle(host, ctx, id, request).await;
                     let answered = respond(ctx, id, result);
                     ctx.requests.record(started.elapsed());
                     if !answered {
@@ -328,7 +381,14 @@ async fn read_loop(host: &Arc<Host>, ctx: &Arc<ConnCtx>, rd: &mut FrameReader<Ow
     }
 }
 
-fn respond(ctx: &ConnCtx, id: u64, result: Result<proto::Response, ErrorBody>) -> bool {
+/// Queue the answer to request `id`; `Ok(None)` is answered later by
+/// whoever took the request on.
+fn respond(ctx: &ConnCtx, id: u64, result: Result<Option<proto::Response>, ErrorBody>) -> bool {
+    let result = match result {
+        Ok(None) => return true,
+        Ok(Some(r)) => Ok(r),
+        Err(e) => Err(e),
+    };
     let msg = HostMessage::Response { id, result };
     if ctx.handle.try_send(&msg) {
         return true;

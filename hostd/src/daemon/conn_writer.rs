@@ -17,7 +17,19 @@ const EVENT_POLL_MAX: Duration = Duration::from_millis(64);
 /// within this, rather than after a long idle backoff.
 const EVENT_POLL_PENDING: Duration = Duration::from_millis(2);
 
-/// Responses first, then calls to the module, then events; what is already
+/// What goes to one module, each bounded on its own.
+pub(super) struct Queues {
+    pub ctrl: mpsc::Receiver<Vec<u8>>,
+    pub invocations: mpsc::Receiver<Vec<u8>>,
+    pub events: Arc<EventQueue>,
+    /// Mesh messages (link up/down, frames), each holding the budget its
+    /// bytes are charged to until it is in the batch.
+    pub mesh: mpsc::Receiver<super::mesh::MeshOut>,
+}
+
+/// Responses first, then calls to the module, then events, then mesh
+/// messages (which wait while events do and the socket is not drained, so a
+/// stream of frames cannot hold events back); what is already
 /// queued goes out in one write. Events leave the queue only once the
 /// module has read everything written to it before (the socket's send
 /// queue is empty): the socket buffer would otherwise hold thousands of
@@ -25,14 +37,8 @@ const EVENT_POLL_PENDING: Duration = Duration::from_millis(2);
 /// would have far more than its queue's bound of events undelivered. At
 /// most `events_per_write` event frames go into one write, so a module has
 /// at most its queue plus that many events undelivered.
-pub(super) async fn write_loop(
-    mut wr: FrameWriter<OwnedWriteHalf>,
-    socket: RawFd,
-    mut ctrl: mpsc::Receiver<Vec<u8>>,
-    mut invocations: mpsc::Receiver<Vec<u8>>,
-    events: Arc<EventQueue>,
-    events_per_write: usize,
-) {
+pub(super) async fn write_loop(mut wr: FrameWriter<OwnedWriteHalf>, socket: RawFd, queues: Queues, events_per_write: usize) {
+    let Queues { mut ctrl, mut invocations, events, mut mesh } = queues;
     let mut poll = Duration::ZERO;
     loop {
         let drained = unsent_bytes(socket) == 0;
@@ -48,6 +54,7 @@ pub(super) async fn write_loop(
                 wr.push_frame(&f);
                 events_taken += 1;
             }
+            Some(m) = mesh.recv(), if drained || events.queued() == 0 => wr.push_frame(&m.frame),
             _ = tokio::time::sleep(poll), if !drained => {
                 let cap = if events.queued() > 0 { EVENT_POLL_PENDING } else { EVENT_POLL_MAX };
                 poll = (poll * 2).clamp(Duration::from_millis(1), cap);
@@ -63,6 +70,8 @@ pub(super) async fn write_loop(
             } else if let Some(f) = (drained && events_taken < events_per_write).then(|| events.try_take()).flatten() {
                 wr.push_frame(&f);
                 events_taken += 1;
+            } else if let Some(m) = (drained || events.queued() == 0).then(|| mesh.try_recv().ok()).flatten() {
+                wr.push_frame(&m.frame);
             } else {
                 break;
             }

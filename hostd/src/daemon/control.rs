@@ -261,6 +261,7 @@ async fn status(host: &Arc<Host>) -> serde_json::Value {
                 "pending_invocations": s.conn.as_ref().map_or(0, |c| c.pending_invocations()),
                 "throttled_ms": s.conn.as_ref().map_or(0, |c| c.throttled_ms()),
                 "pool_slots_busy": s.pool_slots - s.pool.available_permits(),
+                "mesh": s.mesh.as_ref().map(|m| m.status_json()),
                 "files": {
                     "used_bytes": s.files_used.as_ref().and_then(|r| r.as_ref().ok()),
                     "quota_bytes": host.config.daemon.files_quota_bytes,
@@ -313,6 +314,7 @@ async fn status(host: &Arc<Host>) -> serde_json::Value {
             "uptime_secs": host.started.elapsed().as_secs(),
             "node": host.node.describe(),
             "node_backend": host.node.status_json(),
+            "mesh": host.mesh.status_json(),
             "modules_dir": host.config.paths.modules_dir,
             "data_dir": host.config.paths.data_dir,
         },

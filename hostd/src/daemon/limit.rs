@@ -17,7 +17,17 @@ pub struct TokenBucket {
 
 impl TokenBucket {
     pub fn new(rate: u32, burst: u32) -> TokenBucket {
-        TokenBucket { rate: f64::from(rate), burst: f64::from(burst), tokens: f64::from(burst), last: Instant::now() }
+        TokenBucket::of(f64::from(rate), f64::from(burst))
+    }
+
+    /// A bucket of anything countable (frames, bytes).
+    pub fn of(rate: f64, burst: f64) -> TokenBucket {
+        TokenBucket { rate, burst, tokens: burst, last: Instant::now() }
+    }
+
+    /// Take `n` tokens at once (a frame's bytes); like [`Self::reserve`].
+    pub fn reserve_n(&mut self, n: f64) -> Option<Duration> {
+        self.take_at(Instant::now(), n)
     }
 
     /// Take one token. `None` if there was one (or the balance is less than
@@ -30,11 +40,15 @@ impl TokenBucket {
     }
 
     fn reserve_at(&mut self, now: Instant) -> Option<Duration> {
-        if self.tokens < 1.0 {
+        self.take_at(now, 1.0)
+    }
+
+    fn take_at(&mut self, now: Instant, n: f64) -> Option<Duration> {
+        if self.tokens < n {
             self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
             self.last = now;
         }
-        self.tokens -= 1.0;
+        self.tokens -= n;
         let slack = (self.rate * THROTTLE_QUANTUM.as_secs_f64()).max(1.0);
         (self.tokens < 1.0 - slack).then(|| Duration::from_secs_f64(-self.tokens / self.rate))
     }

@@ -7,6 +7,7 @@
 //! - [`conn`]: one task per module connection (handshake, frames, limits), and
 //!   [`conn_writer`], its writing side;
 //! - [`hub`]: permission-checked request handlers, by request family;
+//! - [`mesh`]: modules' network links, owned by hostd;
 //! - [`bus`]: the event bus; [`event_queue`]: one module's undelivered events;
 //! - [`storage`]: per-module RocksDB; [`files_usage`]: what `files/` uses on disk;
 //! - [`lifecycle`]: load, unload, stop, reload; [`deps`]: dependency order;
@@ -28,6 +29,7 @@ pub mod launcher;
 pub mod layout;
 pub mod lifecycle;
 pub mod limit;
+pub mod mesh;
 pub mod metrics_export;
 pub mod metrics_http;
 pub mod monitor;
@@ -89,6 +91,8 @@ pub struct LoadedModule {
     pub restarts: u32,
     pub last_exit: Option<String>,
     pub conn: Option<Arc<conn::ConnHandle>>,
+    /// Its mesh links and listener while connected (protocol 2, `network_access`).
+    pub mesh: Option<Arc<mesh::ModuleMesh>>,
     pub store: Option<Arc<storage::ModuleStore>>,
     pub api: Vec<String>,
     pub cli: Option<CliSpec>,
@@ -139,6 +143,7 @@ impl LoadedModule {
             restarts: 0,
             last_exit: None,
             conn: None,
+            mesh: None,
             store: None,
             api: Vec::new(),
             cli: None,
@@ -212,6 +217,7 @@ pub struct Host {
     pub storage: storage::StorageEnv,
     pub launcher: launcher::Launcher,
     pub node: node::Node,
+    pub mesh: Arc<mesh::Mesh>,
     pub loaded: Mutex<BTreeMap<String, LoadedModule>>,
     /// (module, metric name) → (value, labels).
     pub metrics: Mutex<Metrics>,

@@ -68,6 +68,7 @@ async fn serve(config: HostConfig, launcher: launcher::Launcher, control_socket:
         storage: storage::StorageEnv::new(d.storage_block_cache_bytes as usize, d.storage_write_buffer_bytes as usize),
         launcher,
         node: node::Node::from_config(&config.node).map_err(RunError::Node)?,
+        mesh: Arc::new(super::mesh::Mesh::new(config.mesh.clone(), config.metrics.listen.as_deref()).map_err(RunError::Runtime)?),
         loaded: Mutex::new(BTreeMap::new()),
         metrics: Mutex::new(BTreeMap::new()),
         ids: Mutex::new(crate::discovery::IdMap::load(&config)?),

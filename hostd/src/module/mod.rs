@@ -10,6 +10,7 @@ pub mod discovery;
 pub mod elf;
 pub mod manifest;
 pub mod permissions;
+pub mod policy_network;
 pub mod policy_show;
 pub mod policygen;
 pub mod reference;

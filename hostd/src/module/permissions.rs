@@ -37,7 +37,7 @@ permissions! {
     SendTransactions = "send_transactions": "submit transactions to the mempool",
     ReadMempool = "read_mempool": "read mempool transactions, size and fee estimates",
     ReadNetwork = "read_network": "read network data (peers, stats)",
-    NetworkAccess = "network_access": "send network packets through the node (mesh packets)",
+    NetworkAccess = "network_access": "open mesh links through hostd (its listener and allowlisted peers only)",
     ReadLightning = "read_lightning": "read Lightning network data",
     ReadPayment = "read_payment": "read payment data",
     ReadStorage = "read_storage": "read the module's own storage trees",
@@ -132,6 +132,9 @@ pub fn access(kind: RequestKind) -> Access {
         R::RegisterModuleApi | R::UnregisterModuleApi => (Some(P::RegisterModuleApi), INLINE),
         R::SubmitBlock => (Some(P::SubmitBlock), BLOCKS),
         R::QueueInboundBlock => (Some(P::QueueInboundBlock), BLOCKS),
+        // Connecting waits for the network; the rest only touch queues.
+        R::MeshConnect => (Some(P::NetworkAccess), BLOCKS),
+        R::MeshClose | R::MeshLinks | R::MeshSend => (Some(P::NetworkAccess), INLINE),
     };
     Access { permission, blocking }
 }
@@ -200,7 +203,8 @@ mod tests {
                 "get_network_peers",
                 "call_module",
                 "submit_block",
-                "queue_inbound_block"
+                "queue_inbound_block",
+                "mesh_connect"
             ]
         );
         let blocking: Vec<&str> = RequestKind::ALL.iter().filter(|k| access(**k).blocking && (k.as_str().starts_with("storage") || k.as_str().starts_with("fs_"))).map(|k| k.as_str()).collect();

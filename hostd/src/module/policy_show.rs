@@ -33,6 +33,7 @@ pub struct PolicyReport {
     pub cgroup: sandbox::policy::CgroupLimits,
     pub environment: std::collections::BTreeMap<String, String>,
     pub module_config: toml::Table,
+    pub network: super::policy_network::NetworkReport,
     pub kernel: KernelReport,
     /// Features the module runs without, by the host config's explicit leave.
     pub downgrades: Vec<sandbox::Downgrade>,
@@ -151,6 +152,7 @@ pub fn build(m: &ModuleDir, host: &HostConfig, kernel: &KernelFeatures, installe
         cgroup: policy.cgroup,
         environment: policy.env.clone(),
         module_config: m.config.clone(),
+        network: super::policy_network::build(&m.manifest.permissions, &m.config, host),
         kernel: KernelReport {
             release: kernel.kernel_release.clone(),
             landlock_abi: kernel.landlock_abi,
@@ -303,6 +305,7 @@ pub fn render(r: &PolicyReport) -> String {
     for (k, v) in &r.environment {
         let _ = writeln!(w, "  {k}={v}");
     }
+    super::policy_network::render(w, &r.network);
     let k = &r.kernel;
     let _ = writeln!(w, "\nkernel: {} landlock ABI {}, seccomp filter {}, user namespaces {}, cgroups {}", k.release, k.landlock_abi, k.seccomp_filter, k.user_namespaces, k.cgroup);
     s

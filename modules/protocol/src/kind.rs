@@ -71,6 +71,10 @@ request_kinds! {
     UnregisterModuleApi = "unregister_module_api",
     SubmitBlock = "submit_block",
     QueueInboundBlock = "queue_inbound_block",
+    MeshConnect = "mesh_connect",
+    MeshClose = "mesh_close",
+    MeshLinks = "mesh_links",
+    MeshSend = "mesh_send",
 }
 
 impl std::fmt::Display for RequestKind {

@@ -31,8 +31,13 @@ pub use frame::{decode, encode, encode_into, FrameBuf, FrameError, DEFAULT_MAX_F
 pub use kind::RequestKind;
 pub use messages::*;
 
-/// The newest protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The newest protocol version this build speaks. Version 2 adds the mesh
+/// links (`MeshConnect`, `MeshClose`, `MeshLinks`, `MeshSend` and the host's
+/// `LinkUp`, `LinkDown`, `MeshFrame`); hostd sends none of them on a
+/// version 1 connection.
+pub const PROTOCOL_VERSION: u32 = 2;
+/// The first version with mesh links.
+pub const MESH_PROTOCOL_VERSION: u32 = 2;
 /// The oldest protocol version this build still speaks.
 pub const MIN_PROTOCOL_VERSION: u32 = 1;
 

@@ -31,6 +31,13 @@ pub enum HostMessage {
     TimerFired { timer_id: u64, task: Option<String> },
     /// Stop within `grace_ms`; after that the host kills the sandbox.
     Shutdown { grace_ms: u32 },
+    /// Protocol 2: a mesh link of this module is up (outbound after
+    /// `MeshConnect`, inbound on its listener). Sent only to the owner.
+    LinkUp(LinkInfo),
+    /// Protocol 2: a link is gone; no frame of it follows.
+    LinkDown { link: u64, reason: String },
+    /// Protocol 2: one frame the link's peer sent, in the order sent.
+    MeshFrame { link: u64, data: Vec<u8> },
 }
 
 #[derive(Debug, Clone, PartialEq, Encode, Decode)]
@@ -114,6 +121,8 @@ pub enum ErrorCode {
     NodeRpcError,
     /// Lightning and payment requests: this hostd has no Lightning backend.
     NoLightningBackend,
+    /// Protocol 2: the mesh link closed before the frame was written.
+    LinkClosed,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
@@ -222,6 +231,17 @@ pub enum Request {
     UnregisterModuleApi,
     SubmitBlock { raw: Vec<u8> },
     QueueInboundBlock { raw: Vec<u8> },
+    /// Protocol 2: open a link to `addr` ("ip:port"); answered with
+    /// [`Response::Link`] once the peer's hostd has answered the preamble.
+    MeshConnect { addr: String },
+    /// Protocol 2: close one of this module's links.
+    MeshClose { link: u64 },
+    /// Protocol 2: this module's links.
+    MeshLinks,
+    /// Protocol 2: send one frame on a link. Answered (Ack) once hostd has
+    /// handed the frame to the link's socket: at most the link's
+    /// `send_window` bytes may be unanswered, beyond that Busy.
+    MeshSend { link: u64, data: Vec<u8> },
 }
 
 impl Request {
@@ -279,6 +299,10 @@ impl Request {
             Q::UnregisterModuleApi => K::UnregisterModuleApi,
             Q::SubmitBlock { .. } => K::SubmitBlock,
             Q::QueueInboundBlock { .. } => K::QueueInboundBlock,
+            Q::MeshConnect { .. } => K::MeshConnect,
+            Q::MeshClose { .. } => K::MeshClose,
+            Q::MeshLinks => K::MeshLinks,
+            Q::MeshSend { .. } => K::MeshSend,
         }
     }
 }
@@ -355,6 +379,32 @@ pub enum Response {
     Metrics(Vec<MetricSample>),
     /// Result of `CallModule`: the callee's answer.
     CallResult(Vec<u8>),
+    /// Result of `MeshConnect`.
+    Link(LinkInfo),
+    /// Result of `MeshLinks`.
+    Links(Vec<LinkInfo>),
+}
+
+/// What one `MeshSend` frame counts against a link's `send_window` beyond
+/// its bytes (so empty frames are not free).
+pub const MESH_SEND_OVERHEAD: u32 = 64;
+
+/// One mesh link as its owning module sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct LinkInfo {
+    /// Unique within this hostd's run; never reused.
+    pub id: u64,
+    /// The peer's address ("ip:port").
+    pub peer: String,
+    /// hostd's end of the link ("ip:port").
+    pub local: String,
+    /// Accepted on the module's listener (true) or opened by `MeshConnect`.
+    pub inbound: bool,
+    /// Largest frame this link carries, either way.
+    pub max_frame: u32,
+    /// Bytes of `MeshSend` this link holds unanswered at most; a send past
+    /// them is answered Busy. The SDK waits for room instead.
+    pub send_window: u32,
 }
 
 /// Host → module calls. Append only.

@@ -22,11 +22,13 @@ pub(crate) struct Shared {
     dropped_events: AtomicU64,
     dropped_logs: AtomicU64,
     dropped_ticks: AtomicU64,
+    pub(crate) windows: crate::mesh::Windows,
 }
 
 impl Shared {
     pub(crate) fn new(welcome: Welcome, out: mpsc::Sender<ModuleMessage>) -> Shared {
         Shared {
+            windows: crate::mesh::Windows::new(welcome.max_in_flight),
             welcome,
             out,
             pending: Mutex::new(HashMap::new()),
@@ -45,6 +47,7 @@ impl Shared {
     }
 
     pub(crate) fn complete(&self, id: u64, reply: Reply) {
+        self.windows.release(id);
         if let Some(tx) = self.pending().remove(&id) {
             let _ = tx.send(reply);
         }
@@ -54,6 +57,7 @@ impl Shared {
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
         self.pending().clear();
+        self.windows.clear();
     }
 
     pub(crate) fn count_dropped_event(&self) {
@@ -71,6 +75,15 @@ pub struct Client {
     shared: Arc<Shared>,
 }
 
+/// The answer a submitted request's receiver yields.
+pub(crate) async fn answer(rx: oneshot::Receiver<Reply>) -> Result<Response, SdkError> {
+    match rx.await {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) => Err(SdkError::Host(e)),
+        Err(_) => Err(SdkError::Closed),
+    }
+}
+
 macro_rules! expect {
     ($self:ident, $req:expr, $pat:pat => $out:expr) => {{
         let req = $req;
@@ -85,6 +98,10 @@ macro_rules! expect {
 impl Client {
     pub(crate) fn from_shared(shared: Arc<Shared>) -> Client {
         Client { shared }
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
     }
 
     /// What the host said in the handshake (protocol, granted permissions, limits).
@@ -129,21 +146,26 @@ impl Client {
 
     /// Send any request and wait for its response.
     pub async fn request(&self, request: Request) -> Result<Response, SdkError> {
+        let rx = self.submit(request, |_| {}).await?;
+        answer(rx).await
+    }
+
+    /// Queue `request` for sending (calls from one task leave in call
+    /// order) and return the receiver of its answer; `on_id` runs with the
+    /// request's id before it can be answered.
+    pub(crate) async fn submit(&self, request: Request, on_id: impl FnOnce(u64)) -> Result<oneshot::Receiver<Reply>, SdkError> {
         if self.shared.closed.load(Ordering::SeqCst) {
             return Err(SdkError::Closed);
         }
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.shared.pending().insert(id, tx);
+        on_id(id);
         if self.shared.out.send(ModuleMessage::Request { id, request }).await.is_err() {
-            self.shared.pending().remove(&id);
+            self.shared.complete(id, Err(ErrorBody::new(hostd_protocol::ErrorCode::Internal, "closed")));
             return Err(SdkError::Closed);
         }
-        match rx.await {
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(e)) => Err(SdkError::Host(e)),
-            Err(_) => Err(SdkError::Closed),
-        }
+        Ok(rx)
     }
 
     // ---- logging: fire and forget; dropped (and counted) when the queue is full.

@@ -2,7 +2,9 @@
 
 use crate::client::{Client, Shared};
 use hostd_protocol::connection::{FrameReader, FrameWriter, ReadError};
-use hostd_protocol::{self as proto, ErrorBody, Event, Hello, HostMessage, Invocation, ModuleMessage, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
+use hostd_protocol::{
+    self as proto, ErrorBody, Event, Hello, HostMessage, Invocation, LinkInfo, ModuleMessage, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
@@ -57,14 +59,23 @@ impl SdkError {
     }
 }
 
-/// Something the host pushed to the module.
+/// Something the host pushed to the module. New kinds come with new
+/// protocol versions: match with a catch-all arm.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Incoming {
     Event(Event),
     Invoke(InvocationCall),
     TimerFired { timer_id: u64, task: Option<String> },
     /// Stop within `grace_ms`, after which the host kills the sandbox.
     Shutdown { grace_ms: u32 },
+    /// Protocol 2: a mesh link is up (yours by `mesh_connect`, or a peer
+    /// that connected to your listener).
+    LinkUp(LinkInfo),
+    /// Protocol 2: a link is gone; nothing more arrives on it.
+    LinkDown { link: u64, reason: String },
+    /// Protocol 2: a frame from a link's peer, in the order it was sent.
+    Frame { link: u64, data: Vec<u8> },
 }
 
 /// A host → module call; answer it exactly once with [`InvocationCall::reply`].
@@ -81,16 +92,25 @@ impl InvocationCall {
     }
 }
 
-/// The module's inbox of pushed messages.
+/// The module's inbox of pushed messages. Mesh messages have their own
+/// queue, which never drops: hostd sends frames only as fast as the module
+/// reads its connection, but frames read and not taken from here wait in
+/// the module's memory (the sandbox's memory limit bounds them).
 #[derive(Debug)]
 pub struct IncomingStream {
     rx: mpsc::Receiver<Incoming>,
+    mesh: mpsc::UnboundedReceiver<Incoming>,
 }
 
 impl IncomingStream {
     /// The next pushed message; `None` once the host closed the connection.
     pub async fn next(&mut self) -> Option<Incoming> {
-        self.rx.recv().await
+        tokio::select! {
+            biased;
+            Some(m) = self.rx.recv() => Some(m),
+            Some(m) = self.mesh.recv() => Some(m),
+            else => None,
+        }
     }
 }
 
@@ -135,11 +155,12 @@ pub async fn connect_fd(fd: OwnedFd, name: &str, version: &str) -> Result<(Clien
     wr.set_max_frame(max_frame);
     let (out_tx, out_rx) = mpsc::channel::<ModuleMessage>(OUTGOING_CAPACITY);
     let (in_tx, in_rx) = mpsc::channel::<Incoming>(INCOMING_CAPACITY);
+    let (mesh_tx, mesh_rx) = mpsc::unbounded_channel::<Incoming>();
     let shared = Arc::new(Shared::new(welcome, out_tx));
     let client = Client::from_shared(shared.clone());
     tokio::spawn(writer(wr, out_rx));
-    tokio::spawn(reader(rd, shared, in_tx, client.clone()));
-    Ok((client, IncomingStream { rx: in_rx }))
+    tokio::spawn(reader(rd, shared, Inboxes { pushed: in_tx, mesh: mesh_tx }, client.clone()));
+    Ok((client, IncomingStream { rx: in_rx, mesh: mesh_rx }))
 }
 
 async fn writer(mut wr: FrameWriter<OwnedWriteHalf>, mut rx: mpsc::Receiver<ModuleMessage>) {
@@ -179,7 +200,13 @@ async fn deliver_event(inbox: &mpsc::Sender<Incoming>, shared: &Shared, ev: Even
     shared.count_dropped_event();
 }
 
-async fn reader(mut rd: FrameReader<OwnedReadHalf>, shared: Arc<Shared>, inbox: mpsc::Sender<Incoming>, client: Client) {
+struct Inboxes {
+    pushed: mpsc::Sender<Incoming>,
+    mesh: mpsc::UnboundedSender<Incoming>,
+}
+
+async fn reader(mut rd: FrameReader<OwnedReadHalf>, shared: Arc<Shared>, inboxes: Inboxes, client: Client) {
+    let Inboxes { pushed: inbox, mesh } = inboxes;
     loop {
         let msg = match rd.next::<HostMessage>().await {
             Ok(Some(m)) => m,
@@ -214,6 +241,17 @@ async fn reader(mut rd: FrameReader<OwnedReadHalf>, shared: Arc<Shared>, inbox: 
                 tokio::spawn(async move {
                     let _ = inbox.send(Incoming::Shutdown { grace_ms }).await;
                 });
+            }
+            HostMessage::LinkUp(info) => {
+                shared.windows.open(&info);
+                let _ = mesh.send(Incoming::LinkUp(info));
+            }
+            HostMessage::LinkDown { link, reason } => {
+                shared.windows.close(link);
+                let _ = mesh.send(Incoming::LinkDown { link, reason });
+            }
+            HostMessage::MeshFrame { link, data } => {
+                let _ = mesh.send(Incoming::Frame { link, data });
             }
             HostMessage::Welcome(_) | HostMessage::Refused(_) => {}
         }

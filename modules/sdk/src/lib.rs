@@ -22,11 +22,13 @@
 
 mod client;
 mod conn;
+mod mesh;
 
 pub use client::Client;
 pub use conn::{connect, connect_fd, Incoming, IncomingStream, InvocationCall, SdkError};
+pub use mesh::MeshAck;
 pub use hostd_protocol as protocol;
 pub use hostd_protocol::{
     CliArg, CliCommand, CliSpec, ErrorBody, ErrorCode, Event, EventPayload, EventType, HealthStatus, Invocation,
-    LogLevel,
+    LinkInfo, LogLevel,
 };

@@ -78,7 +78,7 @@ async fn main() {
                 call.reply(result);
             }
             Incoming::Shutdown { .. } => break,
-            Incoming::TimerFired { .. } => {}
+            _ => {}
         }
     }
 }

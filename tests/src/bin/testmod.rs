@@ -13,12 +13,61 @@ fn raw_fd3() -> std::fs::File {
 }
 
 fn raw_hello(f: &mut std::fs::File, name: &str) {
-    let hello = ModuleMessage::Hello(Hello { name: name.into(), version: "1.0.0".into(), protocol_min: 1, protocol_max: 1 });
+    raw_hello_v(f, name, 1);
+}
+
+/// The handshake offering protocols 1..=`max`.
+fn raw_hello_v(f: &mut std::fs::File, name: &str, max: u32) {
+    let hello = ModuleMessage::Hello(Hello { name: name.into(), version: "1.0.0".into(), protocol_min: 1, protocol_max: max });
     let _ = f.write_all(&proto::encode(&hello, proto::DEFAULT_MAX_FRAME).unwrap_or_default());
     // Read the Welcome (one read is enough for its few bytes), so closing
     // later leaves no unread data behind (that would turn EOF into a reset).
     let mut welcome = [0u8; 4096];
     let _ = std::io::Read::read(f, &mut welcome);
+}
+
+/// Connect to the config's `peer`, then write 16 KiB MeshSend frames as
+/// fast as the socket takes them and never read again.
+fn mesh_flood_life(name: &str) -> ! {
+    use std::io::Read;
+    let mut f = raw_fd3();
+    let hello = ModuleMessage::Hello(Hello { name: name.into(), version: "1.0.0".into(), protocol_min: 1, protocol_max: 2 });
+    let _ = f.write_all(&proto::encode(&hello, proto::DEFAULT_MAX_FRAME).unwrap_or_default());
+    let mut frames = proto::FrameBuf::new(proto::HARD_MAX_FRAME);
+    let mut chunk = vec![0u8; 64 << 10];
+    let mut next = |f: &mut std::fs::File| loop {
+        if let Ok(Some(m)) = frames.next_message::<proto::HostMessage>() {
+            return m;
+        }
+        match f.read(&mut chunk) {
+            Ok(0) | Err(_) => std::process::exit(2),
+            Ok(n) => frames.push(&chunk[..n]),
+        }
+    };
+    let proto::HostMessage::Welcome(welcome) = next(&mut f) else { std::process::exit(2) };
+    let peer = welcome.config_toml.parse::<toml::Table>().ok().and_then(|t| t.get("peer")?.as_str().map(str::to_string)).unwrap_or_default();
+    let connect = ModuleMessage::Request { id: 1, request: proto::Request::MeshConnect { addr: peer } };
+    let _ = f.write_all(&proto::encode(&connect, welcome.max_frame).unwrap_or_default());
+    let link = loop {
+        match next(&mut f) {
+            proto::HostMessage::Response { id: 1, result: Ok(proto::Response::Link(info)) } => break info.id,
+            proto::HostMessage::Response { id: 1, result: Err(e) } => {
+                eprintln!("meshflood: connect: {e}");
+                std::process::exit(3)
+            }
+            _ => {}
+        }
+    };
+    let mut batch = Vec::new();
+    for id in 2..66 {
+        let send = ModuleMessage::Request { id, request: proto::Request::MeshSend { link, data: vec![0x5a; 16 << 10] } };
+        batch.extend(proto::encode(&send, welcome.max_frame).unwrap_or_default());
+    }
+    loop {
+        if f.write_all(&batch).is_err() {
+            sleep_forever();
+        }
+    }
 }
 
 /// One life of the IPC fuzzer: handshake, then `frames` (from the module
@@ -245,6 +294,14 @@ fn main() {
             let _ = f.write_all(&proto::encode(&reg, proto::DEFAULT_MAX_FRAME).unwrap_or_default());
             sleep_forever();
         }
+        "meshdeaf" => {
+            // Protocol 2 with a listener (its config), then never reads:
+            // frames for it stop at hostd's bound, then in the peers' TCP.
+            let mut f = raw_fd3();
+            raw_hello_v(&mut f, &name, 2);
+            sleep_forever();
+        }
+        "meshflood" => mesh_flood_life(&name),
         "slow" => {
             // Takes its time before the handshake, then behaves.
             std::thread::sleep(std::time::Duration::from_millis(1500));
@@ -321,6 +378,7 @@ async fn sdk_main(name: &str, role: &str) {
                 fired.0 += 1;
                 fired.1.extend(task);
             }
+            _ => {}
         }
     }
 }
@@ -344,7 +402,7 @@ fn flood_counts() -> &'static std::sync::Mutex<std::collections::BTreeMap<String
 }
 
 fn cli_spec() -> CliSpec {
-    let commands = ["try-utxo", "put", "get", "flood", "call", "callflood", "callflood-result", "regflood", "timer", "cancel", "task", "fired", "metric", "metrics", "rpc-register", "churn", "quota", "fs-write", "fs-read", "try-all", "healthflood", "seen", "fs-fill", "cycle", "trees", "scanflood", "fs-readflood"];
+    let commands = ["try-utxo", "put", "get", "flood", "call", "callflood", "callflood-result", "regflood", "timer", "cancel", "task", "fired", "metric", "metrics", "rpc-register", "churn", "quota", "fs-write", "fs-read", "try-all", "healthflood", "seen", "fs-fill", "cycle", "trees", "scanflood", "fs-readflood", "rtt"];
     CliSpec {
         about: "test module".into(),
         commands: commands.iter().map(|c| CliCommand { name: c.to_string(), about: String::new(), args: cli_args(c) }).collect(),
@@ -417,6 +475,10 @@ fn one_of_each() -> Vec<proto::Request> {
         Q::UnregisterModuleApi,
         Q::SubmitBlock { raw: vec![0] },
         Q::QueueInboundBlock { raw: vec![0] },
+        Q::MeshConnect { addr: "not-an-address".into() },
+        Q::MeshClose { link: 0 },
+        Q::MeshLinks,
+        Q::MeshSend { link: 0, data: vec![1] },
     ]
 }
 
@@ -446,6 +508,21 @@ async fn run_cli(client: &hostd_sdk::Client, command: &str, args: &[String]) -> 
             let denied = show(client.get_utxo([0; 32], 0).await.map(|u| format!("{u:?}")));
             let after = show(client.get_module_info("t-good").await.map(|m| m.name));
             format!("{denied}\nafter: {after}\n")
+        }
+        // `rtt <n>`: n report_metric round trips, one at a time.
+        "rtt" => {
+            let n: usize = arg(0).parse().unwrap_or(1000);
+            let mut us = Vec::with_capacity(n);
+            for i in 0..n {
+                let t = std::time::Instant::now();
+                if let Err(e) = client.report_metric("rtt", i as f64, &[]).await {
+                    return Ok(format!("error {e}\n").into_bytes());
+                }
+                us.push(t.elapsed().as_micros() as u64);
+            }
+            us.sort_unstable();
+            let q = |p: f64| us.get(((us.len().max(1) - 1) as f64 * p) as usize).copied().unwrap_or(0);
+            format!("p50_us={} p99_us={}\n", q(0.5), q(0.99))
         }
         "put" => show(client.storage_put("default", arg(0).as_bytes(), arg(1).as_bytes()).await.map(|_| "stored".into())),
         "get" => show(

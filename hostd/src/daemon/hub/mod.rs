@@ -8,6 +8,7 @@
 mod chain;
 mod events;
 mod files;
+mod mesh;
 mod metrics;
 mod registry;
 mod storage;
@@ -45,7 +46,9 @@ pub fn is_blocking(kind: RequestKind) -> bool {
     access(kind).blocking
 }
 
-pub async fn handle(host: &Arc<Host>, ctx: &Arc<ConnCtx>, req: Request) -> Result<Response, ErrorBody> {
+/// Answer request `id`: `Ok(None)` when its answer comes later from
+/// whoever took it on (a mesh frame, once its link's socket took it).
+pub async fn handle(host: &Arc<Host>, ctx: &Arc<ConnCtx>, id: u64, req: Request) -> Result<Option<Response>, ErrorBody> {
     let module = ctx.module.as_str();
     let kind = req.kind();
     if let Some(p) = access(kind).permission {
@@ -64,7 +67,15 @@ pub async fn handle(host: &Arc<Host>, ctx: &Arc<ConnCtx>, req: Request) -> Resul
         }
     }
     use Request as Q;
-    match req {
+    let answer = match req {
+        Q::MeshSend { link, data } => return mesh::send(ctx, id, link, data).map(|()| None),
+        Q::MeshConnect { addr } => mesh::connect(ctx, &addr).await,
+        Q::MeshClose { link } => mesh::close(ctx, link),
+        Q::MeshLinks => mesh::links(ctx),
+        Q::SendMeshPacket { .. } => Err(err(
+            ErrorCode::Unsupported,
+            "SendMeshPacket names no link: hostd's mesh transport is links (MeshConnect, then MeshSend; protocol 2)",
+        )),
         Q::ReportHealth { status, detail } => events::report_health(host, module, status, detail),
         Q::SubscribeEvents { types } => events::subscribe(host, module, &types),
         Q::UnsubscribeEvents { types } => events::unsubscribe(host, module, &types),
@@ -84,7 +95,6 @@ pub async fn handle(host: &Arc<Host>, ctx: &Arc<ConnCtx>, req: Request) -> Resul
         | Q::GetFeeEstimate { .. }
         | Q::GetNetworkStats
         | Q::GetNetworkPeers
-        | Q::SendMeshPacket { .. }
         | Q::GetLightningNodeUrl
         | Q::GetLightningInfo
         | Q::GetPaymentState { .. }
@@ -125,5 +135,6 @@ pub async fn handle(host: &Arc<Host>, ctx: &Arc<ConnCtx>, req: Request) -> Resul
         Q::TimerCancel { timer_id } => timers::cancel(ctx, timer_id),
         Q::ReportMetric { name, value, labels } => metrics::report(host, module, name, value, labels),
         Q::GetMetrics { module: filter } => metrics::get(host, filter),
-    }
+    };
+    answer.map(Some)
 }

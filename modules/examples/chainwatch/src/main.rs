@@ -65,7 +65,7 @@ async fn run() -> Result<(), SdkError> {
                 call.reply(result);
             }
             Incoming::Shutdown { .. } => break,
-            Incoming::TimerFired { .. } => {}
+            _ => {}
         }
     }
     Ok(())

@@ -58,8 +58,8 @@ async fn run() -> Result<(), hostd_sdk::SdkError> {
                 };
                 call.reply(result);
             }
-            Incoming::TimerFired { .. } => {}
             Incoming::Shutdown { .. } => break,
+            _ => {}
         }
     }
     Ok(())

@@ -43,7 +43,7 @@ async fn run() -> Result<(), hostd_sdk::SdkError> {
                 call.reply(result);
             }
             Incoming::Shutdown { .. } => break,
-            Incoming::Event(_) | Incoming::TimerFired { .. } => {}
+            _ => {}
         }
     }
     Ok(())

@@ -1,0 +1,185 @@
+//! Mesh benchmark, one run, figures side by side: two hosts (network
+//! namespaces joined by a veth pair, tests/src/netbed.rs), each a real
+//! hostd with the `meshecho` module; host 2's echoes. For 1 KiB and 16 KiB
+//! frames: frames/s and MB/s with 256 in flight, and round-trip p50/p99 one
+//! at a time, module → hostd → TCP → hostd → module and back, beside a raw
+//! TCP echo between the same two namespaces (same framing, std sockets)
+//! and the bare IPC round trip (a request hostd answers itself).
+//! Targets: round trip ≤ raw + 2 × IPC; 16 KiB throughput ≥ 50% of raw.
+//!
+//! Usage: mesh-bench [frames=20000]. Needs root.
+
+use hostd_tests::daemon_env::{running, HostdEnv};
+use hostd_tests::netbed::NetBed;
+use hostd_tests::{bin_dir, require_daemon};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+const RAW_PORT: u16 = 9100;
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Figures {
+    fps: f64,
+    mbps: f64,
+    p50_us: u64,
+    p99_us: u64,
+}
+
+fn host(bed: &NetBed, h: usize, mode: &str) -> HostdEnv {
+    let toml = format!(
+        "call_timeout_ms = 300000\n\n[mesh]\nbind_allow = [\"0.0.0.0/32:9000\"]\nconnect_allow = [\"169.254.0.0/17\"]\n\n\
+         [modules.meshecho]\nmode = \"{mode}\"\nmesh = {{ listen_addr = \"0.0.0.0:9000\" }}\n"
+    );
+    let mut env = HostdEnv::new(&format!("meshbench{h}"), &toml);
+    env.netns = Some(bed.ns_path(h));
+    env.install("meshecho", &bin_dir().join("meshecho"), &["network_access"], "");
+    env.install_testmod("t-ipc", &["report_metrics"], "");
+    env.start();
+    env.wait_module("meshecho", "running", Duration::from_secs(30), running);
+    env.wait_module("t-ipc", "running", Duration::from_secs(30), running);
+    env
+}
+
+fn parse(out: &str) -> Figures {
+    let get = |k: &str| out.split_whitespace().find_map(|kv| kv.strip_prefix(k)?.parse::<f64>().ok()).unwrap_or_else(|| panic!("{k} in {out:?}"));
+    Figures { fps: get("fps="), mbps: get("mbps="), p50_us: get("p50_us=") as u64, p99_us: get("p99_us=") as u64 }
+}
+
+fn via_mesh(env: &HostdEnv, count: u64, size: usize, in_flight: u64) -> Figures {
+    parse(&env.ctl_ok(&["module", "meshecho", "bench", "any", &count.to_string(), &size.to_string(), &in_flight.to_string()]))
+}
+
+/// The raw baseline's server: echo every frame back, one thread per connection.
+fn raw_echo_server(bed: &NetBed) {
+    let listener = bed.in_ns(1, || TcpListener::bind(("169.254.1.2", RAW_PORT)).expect("bind raw echo"));
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let _ = conn.set_nodelay(true);
+                let (mut rd, mut wr) = (std::io::BufReader::with_capacity(64 << 10, conn.try_clone().expect("clone")), conn);
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    let mut h = [0u8; 4];
+                    if rd.read_exact(&mut h).is_err() {
+                        return;
+                    }
+                    let len = u32::from_be_bytes(h) as usize;
+                    if rd.read_exact(&mut buf[..len]).is_err() || wr.write_all(&h).is_err() || wr.write_all(&buf[..len]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// `count` frames of `size` bytes with at most `in_flight` unanswered,
+/// over plain TCP: a writer thread and this thread reading the echoes.
+fn raw(bed: &NetBed, count: u64, size: usize, in_flight: u64) -> Figures {
+    let to: SocketAddr = format!("169.254.1.2:{RAW_PORT}").parse().expect("address");
+    let conn = bed.in_ns(0, move || TcpStream::connect(to).expect("connect raw echo"));
+    conn.set_nodelay(true).expect("nodelay");
+    let gate = Arc::new((Mutex::new(in_flight), Condvar::new()));
+    let clock = Instant::now();
+    let started = Instant::now();
+    let writer = {
+        let (gate, mut wr) = (gate.clone(), conn.try_clone().expect("clone"));
+        std::thread::spawn(move || {
+            let mut frame = vec![0u8; 4 + size.max(8)];
+            frame[..4].copy_from_slice(&(size.max(8) as u32).to_be_bytes());
+            for _ in 0..count {
+                let (lock, cv) = &*gate;
+                let mut room = lock.lock().unwrap_or_else(|p| p.into_inner());
+                while *room == 0 {
+                    room = cv.wait(room).unwrap_or_else(|p| p.into_inner());
+                }
+                *room -= 1;
+                drop(room);
+                frame[4..12].copy_from_slice(&(clock.elapsed().as_nanos() as u64).to_le_bytes());
+                wr.write_all(&frame).expect("raw write");
+            }
+        })
+    };
+    let mut rd = std::io::BufReader::with_capacity(64 << 10, conn);
+    let mut buf = vec![0u8; size.max(8)];
+    let mut rtts = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let mut h = [0u8; 4];
+        rd.read_exact(&mut h).expect("raw read");
+        rd.read_exact(&mut buf).expect("raw read");
+        let sent = u64::from_le_bytes(buf[..8].try_into().unwrap_or([0; 8]));
+        rtts.push((clock.elapsed().as_nanos() as u64).saturating_sub(sent) / 1000);
+        let (lock, cv) = &*gate;
+        *lock.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        cv.notify_one();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let _ = writer.join();
+    rtts.sort_unstable();
+    let q = |p: f64| rtts[((rtts.len() - 1) as f64 * p) as usize];
+    Figures { fps: count as f64 / secs, mbps: count as f64 * size as f64 / secs / 1e6, p50_us: q(0.5), p99_us: q(0.99) }
+}
+
+fn ipc_rtt(env: &HostdEnv) -> (u64, u64) {
+    let out = env.ctl_ok(&["module", "t-ipc", "rtt", "5000"]);
+    let get = |k: &str| out.split_whitespace().find_map(|kv| kv.strip_prefix(k)?.parse().ok()).unwrap_or_else(|| panic!("{k} in {out}"));
+    (get("p50_us="), get("p99_us="))
+}
+
+fn main() {
+    if !require_daemon("mesh bench") {
+        std::process::exit(1);
+    }
+    let frames: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(20_000);
+    let bed = NetBed::new(2, &[(0, 1)]).expect("netbed");
+    let a = host(&bed, 0, "sink");
+    let b = host(&bed, 1, "echo");
+    raw_echo_server(&bed);
+    let link = a.ctl_ok(&["module", "meshecho", "connect", &format!("{}:9000", NetBed::edge_addr(0, 2))]);
+    assert!(link.starts_with("link "), "{link}");
+    // Warm both paths.
+    via_mesh(&a, 2000, 1024, 64);
+    raw(&bed, 2000, 1024, 64);
+    let ipc = ipc_rtt(&a);
+    let rounds: u64 = 3;
+    println!("mesh benchmark: {frames} frames per throughput row, {} round trips per latency row, median of {rounds} rounds", frames / 10);
+    println!("IPC round trip (a request hostd answers itself): p50 {} µs, p99 {} µs", ipc.0, ipc.1);
+    println!();
+    println!("{:<34} {:>10} {:>9} {:>9} {:>9}", "", "frames/s", "MB/s", "p50 µs", "p99 µs");
+    for size in [1024usize, 16 << 10] {
+        let median = |mut v: Vec<Figures>| {
+            v.sort_by(|x, y| x.fps.total_cmp(&y.fps));
+            let mid = v[v.len() / 2];
+            let mut p50: Vec<u64> = v.iter().map(|f| f.p50_us).collect();
+            let mut p99: Vec<u64> = v.iter().map(|f| f.p99_us).collect();
+            p50.sort_unstable();
+            p99.sort_unstable();
+            Figures { p50_us: p50[p50.len() / 2], p99_us: p99[p99.len() / 2], ..mid }
+        };
+        let (mut mt, mut rt, mut ml, mut rl) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            mt.push(via_mesh(&a, frames, size, 256));
+            rt.push(raw(&bed, frames, size, 256));
+            ml.push(via_mesh(&a, frames / 10, size, 1));
+            rl.push(raw(&bed, frames / 10, size, 1));
+        }
+        let (mt, rt, ml, rl) = (median(mt), median(rt), median(ml), median(rl));
+        let row = |name: &str, f: Figures| println!("{name:<34} {:>10.0} {:>9.1} {:>9} {:>9}", f.fps, f.mbps, f.p50_us, f.p99_us);
+        println!("-- {} KiB frames", size / 1024);
+        row("raw TCP, 256 in flight", rt);
+        row("mesh via hostd, 256 in flight", mt);
+        row("raw TCP, 1 in flight", rl);
+        row("mesh via hostd, 1 in flight", ml);
+        let budget = rl.p50_us + 2 * ipc.0;
+        println!(
+            "   round trip p50 {} µs vs target raw + 2 × IPC = {budget} µs: {}; throughput {:.0}% of raw{}",
+            ml.p50_us,
+            if ml.p50_us <= budget { "met" } else { "NOT met" },
+            100.0 * mt.fps / rt.fps,
+            if size == 16 << 10 { if mt.fps >= 0.5 * rt.fps { " (target ≥ 50%: met)" } else { " (target ≥ 50%: NOT met)" } } else { "" }
+        );
+    }
+    drop((a, b));
+}
