@@ -361,11 +361,7 @@ impl HostConfig {
             }
         }
         c.node.check().map_err(|(key, m)| invalid(key, m))?;
-        c.mesh.check().map_err(|(key, m)| invalid(key, m))?;
-        // A frame reaches its module inside one IPC frame.
-        if u64::from(c.mesh.max_frame_bytes) + 64 > u64::from(d.max_frame_bytes) {
-            return Err(invalid("mesh.max_frame_bytes", format!("must be at most daemon.max_frame_bytes - 64 ({})", d.max_frame_bytes.saturating_sub(64))));
-        }
+        c.mesh.check(d.max_frame_bytes).map_err(|(key, m)| invalid(key, m))?;
         for name in &d.disabled {
             crate::manifest::check_name(name).map_err(|m| invalid("daemon.disabled", m))?;
         }

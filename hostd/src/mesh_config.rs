@@ -109,10 +109,14 @@ pub const DEFAULT_DENY: &[&str] = &[
 ];
 
 impl MeshSettings {
-    /// The first key whose value cannot work, and why.
-    pub fn check(&self) -> Result<(), (&'static str, String)> {
+    /// The first key whose value cannot work, and why. A frame reaches
+    /// its module inside one IPC frame of at most `ipc_max_frame` bytes.
+    pub fn check(&self, ipc_max_frame: u32) -> Result<(), (&'static str, String)> {
         if self.max_frame_bytes == 0 || self.max_frame_bytes > MESH_HARD_MAX_FRAME {
             return Err(("mesh.max_frame_bytes", format!("must be between 1 and {MESH_HARD_MAX_FRAME}")));
+        }
+        if u64::from(self.max_frame_bytes) + 64 > u64::from(ipc_max_frame) {
+            return Err(("mesh.max_frame_bytes", format!("must be at most daemon.max_frame_bytes - 64 ({})", ipc_max_frame.saturating_sub(64))));
         }
         if self.link_send_bytes < self.max_frame_bytes || self.module_recv_bytes < self.max_frame_bytes {
             return Err(("mesh.link_send_bytes", "link_send_bytes and module_recv_bytes must hold at least one max_frame_bytes frame".into()));
@@ -321,10 +325,15 @@ mod tests {
     fn nothing_may_listen_by_default_and_limits_are_checked() {
         let m = MeshSettings::default();
         assert!(!m.may_bind(sa("0.0.0.0:8334")));
-        assert!(m.check().is_ok());
+        let ipc = hostd_protocol::DEFAULT_MAX_FRAME;
+        assert!(m.check(ipc).is_ok());
         let bad = MeshSettings { max_frame_bytes: MESH_HARD_MAX_FRAME + 1, ..MeshSettings::default() };
-        assert_eq!(bad.check().map_err(|e| e.0), Err("mesh.max_frame_bytes"));
+        assert_eq!(bad.check(ipc).map_err(|e| e.0), Err("mesh.max_frame_bytes"));
+        let bad = MeshSettings { max_frame_bytes: ipc - 10, ..MeshSettings::default() };
+        assert_eq!(bad.check(ipc).map_err(|e| e.0), Err("mesh.max_frame_bytes"), "must fit an IPC frame");
         let bad = MeshSettings { idle_timeout_ms: 10, ..MeshSettings::default() };
-        assert_eq!(bad.check().map_err(|e| e.0), Err("mesh.idle_timeout_ms"));
+        assert_eq!(bad.check(ipc).map_err(|e| e.0), Err("mesh.idle_timeout_ms"));
+        let bad = MeshSettings { io_nice: -5, ..MeshSettings::default() };
+        assert_eq!(bad.check(ipc).map_err(|e| e.0), Err("mesh.io_nice"));
     }
 }

@@ -18,6 +18,7 @@
 
 pub mod bus;
 pub mod conn;
+pub mod conn_handle;
 pub mod conn_writer;
 pub mod control;
 pub mod deps;
