@@ -77,6 +77,11 @@ impl NetBed {
         Ipv4Addr::new(169, 254, (e + 1) as u8, side)
     }
 
+    /// The namespaces' names (under /run/netns).
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
     /// The namespace file of host `h` (for setns).
     pub fn ns_path(&self, h: usize) -> PathBuf {
         PathBuf::from("/run/netns").join(&self.names[h])

@@ -358,3 +358,35 @@ fn killing_the_middle_hostd_brings_links_down_and_a_restart_brings_them_back() {
     wait_report(&h3, "frames through the restarted host", T, |r| r["ok"] >= 200);
     assert_eq!(report(&h3)["bad"], 0);
 }
+
+/// The test bed cleans up after a failing test: a test that starts hostd in
+/// a two-host bed and then panics leaves no namespace, no veth and no
+/// process behind (the control: while it ran, all of them existed).
+#[test]
+fn a_failing_test_leaves_no_namespace_veth_or_process_behind() {
+    if !require_daemon("netbed teardown") {
+        return;
+    }
+    let seen = std::sync::Mutex::new((Vec::<String>::new(), 0u32, false));
+    let outcome = std::thread::scope(|s| {
+        s.spawn(|| {
+            let bed = NetBed::new(2, &[(0, 1)]).expect("netbed");
+            let mut env = host(&bed, 0, &["network_access"], "sink", "");
+            up(&mut env);
+            let links = String::from_utf8_lossy(&std::process::Command::new("ip").args(["-n", &bed.names()[0], "link"]).output().expect("ip").stdout).to_string();
+            *seen.lock().unwrap_or_else(|p| p.into_inner()) = (bed.names().to_vec(), env.pid().expect("pid"), links.contains("veth") || links.contains("@"));
+            panic!("this test fails on purpose, with hostd running in the bed");
+        })
+        .join()
+    });
+    assert!(outcome.is_err(), "the inner test failed");
+    let (names, pid, had_veth) = seen.into_inner().unwrap_or_else(|p| p.into_inner());
+    assert!(had_veth && !names.is_empty() && pid > 0, "control: the bed and its hostd existed");
+    for n in &names {
+        assert!(!std::path::Path::new("/run/netns").join(n).exists(), "namespace {n} left behind");
+    }
+    let all_links = String::from_utf8_lossy(&std::process::Command::new("ip").arg("link").output().expect("ip").stdout).to_string();
+    let veth_prefix = format!("hv{:x}", std::process::id());
+    assert!(!all_links.contains(&veth_prefix), "a veth of this test is left: {all_links}");
+    assert!(hostd_tests::eventually(|| (!hostd_tests::pid_alive(u64::from(pid))).then_some(())).is_some(), "hostd {pid} left running");
+}

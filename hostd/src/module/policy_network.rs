@@ -67,3 +67,29 @@ pub fn render(w: &mut String, n: &NetworkReport) {
         l.module_frames_per_sec, l.module_bytes_per_sec, l.link_frames_per_sec, l.link_bytes_per_sec, l.keepalive_ms, l.idle_timeout_ms
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(toml: &str) -> toml::Table {
+        toml.parse().expect("toml")
+    }
+
+    #[test]
+    fn the_report_says_what_network_access_amounts_to() {
+        let mut host = HostConfig::default();
+        host.mesh.bind_allow = vec!["0.0.0.0/32:8334".parse().expect("rule")];
+        let net: std::collections::BTreeSet<Permission> = [Permission::NetworkAccess].into();
+        let listening = build(&net, &config("[mesh]\nlisten_addr = \"0.0.0.0:8334\""), &host);
+        assert!(listening.access && listening.listener.contains("listens on 0.0.0.0:8334"), "{listening:?}");
+        assert!(listening.connect_deny.contains(&"127.0.0.0/8".to_string()));
+        let outside = build(&net, &config("[mesh]\nlisten_addr = \"0.0.0.0:9999\""), &host);
+        assert!(outside.listener.starts_with("refused") && outside.listener.contains("bind_allow"), "{outside:?}");
+        let none = build(&Default::default(), &config("[mesh]\nlisten_addr = \"0.0.0.0:8334\""), &host);
+        assert!(!none.access && none.listener.contains("no network_access") && none.connect_allow.is_empty(), "{none:?}");
+        let mut text = String::new();
+        render(&mut text, &listening);
+        assert!(text.contains("listens on 0.0.0.0:8334") && text.contains("65536"), "{text}");
+    }
+}
