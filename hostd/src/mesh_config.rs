@@ -57,7 +57,8 @@ pub struct MeshSettings {
     pub link_frames_per_sec: u32,
     pub link_bytes_per_sec: u64,
     /// Threads of the runtime links run on, and their nice value (higher
-    /// = lower priority than the threads serving modules' requests).
+    /// = lower priority than the threads serving modules' requests); 0
+    /// threads: links share the runtime serving requests.
     pub io_threads: u32,
     pub io_nice: i32,
 }
@@ -135,7 +136,6 @@ impl MeshSettings {
             ("mesh.accepts_per_sec", self.accepts_per_sec),
             ("mesh.module_frames_per_sec", self.module_frames_per_sec),
             ("mesh.link_frames_per_sec", self.link_frames_per_sec),
-            ("mesh.io_threads", self.io_threads),
         ];
         if !(0..=19).contains(&self.io_nice) {
             return Err(("mesh.io_nice", "must be between 0 and 19 (a nice value; hostd never raises its priority)".into()));

@@ -259,27 +259,29 @@ fn bystander_p99(env: &HostdEnv) -> u64 {
     runs[1]
 }
 
-/// Floods, with bystanders watching. On host 1: `meshecho` sends 16 KiB
-/// frames to host 2's `meshecho` as fast as hostd takes them (sustained:
-/// the receiver reads), and a raw module writes MeshSend frames to host 2's
-/// deaf module and never reads its own connection (hostd closes it as a
-/// request flood, and restarts it). Host 2's deaf module never reads
-/// either: its frames stop at `module_recv_bytes`. Both hostd stay within
-/// 32 MiB of where they started, and a bystander module's IPC round-trip
-/// p99 stays within twice its idle p99 (floor 500 µs) on both hosts, while
-/// the flood runs.
+/// Floods, with bystanders watching. Phase 1, the hostile one: on host 1 a
+/// raw module writes MeshSend frames to host 2's deaf module and never
+/// reads its own connection (hostd closes it as a request flood once its
+/// answers back up, and restarts it); host 2's deaf module never reads
+/// either, so its frames stop at `module_recv_bytes` and TCP holds the
+/// rest. Phase 2, a sustained flood: `meshecho` sends 16 KiB frames to host
+/// 2's `meshecho` (which reads) at the operator's rate for it, 64 MiB/s.
+/// Throughout, both hostd stay within 32 MiB of where they started and a
+/// bystander module's IPC round-trip p99 stays within twice its idle p99
+/// (floor 150 µs: idle p99 is 20-50 µs on this 2-CPU VM and a thread's
+/// wake-up alone varies by more) on both hosts.
 #[test]
 fn floods_and_modules_that_never_read_cannot_grow_hostd_or_slow_its_neighbours() {
     if !require_daemon("mesh flood") {
         return;
     }
     let bed = NetBed::new(2, &[(0, 1)]).expect("netbed");
-    // The bystanders measure with 12,000 requests in a few seconds, past
+    // The bystanders measure with 18,000 requests in a few seconds, past
     // the default request rate (2,000/s, burst 4,000): lift it for them, or
     // the figure is their own throttling.
     let bystander = "\n[module_limits.t-bystander]\nrequests_per_sec = 1000000\nrequest_burst = 1000000\n";
     let deaf = format!("{bystander}\n[modules.t-meshdeaf.mesh]\nlisten_addr = \"0.0.0.0:9001\"\n");
-    let flood_peer = format!("{bystander}\n[modules.t-meshflood]\npeer = \"{}:9001\"\n", NetBed::edge_addr(0, 2));
+    let flood_peer = format!("module_bytes_per_sec = 67108864\n{bystander}\n[modules.t-meshflood]\npeer = \"{}:9001\"\n", NetBed::edge_addr(0, 2));
     let mut sender = host(&bed, 0, &["network_access"], "sink", &flood_peer);
     let mut receiver = host(&bed, 1, &["network_access"], "sink", &deaf);
     receiver.install_testmod("t-meshdeaf", &["network_access"], "");
@@ -291,22 +293,29 @@ fn floods_and_modules_that_never_read_cannot_grow_hostd_or_slow_its_neighbours()
     receiver.wait_module("t-bystander", "running", T, running);
     up(&mut sender);
     sender.wait_module("t-bystander", "running", T, running);
-    let idle = (bystander_p99(&sender), bystander_p99(&receiver));
+    let p99 = || (bystander_p99(&sender), bystander_p99(&receiver));
     let rss = |e: &HostdEnv| rss_kib(e.pid().expect("pid"));
+    let idle = p99();
     let before = (rss(&sender), rss(&receiver));
     sender.install_testmod("t-meshflood", &["network_access"], "");
-    sender.ctl_ok(&["load", "t-meshflood"]);
+    // It crashes as soon as its answers back up, so `load` reports that.
+    let load = sender.ctl(&["load", "t-meshflood"]);
+    let load = format!("{}{}", String::from_utf8_lossy(&load.stdout), String::from_utf8_lossy(&load.stderr));
+    assert!(load.contains("t-meshflood") && !load.contains("not found"), "{load}");
+    std::thread::sleep(Duration::from_secs(1));
+    let hostile = p99();
+    let deaf_mesh = mesh_status(&receiver, "t-meshdeaf");
     assert!(echo(&sender, &["connect", &addr(0, 2)]).starts_with("link "));
     echo(&sender, &["send", "any", "1000000", "16384"]);
     std::thread::sleep(Duration::from_secs(1));
-    let flooded = (bystander_p99(&sender), bystander_p99(&receiver));
+    let sustained = p99();
     let after = (rss(&sender), rss(&receiver));
     let moving = report(&receiver)["received"];
     std::thread::sleep(Duration::from_millis(500));
     assert!(report(&receiver)["received"] > moving, "the flood was still running while the bystanders measured");
-    let deaf_mesh = mesh_status(&receiver, "t-meshdeaf");
-    eprintln!("bystander p99 idle {idle:?} µs, flooded {flooded:?} µs; hostd RSS before {before:?} KiB, after {after:?} KiB");
-    eprintln!("receiving meshecho: {:?}; deaf module's mesh: {deaf_mesh:#}", report(&receiver));
+    eprintln!("bystander p99 (sender host, receiver host) idle {idle:?} µs, hostile flood {hostile:?} µs, sustained 64 MiB/s flood {sustained:?} µs");
+    eprintln!("hostd RSS before {before:?} KiB, after {after:?} KiB; receiving meshecho: {:?}", report(&receiver));
+    eprintln!("deaf module's mesh: {deaf_mesh:#}");
     let unread = deaf_mesh["received_unread_bytes"].as_u64().unwrap_or(0);
     assert!(unread > 0 && unread <= 4 << 20, "frames for the deaf module stop at module_recv_bytes (4 MiB): {unread}");
     let flooder_exit = sender.module("t-meshflood")["last_exit"].as_str().unwrap_or("").to_string();
@@ -314,13 +323,10 @@ fn floods_and_modules_that_never_read_cannot_grow_hostd_or_slow_its_neighbours()
     for (name, (b, a)) in [("sender", (before.0, after.0)), ("receiver", (before.1, after.1))] {
         assert!(a < b + 32 * 1024, "{name} hostd RSS {b} -> {a} KiB");
     }
-    // Idle round trips take 20-30 µs; with every CPU of a 2-CPU machine
-    // busy moving ~350 MB/s, a woken bystander waits for the scheduler
-    // (measured 3-6 x idle with the default rates, within 2 x at
-    // module_bytes_per_sec = 64 MiB): the bound is twice the idle p99, and
-    // at least 500 µs.
-    for (name, i, f) in [("sender", idle.0, flooded.0), ("receiver", idle.1, flooded.1)] {
-        assert!(f <= 2 * i.max(250), "{name} host: bystander p99 {f} µs flooded vs {i} µs idle");
+    for (phase, (s, r)) in [("hostile", hostile), ("sustained", sustained)] {
+        for (name, i, f) in [("sender", idle.0, s), ("receiver", idle.1, r)] {
+            assert!(f <= 2 * i.max(150), "{phase} flood, {name} host: bystander p99 {f} µs vs {i} µs idle");
+        }
     }
     assert!(running(&receiver.module("t-bystander")) && running(&sender.module("meshecho")));
 }

@@ -28,8 +28,9 @@ struct Figures {
 }
 
 fn host(bed: &NetBed, h: usize, mode: &str) -> HostdEnv {
+    let io_threads = std::env::var("MESH_IO_THREADS").unwrap_or_else(|_| "2".into());
     let toml = format!(
-        "call_timeout_ms = 300000\n\n[mesh]\nbind_allow = [\"0.0.0.0/32:9000\"]\nconnect_allow = [\"169.254.0.0/17\"]\n\n\
+        "call_timeout_ms = 300000\n\n[mesh]\nio_threads = {io_threads}\nbind_allow = [\"0.0.0.0/32:9000\"]\nconnect_allow = [\"169.254.0.0/17\"]\n\n\
          [modules.meshecho]\nmode = \"{mode}\"\nmesh = {{ listen_addr = \"0.0.0.0:9000\" }}\n"
     );
     let mut env = HostdEnv::new(&format!("meshbench{h}"), &toml);

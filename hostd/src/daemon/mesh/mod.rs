@@ -73,17 +73,25 @@ pub struct Mesh {
 impl Mesh {
     pub fn new(settings: MeshSettings, metrics_listen: Option<&str>) -> std::io::Result<Mesh> {
         let global = Semaphore::new(usize::try_from(settings.global_buffer_bytes).unwrap_or(usize::MAX).min(Semaphore::MAX_PERMITS));
-        let nice = settings.io_nice;
-        let io = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(settings.io_threads as usize)
-            .thread_name("hostd-mesh")
-            .on_thread_start(move || lower_priority(nice))
-            .enable_all()
-            .build()?;
+        // io_threads = 0: links share the runtime serving requests (fewer
+        // thread hand-offs per frame, no priority separation).
+        let (io, io_handle) = if settings.io_threads == 0 {
+            (None, tokio::runtime::Handle::current())
+        } else {
+            let nice = settings.io_nice;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(settings.io_threads as usize)
+                .thread_name("hostd-mesh")
+                .on_thread_start(move || lower_priority(nice))
+                .enable_all()
+                .build()?;
+            let handle = rt.handle().clone();
+            (Some(rt), handle)
+        };
         Ok(Mesh {
             settings,
-            io_handle: io.handle().clone(),
-            io: Some(io),
+            io_handle,
+            io,
             global: Arc::new(global),
             next_link: AtomicU64::new(1),
             listeners: Mutex::new(BTreeMap::new()),
