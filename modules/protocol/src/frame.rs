@@ -17,7 +17,7 @@ type Config = bincode::config::Configuration<
     bincode::config::Limit<{ HARD_MAX_FRAME as usize }>,
 >;
 
-fn config() -> Config {
+pub(crate) fn config() -> Config {
     bincode::config::standard().with_little_endian().with_variable_int_encoding().with_limit::<{ HARD_MAX_FRAME as usize }>()
 }
 

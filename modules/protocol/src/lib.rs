@@ -23,12 +23,14 @@ pub mod events;
 pub mod frame;
 pub mod hash;
 pub mod kind;
+pub mod mesh_frame;
 pub mod messages;
 
 pub use events::{CrashReason, Event, EventPayload, EventType, Origin};
 pub use hash::{hash_from_hex, hash_to_hex};
 pub use frame::{decode, encode, encode_into, FrameBuf, FrameError, DEFAULT_MAX_FRAME, FRAME_HEADER, HARD_MAX_FRAME};
 pub use kind::RequestKind;
+pub use mesh_frame::mesh_frame_prefix;
 pub use messages::*;
 
 /// The newest protocol version this build speaks. Version 2 adds the mesh

@@ -14,8 +14,11 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 /// Bytes of queued frames written to the socket in one call at most.
 const WRITE_BATCH: usize = 256 * 1024;
-/// Read buffer of a link: many small frames per read system call.
-const READ_BUFFER: usize = 64 * 1024;
+/// Read buffer of a link: many small frames per read system call, while
+/// bodies this size and larger are read straight into their IPC frame.
+const READ_BUFFER: usize = 8 * 1024;
+/// Frames written in one system call at most.
+const WRITE_FRAMES: usize = 256;
 
 /// A module's frame waiting for the link's socket.
 pub struct Outgoing {
@@ -141,10 +144,14 @@ async fn read_side(mm: &ModuleMesh, link: &Link, rd: OwnedReadHalf) -> Result<()
             continue;
         }
         let held = mm.hold_recv(len + FRAME_OVERHEAD).await.ok_or(Close::ModuleGone)?;
-        let data = wire::read_body(&mut rd, len, body_limit).await?;
-        link.stats.received(data.len());
-        mm.stats.received(data.len());
-        if !mm.to_module(&HostMessage::MeshFrame { link: link.info.id, data }, Some(held)).await {
+        // The body is read straight into the IPC frame that carries it.
+        let mut frame = hostd_protocol::mesh_frame_prefix(link.info.id, len as usize, mm.conn().max_frame()).map_err(|e| Close::Io(e.to_string()))?;
+        let start = frame.len();
+        frame.resize(start + len as usize, 0);
+        wire::read_body_into(&mut rd, &mut frame[start..], body_limit).await?;
+        link.stats.received(len as usize);
+        mm.stats.received(len as usize);
+        if !mm.queue_to_module(frame, Some(held)).await {
             return Err(Close::ModuleGone);
         }
     }
@@ -157,39 +164,35 @@ async fn write_side(mm: &ModuleMesh, link: &Link, mut wr: OwnedWriteHalf, out_rx
     let s = mm.settings();
     let (keepalive, stall) = (ms(s.keepalive_ms), ms(s.idle_timeout_ms));
     let mut rate = SendRate::new(f64::from(s.link_frames_per_sec), s.link_bytes_per_sec as f64);
-    let mut batch = Vec::with_capacity(READ_BUFFER);
     let mut written: Vec<Outgoing> = Vec::new();
     loop {
         let first = match tokio::time::timeout(keepalive, out_rx.recv()).await {
             Err(_) => {
-                wire::write_within(&mut wr, &0u32.to_be_bytes(), stall).await?;
+                wire::write_frames(&mut wr, &[&[]], stall).await?;
                 continue;
             }
             Ok(None) => return Err(Close::ModuleGone),
             Ok(Some(o)) => o,
         };
-        let mut wait = Duration::ZERO;
+        let (mut wait, mut bytes) = (Duration::ZERO, 0);
         let mut next = Some(first);
         while let Some(o) = next {
             wait = wait.max(rate.charge(o.data.len())).max(lock(&mm.send_rate).charge(o.data.len()));
-            wire::put_frame(&mut batch, &o.data);
+            bytes += o.data.len();
             written.push(o);
-            next = if batch.len() >= WRITE_BATCH { None } else { out_rx.try_recv().ok() };
+            next = if bytes >= WRITE_BATCH || written.len() >= WRITE_FRAMES { None } else { out_rx.try_recv().ok() };
         }
         if !wait.is_zero() {
             mm.stats.throttled(wait);
             tokio::time::sleep(wait).await;
         }
-        wire::write_within(&mut wr, &batch, stall).await?;
-        batch.clear();
+        let frames: Vec<&[u8]> = written.iter().map(|o| o.data.as_slice()).collect();
+        wire::write_frames(&mut wr, &frames, stall).await?;
         for o in written.drain(..) {
             link.stats.sent(o.data.len());
             mm.stats.sent(o.data.len());
             drop(o.held);
             mm.conn().end_deferred(o.id, Ok(Response::Ack));
-        }
-        if batch.capacity() > 4 * WRITE_BATCH {
-            batch.shrink_to(READ_BUFFER);
         }
     }
 }

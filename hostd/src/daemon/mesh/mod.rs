@@ -250,12 +250,17 @@ impl ModuleMesh {
     /// Queue a message for the module behind its other mesh messages.
     async fn to_module(&self, msg: &HostMessage, held: Option<Held>) -> bool {
         match proto::encode(msg, self.conn.max_frame()) {
-            Ok(frame) => self.to_module.send(MeshOut { frame, held }).await.is_ok(),
+            Ok(frame) => self.queue_to_module(frame, held).await,
             Err(e) => {
                 tracing::warn!(module = %self.module, "mesh message does not fit an IPC frame: {e}");
                 false
             }
         }
+    }
+
+    /// Queue an encoded IPC frame for the module (see [`Self::to_module`]).
+    async fn queue_to_module(&self, frame: Vec<u8>, held: Option<Held>) -> bool {
+        self.to_module.send(MeshOut { frame, held }).await.is_ok()
     }
 
     /// `MeshSend`: queue `data` on `link`, answered once written (the
