@@ -554,9 +554,13 @@ fn leased_reads(c: &mut Ctx) -> String {
     let took = t.elapsed();
     assert_eq!(out.trim(), "reads Some(Timeout)=200", "{out}");
     assert!(took < Duration::from_secs(5), "answered at once, not after the lease-break time: {took:?}");
-    // Once 200 reads held 200 pool threads for the lease-break time.
+    // Once 200 reads held 200 pool threads for the lease-break time. Now
+    // each is answered at once, 4 at a time; tokio may still start a fresh
+    // pool thread while one that just finished has not parked yet, so a
+    // burst of 200 quick requests leaves some idle threads behind (this
+    // machine saw +18, and +53 while a compile ran beside it), all far from 200.
     let after = threads(pid);
-    assert!(after <= before + 16, "the pool did not fill: hostd threads {before} -> {after}");
+    assert!(after <= before + 64, "the pool did not fill: hostd threads {before} -> {after}");
     drop(f);
     let deadline = Instant::now() + T;
     loop {

@@ -61,6 +61,15 @@ fn up(env: &mut HostdEnv) {
     env.wait_module("meshecho", "running", T, running);
 }
 
+/// Hosts 1 ↔ 2 ↔ 3 of `bed`, up: the ends check what arrives, the middle relays.
+fn line_of_three(bed: &NetBed) -> [HostdEnv; 3] {
+    let mut hosts = [("sink", 0), ("relay", 1), ("sink", 2)].map(|(mode, h)| host(bed, h, &["network_access"], mode, ""));
+    for h in &mut hosts {
+        up(h);
+    }
+    hosts
+}
+
 fn addr(e: usize, side: u8) -> String {
     format!("{}:{PORT}", NetBed::edge_addr(e, side))
 }
@@ -79,12 +88,7 @@ fn three_hosts_in_a_line_deliver_10000_frames_each_way_byte_exact_and_in_order()
         return;
     }
     let bed = NetBed::new(3, &[(0, 1), (1, 2)]).expect("netbed");
-    let mut h1 = host(&bed, 0, &["network_access"], "sink", "");
-    let mut h2 = host(&bed, 1, &["network_access"], "relay", "");
-    let mut h3 = host(&bed, 2, &["network_access"], "sink", "");
-    for h in [&mut h1, &mut h2, &mut h3] {
-        up(h);
-    }
+    let [h1, h2, h3] = line_of_three(&bed);
     assert!(echo(&h1, &["connect", &addr(0, 2)]).starts_with("link "), "h1 → h2");
     assert!(echo(&h2, &["connect", &addr(1, 2)]).starts_with("link "), "h2 → h3");
     wait_report(&h2, "two links at the relay", T, |r| r["links"] == 2);
@@ -340,12 +344,7 @@ fn killing_the_middle_hostd_brings_links_down_and_a_restart_brings_them_back() {
         return;
     }
     let bed = NetBed::new(3, &[(0, 1), (1, 2)]).expect("netbed");
-    let mut h1 = host(&bed, 0, &["network_access"], "sink", "");
-    let mut h2 = host(&bed, 1, &["network_access"], "relay", "");
-    let mut h3 = host(&bed, 2, &["network_access"], "sink", "");
-    for h in [&mut h1, &mut h2, &mut h3] {
-        up(h);
-    }
+    let [h1, mut h2, h3] = line_of_three(&bed);
     assert!(echo(&h1, &["connect", &addr(0, 2), "keep"]).starts_with("link "));
     assert!(echo(&h3, &["connect", &addr(1, 1), "keep"]).starts_with("link "));
     wait_report(&h2, "two links at host 2", T, |r| r["links"] == 2);
