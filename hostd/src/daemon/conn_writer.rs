@@ -1,6 +1,6 @@
 //! The writing side of a module connection: responses first, then calls
-//! to the module, then events, each from its own bounded queue; events
-//! only as fast as the module reads them.
+//! to the module, then events, then mesh messages, each from its own
+//! bounded queue; events only as fast as the module reads them.
 
 use super::event_queue::EventQueue;
 use hostd_protocol::connection::FrameWriter;

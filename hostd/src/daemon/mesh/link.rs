@@ -72,7 +72,7 @@ impl Link {
 }
 
 /// Make `stream` a link of `mm`: tell the module (LinkUp) and start its
-/// task. `None` if the module is gone or at its link cap.
+/// task. An error if the module is gone or holds its maximum of links.
 pub async fn start(mm: &Arc<ModuleMesh>, stream: TcpStream, inbound: bool) -> Result<LinkInfo, Close> {
     let (peer, local) = match (stream.peer_addr(), stream.local_addr()) {
         (Ok(p), Ok(l)) => (p, l),
