@@ -345,7 +345,7 @@ impl ModuleMesh {
         self.mesh.next_link.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// The module as hostd names it, for logs.
+    /// The module's connection, which answers its deferred sends.
     fn conn(&self) -> &ConnHandle {
         &self.conn
     }

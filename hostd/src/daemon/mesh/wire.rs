@@ -97,13 +97,6 @@ pub async fn read_header<R: AsyncRead + Unpin>(rd: &mut R, idle: Duration, max: 
     }
 }
 
-/// A frame's body of `len` bytes, within `limit`.
-pub async fn read_body<R: AsyncRead + Unpin>(rd: &mut R, len: u32, limit: Duration) -> Result<Vec<u8>, Close> {
-    let mut body = vec![0u8; len as usize];
-    read_body_into(rd, &mut body, limit).await?;
-    Ok(body)
-}
-
 /// Fill `body` with a frame's body, within `limit`.
 pub async fn read_body_into<R: AsyncRead + Unpin>(rd: &mut R, body: &mut [u8], limit: Duration) -> Result<(), Close> {
     match tokio::time::timeout(limit, rd.read_exact(body)).await {
@@ -150,6 +143,14 @@ mod tests {
     use super::*;
 
     const SEC: Duration = Duration::from_secs(1);
+
+    /// A frame's body of `len` bytes, within `limit` (hostd reads bodies
+    /// straight into IPC frames; the tests want them alone).
+    async fn read_body<R: AsyncRead + Unpin>(rd: &mut R, len: u32, limit: Duration) -> Result<Vec<u8>, Close> {
+        let mut body = vec![0u8; len as usize];
+        read_body_into(rd, &mut body, limit).await?;
+        Ok(body)
+    }
 
     #[tokio::test]
     async fn preambles_meet_and_a_wrong_one_is_refused() {
