@@ -1,0 +1,23 @@
+//! Commons Mesh, the library half: identities, the canonical packet and
+//! message layouts, traffic classification, replay windows and the route
+//! table. The module binary (src/main.rs, src/node/) runs them over
+//! hostd's mesh links; tests use them to build hostile packets.
+
+pub mod classify;
+pub mod control;
+pub mod dedup;
+pub mod identity;
+pub mod msg;
+pub mod packet;
+pub mod record;
+pub mod routing;
+pub mod settings;
+pub mod window;
+pub mod wire;
+
+pub use mesh_api;
+
+/// Unix milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
