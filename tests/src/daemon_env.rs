@@ -81,6 +81,21 @@ impl HostdEnv {
         self.sign(name);
     }
 
+    /// Install `binary` as module `name` with the manifest (and
+    /// config.toml, if any) of the source directory `src` (e.g.
+    /// modules/mesh), signed by the anchor: the module as shipped.
+    pub fn install_shipped(&self, name: &str, binary: &Path, src: &Path) {
+        let dir = self.modules_dir().join(name);
+        std::fs::create_dir_all(&dir).expect("mkdir module");
+        std::fs::copy(binary, dir.join(name)).unwrap_or_else(|e| panic!("copy {}: {e}", binary.display()));
+        for f in ["module.toml", "config.toml"] {
+            if src.join(f).exists() {
+                std::fs::copy(src.join(f), dir.join(f)).unwrap_or_else(|e| panic!("copy {f}: {e}"));
+            }
+        }
+        self.sign(name);
+    }
+
     /// Sign module `name` again with the anchor's key (after editing it).
     pub fn sign(&self, name: &str) {
         let dir = self.modules_dir().join(name);

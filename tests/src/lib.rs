@@ -9,6 +9,7 @@ use sandbox::Policy;
 
 pub mod daemon_env;
 pub mod fuzz;
+pub mod meshnet;
 pub mod netbed;
 pub mod regtest;
 

@@ -87,6 +87,7 @@ fn payload(t: EventType) -> &'static str {
         | E::GovernanceProposalCreated
         | E::GovernanceProposalVoted
         | E::Custom => "`Data(bytes)`: the publisher's own encoding",
+        E::RouteDiscovered | E::RouteFailed => "`Data(bytes)`: a bincode `hostd_mesh_api::RouteEvent` (check the publisher is the mesh module)",
     }
 }
 

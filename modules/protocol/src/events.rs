@@ -73,6 +73,10 @@ event_types! {
     BlockSyncProgress: Host,
     NodeUnreachable: Host,
     NodeReachable: Host,
+    // Commons Mesh: a route found / none found in time (body: the mesh
+    // API's RouteEvent).
+    RouteDiscovered: Module,
+    RouteFailed: Module,
 }
 
 impl std::fmt::Display for EventType {

@@ -1,0 +1,108 @@
+//! Commons Mesh hosts for tests and benchmarks: a hostd per network
+//! namespace of a [`NetBed`], each running the shipped `commons-mesh`
+//! module (its own manifest) and the `meshping` example as its driver.
+
+use crate::daemon_env::{running, HostdEnv};
+use crate::netbed::NetBed;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+pub const PORT: u16 = 9000;
+pub const T: Duration = Duration::from_secs(30);
+
+/// The address host `to` listens on across edge `e`.
+pub fn addr(bed: &NetBed, e: usize, to: usize) -> String {
+    let side = if bed.edges[e].0 == to { 1 } else { 2 };
+    format!("{}:{PORT}", NetBed::edge_addr(e, side))
+}
+
+/// Short timers so tests run in seconds (the seed defaults stay the defaults).
+pub const FAST: &str = "advert_interval_ms = 500\nroute_expiry_ms = 5000\nkeepalive_ms = 1000\nkeepalive_misses = 10\n\
+                        discovery_timeout_ms = 5000\ndiscovery_collect_ms = 100\n";
+
+/// hostd for host `h`: commons-mesh in `mode` dialing `peers`, with
+/// `mesh_extra` in its `[mesh]`, and meshping (`ping_extra` in its config).
+pub fn mesh_host(bed: &NetBed, h: usize, mode: &str, peers: &[String], mesh_extra: &str, ping_extra: &str) -> HostdEnv {
+    let peers: Vec<String> = peers.iter().map(|p| format!("{p:?}")).collect();
+    let toml = format!(
+        "call_timeout_ms = 30000\n\n[mesh]\nbind_allow = [\"0.0.0.0/32:{PORT}\"]\nconnect_allow = [\"169.254.0.0/17\"]\n\n\
+         [modules.commons-mesh.mesh]\nlisten_addr = \"0.0.0.0:{PORT}\"\nmode = \"{mode}\"\npeers = [{}]\n{FAST}{mesh_extra}\n\n\
+         [modules.meshping]\n{ping_extra}\n",
+        peers.join(", ")
+    );
+    let mut env = HostdEnv::new(&format!("meshmod{h}"), &toml);
+    env.netns = Some(bed.ns_path(h));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    env.install_shipped("commons-mesh", &crate::bin_dir().join("commons-mesh"), &root.join("modules/mesh"));
+    env.install_shipped("meshping", &crate::bin_dir().join("meshping"), &root.join("modules/examples/meshping"));
+    env
+}
+
+pub fn start(env: &mut HostdEnv) {
+    env.start();
+    env.wait_module("commons-mesh", "running", T, running);
+    env.wait_module("meshping", "running", T, running);
+}
+
+fn text(o: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// `hostd module meshping <args>`.
+pub fn ping(env: &HostdEnv, args: &[&str]) -> String {
+    let mut all = vec!["module", "meshping"];
+    all.extend_from_slice(args);
+    text(&env.ctl(&all))
+}
+
+/// meshping's `report` as key → value.
+pub fn report(env: &HostdEnv) -> std::collections::BTreeMap<String, String> {
+    ping(env, &["report"]).split_whitespace().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+pub fn count(r: &std::collections::BTreeMap<String, String>, k: &str) -> u64 {
+    r.get(k).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// `hostd module commons-mesh <args>` (JSON).
+pub fn mesh(env: &HostdEnv, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["module", "commons-mesh"];
+    all.extend_from_slice(args);
+    let out = env.ctl(&all);
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| serde_json::json!({ "error": text(&out) }))
+}
+
+pub fn node_id(env: &HostdEnv) -> String {
+    let start = Instant::now();
+    loop {
+        if let Some(id) = mesh(env, &["status"])["node_id"].as_str() {
+            return id.to_string();
+        }
+        assert!(start.elapsed() < T, "no node id: {}", env.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Poll until `pred` holds; panics with the last value after `timeout`.
+pub fn wait_for<V: std::fmt::Debug>(what: &str, timeout: Duration, mut get: impl FnMut() -> V, pred: impl Fn(&V) -> bool) -> (V, Duration) {
+    let start = Instant::now();
+    loop {
+        let v = get();
+        if pred(&v) {
+            return (v, start.elapsed());
+        }
+        assert!(start.elapsed() < timeout, "{what} not reached within {timeout:?}: {v:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The routers of `env`'s paths to `dest`, best first.
+pub fn paths_to(env: &HostdEnv, dest: &str) -> Vec<Vec<String>> {
+    let routes = mesh(env, &["routes"]);
+    routes
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["destination"] == dest))
+        .and_then(|r| r["paths"].as_array())
+        .map(|ps| ps.iter().map(|p| p["routers"].as_array().map(|rs| rs.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default()).collect())
+        .unwrap_or_default()
+}
