@@ -113,7 +113,9 @@ impl DataPacket {
         let hop_limit = r.u8("hop limit")?;
         let class = class_from_u8(r.u8("class")?)?;
         let fee_sats = r.u64("fee")?;
-        let routers = r.ids("routers", MAX_ROUTERS)?;
+        // Up to 255 decode, so a node can refuse a longer path as a hop
+        // limit violation (counted) rather than as a malformed frame.
+        let routers = r.ids("routers", u8::MAX as usize)?;
         let protocol_id = String::from_utf8(r.short("protocol id", MAX_PROTOCOL_ID)?.to_vec()).map_err(|_| WireError::Invalid("protocol id"))?;
         let payload = r.long("payload", MAX_PAYLOAD)?.to_vec();
         let pid = tagged_hash(TAG, &[&buf[start..r.pos()]]);

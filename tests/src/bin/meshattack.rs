@@ -1,0 +1,198 @@
+//! A hostile Commons Mesh node, run as a real sandboxed module: it links
+//! to honest nodes through hostd, proves its own key like any node, and
+//! then sends packets built to break one rule each. The tests read the
+//! honest nodes' drop counters to see which check caught each.
+//!
+//! CLI `attack <kind> <destination> <routers|-> [victim]`:
+//! `valid`, `expired`, `long-path`, `tamper-hop`, `tamper-payload`,
+//! `forge-source`, `lockout` (forged source with sequence u64::MAX),
+//! `bad-class`, `replay-same` (the last valid packet's exact bytes
+//! again), `replay-resigned` (its sequence again, freshly signed).
+//! `peers`: link → NodeId. Config: `dial = ["ip:port", …]`.
+
+use commons_mesh::identity::{random_bytes, Identity};
+use commons_mesh::mesh_api::{hex, parse_node_id, MeshMode, NodeId, TrafficClass};
+use commons_mesh::msg::{auth_digest, LinkMsg, LINK_VERSION};
+use commons_mesh::packet::{DataPacket, MAX_ROUTERS};
+use commons_mesh::record::{FeeSchedule, NodeRecord};
+use commons_mesh::now_ms;
+use hostd_sdk::{ErrorBody, ErrorCode, Incoming, Invocation};
+use std::collections::HashMap;
+use std::time::Duration;
+
+struct Link {
+    /// Outbound links: the address to dial again when it drops.
+    redial: Option<String>,
+    nonce: [u8; 32],
+    peer: Option<NodeId>,
+}
+
+struct Attacker {
+    id: Identity,
+    links: HashMap<u64, Link>,
+    seq: u64,
+    /// The last valid packet: its bytes and fields.
+    last: Option<(Vec<u8>, DataPacket)>,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let name = std::env::var("HOSTD_MODULE").unwrap_or_else(|_| "meshattack".into());
+    let Ok((client, mut incoming)) = hostd_sdk::connect(&name, "1.0.0").await else { std::process::exit(1) };
+    let cmd = |name: &str, args: &[&str]| hostd_sdk::CliCommand {
+        name: name.into(),
+        about: name.into(),
+        args: args.iter().map(|a| hostd_sdk::CliArg { name: a.to_string(), help: a.to_string(), required: false }).collect(),
+    };
+    let spec = hostd_sdk::CliSpec { about: "hostile mesh node".into(), commands: vec![cmd("peers", &[]), cmd("attack", &["kind", "destination", "routers", "victim"])] };
+    if client.register_cli_spec(spec).await.is_err() {
+        std::process::exit(1);
+    }
+    let config = client.config().unwrap_or_default();
+    let dial: Vec<String> = config.get("dial").and_then(|v| v.as_array()).map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default();
+    let Ok(id) = Identity::generate() else { std::process::exit(1) };
+    let mut a = Attacker { id, links: HashMap::new(), seq: 0, last: None };
+    for d in dial {
+        tokio::spawn(dial_until_up(client.clone(), d));
+    }
+    while let Some(msg) = incoming.next().await {
+        match msg {
+            Incoming::LinkUp(info) => {
+                let nonce = random_bytes::<32>().unwrap_or([7; 32]);
+                a.links.insert(info.id, Link { redial: (!info.inbound).then(|| info.peer.clone()), nonce, peer: None });
+                let _ = client.mesh_queue(info.id, LinkMsg::Hello { version: LINK_VERSION, nonce }.encode()).await;
+            }
+            Incoming::LinkDown { link, .. } => {
+                if let Some(addr) = a.links.remove(&link).and_then(|l| l.redial) {
+                    tokio::spawn(dial_until_up(client.clone(), addr));
+                }
+            }
+            Incoming::Frame { link, data } => match LinkMsg::decode(&data) {
+                Ok(LinkMsg::Hello { nonce, .. }) => {
+                    let Some(l) = a.links.get(&link) else { continue };
+                    let record = NodeRecord::sign(&a.id, MeshMode::Open, FeeSchedule::default(), now_ms());
+                    let sig = a.id.sign(&auth_digest(&nonce, &l.nonce, &a.id.node_id()));
+                    let _ = client.mesh_queue(link, LinkMsg::Auth { record, sig }.encode()).await;
+                }
+                Ok(LinkMsg::Auth { record, .. }) => {
+                    if let Some(l) = a.links.get_mut(&link) {
+                        l.peer = Some(record.node_id);
+                    }
+                }
+                Ok(LinkMsg::Ping(x)) => {
+                    let _ = client.mesh_queue(link, LinkMsg::Pong(x).encode()).await;
+                }
+                _ => {}
+            },
+            Incoming::Invoke(call) => {
+                let r = match &call.invocation {
+                    Invocation::Cli { command, .. } if command == "peers" => {
+                        Ok(a.links.iter().map(|(l, p)| format!("{l} {}\n", p.peer.map(|n| hex(&n)).unwrap_or_default())).collect::<String>())
+                    }
+                    Invocation::Cli { command, args } if command == "attack" => match attack(&mut a, args) {
+                        Ok((first_hop, frame)) => match a.links.iter().find(|(_, l)| l.peer == Some(first_hop)) {
+                            Some((link, _)) => {
+                                let link = *link;
+                                match client.mesh_send(link, frame).await {
+                                    Ok(()) => Ok(format!("sent on link {link}\n")),
+                                    Err(e) => Err(format!("send: {e}")),
+                                }
+                            }
+                            None => Err(format!("no authenticated link to {}", hex(&first_hop))),
+                        },
+                        Err(e) => Err(e),
+                    },
+                    other => Err(format!("unknown {other:?}")),
+                };
+                call.reply(r.map(String::into_bytes).map_err(|m| ErrorBody::new(ErrorCode::InvalidArgument, m)));
+            }
+            Incoming::Shutdown { .. } => break,
+            _ => {}
+        }
+    }
+}
+
+/// Keep trying while the honest node's hostd is (re)starting.
+async fn dial_until_up(c: hostd_sdk::Client, addr: String) {
+    for _ in 0..600 {
+        if c.mesh_connect(&addr).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Build one hostile frame: (first hop, bytes).
+fn attack(a: &mut Attacker, args: &[String]) -> Result<(NodeId, Vec<u8>), String> {
+    let kind = args.first().ok_or("attack <kind> <destination> <routers|-> [victim]")?.as_str();
+    let dest = parse_node_id(args.get(1).ok_or("destination")?)?;
+    let routers: Vec<NodeId> = match args.get(2).map(String::as_str) {
+        None | Some("-") => Vec::new(),
+        Some(list) => list.split(',').map(parse_node_id).collect::<Result<_, _>>()?,
+    };
+    let first = routers.first().copied().unwrap_or(dest);
+    if kind.starts_with("replay") {
+        let (bytes, p) = a.last.clone().ok_or("no valid packet sent yet")?;
+        if kind == "replay-same" {
+            return Ok((p.routers.first().copied().unwrap_or(p.destination), bytes));
+        }
+        let mut q = p.clone();
+        q.created_ms = now_ms();
+        let pid = q.sign(&a.id);
+        return Ok((q.routers.first().copied().unwrap_or(q.destination), LinkMsg::Data(Box::new(q), pid).encode()));
+    }
+    a.seq += 1;
+    let payload = b"\x00hostile-but-signed".to_vec();
+    let mut p = DataPacket {
+        flags: 0,
+        source: a.id.node_id(),
+        destination: dest,
+        sequence: a.seq,
+        created_ms: now_ms(),
+        ttl_secs: 60,
+        hop_limit: MAX_ROUTERS as u8,
+        class: TrafficClass::Paid,
+        fee_sats: 0,
+        routers,
+        protocol_id: "ping-v1".into(),
+        payload,
+        sig: [0; 64],
+        hop_index: 0,
+        payment: Vec::new(),
+    };
+    let victim = || args.get(3).ok_or("victim NodeId needed").and_then(|v| parse_node_id(v).map_err(|_| "victim"));
+    match kind {
+        "valid" => {}
+        "expired" => p.created_ms -= 3_600_000,
+        "long-path" => {
+            p.routers.extend((0..=MAX_ROUTERS).map(|i| [i as u8 + 1; 32]));
+            p.routers.truncate(MAX_ROUTERS + 1);
+            p.hop_limit = (MAX_ROUTERS + 1) as u8;
+        }
+        "tamper-hop" => {}
+        "tamper-payload" => {}
+        // Posing as a router that relays the victim's packet (the only
+        // way past the previous-hop check): the signature must give it away.
+        "forge-source" | "lockout" => {
+            p.source = victim()?;
+            p.routers = vec![a.id.node_id()];
+            if kind == "lockout" {
+                p.sequence = u64::MAX;
+            }
+        }
+        "bad-class" => p.class = TrafficClass::Bitcoin,
+        other => return Err(format!("unknown attack {other:?}")),
+    }
+    let pid = p.sign(&a.id);
+    match kind {
+        "tamper-hop" | "forge-source" | "lockout" => p.hop_index = 1,
+        "tamper-payload" => p.payload[1] ^= 1,
+        _ => {}
+    }
+    let bytes = LinkMsg::Data(Box::new(p.clone()), pid).encode();
+    if kind == "valid" {
+        a.last = Some((bytes.clone(), p));
+    }
+    let first = if kind == "forge-source" || kind == "lockout" { dest } else { first };
+    Ok((first, bytes))
+}
