@@ -9,11 +9,19 @@ use hostd_tests::require_daemon;
 /// A line 0 — 1 — 2 — 3, each host dialing the next; all up and host 0
 /// routing to host 3.
 fn line_of_four(mode: &str) -> (NetBed, Vec<hostd_tests::daemon_env::HostdEnv>, Vec<String>) {
+    line_of_four_with(&[mode; 4], |_, _| {})
+}
+
+/// The line with each host's mode, and `extra` run on each host's
+/// installation before it starts.
+fn line_of_four_with(modes: &[&str; 4], extra: impl Fn(usize, &hostd_tests::daemon_env::HostdEnv)) -> (NetBed, Vec<hostd_tests::daemon_env::HostdEnv>, Vec<String>) {
     let bed = NetBed::new(4, &[(0, 1), (1, 2), (2, 3)]).expect("netbed");
     let mut hosts: Vec<_> = (0..4)
         .map(|h| {
             let peers = if h < 3 { vec![addr(&bed, h, h + 1)] } else { vec![] };
-            mesh_host(&bed, h, mode, &peers, "", "")
+            let env = mesh_host(&bed, h, modes[h], &peers, "", "");
+            extra(h, &env);
+            env
         })
         .collect();
     for h in &mut hosts {
@@ -21,6 +29,7 @@ fn line_of_four(mode: &str) -> (NetBed, Vec<hostd_tests::daemon_env::HostdEnv>, 
     }
     let ids: Vec<String> = hosts.iter().map(node_id).collect();
     wait_for("host 0 routes to host 3 through 1 and 2", T, || paths_to(&hosts[0], &ids[3]), |p| p.first() == Some(&vec![ids[1].clone(), ids[2].clone()]));
+    wait_for("host 3 routes to host 0 through 2 and 1", T, || paths_to(&hosts[3], &ids[0]), |p| p.first() == Some(&vec![ids[2].clone(), ids[1].clone()]));
     (bed, hosts, ids)
 }
 
@@ -165,4 +174,101 @@ fn replays_are_refused_also_after_the_destination_restarts() {
     assert_eq!(received(&a), 0, "nothing delivered since the restart");
     assert!(attacker_ctl(&a.attacker, &["attack", "valid", &a.d, "-"]).starts_with("sent"));
     wait_for("control: a new sequence is delivered", T, || received(&a), |n| *n == 1);
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Classes come from the bytes: along 0 (open) — 1 (bitcoin_only) — 2
+/// (payment_gated) — 3 (open), a regtest `ping` with a valid checksum
+/// crosses both for free; the same bytes with a bad checksum are paid
+/// class and the payment_gated node answers "payment required"; Stratum
+/// V2 passes the payment_gated node free and the bitcoin_only node
+/// refuses it; unknown bytes are refused by the bitcoin_only node.
+#[test]
+fn traffic_classes_come_from_the_payload_bytes_and_each_mode_applies_its_table() {
+    if !require_daemon("mesh classification") {
+        return;
+    }
+    let (_bed, hosts, ids) = line_of_four_with(&["open", "bitcoin_only", "payment_gated", "open"], |_, _| {});
+    let ping_msg = commons_mesh::classify::bitcoin_message(commons_mesh::classify::magic("regtest").expect("magic"), "ping", &7u64.to_le_bytes());
+    let mut bad_sum = ping_msg.clone();
+    bad_sum[20] ^= 0xff;
+    let sv2 = commons_mesh::classify::sv2_frame(0x00, b"setup");
+    // (from, to, payload, expected answer, the node that answers)
+    let cases: Vec<(usize, usize, Vec<u8>, &str, Option<usize>)> = vec![
+        (3, 0, ping_msg.clone(), "Acked", None),
+        (0, 3, ping_msg, "Acked", None),
+        (3, 0, bad_sum, "PaymentRequired { fee_sats: 4 }", Some(2)),
+        (3, 0, sv2, "ClassRejected { class: StratumV2 }", Some(1)),
+        (0, 3, b"hello mesh".to_vec(), "ClassRejected { class: Paid }", Some(1)),
+    ];
+    for (from, to, payload, want, by) in cases {
+        let refused_before = by.map(|b| mesh(&hosts[b], &["status"])["dropped"]["refused_by_mode"].as_u64().unwrap_or(0));
+        let out = ping(&hosts[from], &["send-hex", &ids[to], &hex(&payload), "confirm"]);
+        assert!(out.contains(want), "{from} → {to} {}: {out}", hex(&payload));
+        if want.starts_with("PaymentRequired") {
+            assert!(out.contains("error=payment_required:_4_sats"), "the typed refusal names the fee: {out}");
+        }
+        if let (Some(b), Some(before)) = (by, refused_before) {
+            assert_eq!(mesh(&hosts[b], &["status"])["dropped"]["refused_by_mode"].as_u64(), Some(before + 1), "host {b} refused it");
+        }
+    }
+    let r0 = report(&hosts[0]);
+    assert_eq!(count(&r0, "received"), 1, "only the valid ping reached host 0: {r0:?}");
+}
+
+/// The ModuleAPI: discover_route agrees with the RouteDiscovered event
+/// (publisher stamped by hostd) and honours max_hops (RouteFailed); a
+/// second module cannot take a protocol id; unloading the handler's
+/// module removes its handler (packets then get NoHandler, and the id is
+/// free for another module); a module without call_module cannot call the
+/// API at all (control: the same binary with it can).
+#[test]
+fn the_module_api_discovers_binds_handlers_to_callers_and_needs_call_module() {
+    if !require_daemon("mesh api") {
+        return;
+    }
+    let (_bed, hosts, ids) = line_of_four_with(&["open"; 4], |h, env| {
+        if h == 3 {
+            let bin = hostd_tests::bin_dir().join("meshping");
+            env.install("meshping2", &bin, &["call_module", "register_module_api", "subscribe_events"], "");
+            env.install("meshping3", &bin, &["register_module_api", "subscribe_events"], "");
+        }
+    });
+    let out = ping(&hosts[0], &["discover", &ids[3]]);
+    let want = format!("route={},{},{}", ids[1], ids[2], ids[3]);
+    assert!(out.starts_with(&want), "{out}");
+    let (ev, _) = wait_for("RouteDiscovered at host 0", T, || ping(&hosts[0], &["events"]), |e| e.contains("RouteDiscovered"));
+    assert!(ev.contains(&format!("RouteDiscovered publisher=commons-mesh destination={} {want} ", ids[3])), "{ev}");
+    let out = ping(&hosts[0], &["discover", &ids[3], "1", "1"]);
+    assert!(out.starts_with("route=-"), "two routers needed, one allowed: {out}");
+    wait_for("RouteFailed at host 0", T, || ping(&hosts[0], &["events"]), |e| e.contains(&format!("RouteFailed publisher=commons-mesh destination={}", ids[3])));
+
+    let m2 = |args: &[&str]| {
+        let mut all = vec!["module", "meshping2"];
+        all.extend_from_slice(args);
+        let o = hosts[3].ctl(&all);
+        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    };
+    wait_for("meshping2 refused ping-v1", T, || m2(&["report"]), |r| r.contains("registered=Some(AlreadyExists)"));
+    let no_call = hosts[3].ctl(&["module", "meshping3", "id"]);
+    let no_call = format!("{}{}", String::from_utf8_lossy(&no_call.stdout), String::from_utf8_lossy(&no_call.stderr));
+    assert!(no_call.contains("PermissionDenied") && no_call.contains("call_module"), "{no_call}");
+    assert_eq!(ping(&hosts[3], &["id"]).trim(), ids[3], "control: with call_module the same binary gets the node id");
+
+    let data = hex(b"\x01 to the handler");
+    assert!(ping(&hosts[0], &["send-hex", &ids[3], &data, "confirm"]).contains("Acked"));
+    hosts[3].ctl_ok(&["unload", "meshping"]);
+    wait_for("ping-v1 has no handler", T, || mesh(&hosts[3], &["status"])["handlers"].clone(), |h| h.get("ping-v1").is_none());
+    assert!(ping(&hosts[0], &["send-hex", &ids[3], &data, "confirm"]).contains("NoHandler"));
+    assert!(m2(&["register", "ping-v1"]).starts_with("registered"), "the id is free again");
+    assert!(ping(&hosts[0], &["send-hex", &ids[3], &data, "confirm"]).contains("Acked"));
+    assert_eq!(count(&report_of(&hosts[3], "meshping2"), "received"), 1);
+}
+
+fn report_of(env: &hostd_tests::daemon_env::HostdEnv, module: &str) -> std::collections::BTreeMap<String, String> {
+    let o = env.ctl(&["module", module, "report"]);
+    String::from_utf8_lossy(&o.stdout).split_whitespace().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
