@@ -197,7 +197,8 @@ fn traffic_classes_come_from_the_payload_bytes_and_each_mode_applies_its_table()
     bad_sum[20] ^= 0xff;
     let sv2 = commons_mesh::classify::sv2_frame(0x00, b"setup");
     // (from, to, payload, expected answer, the node that answers)
-    let cases: Vec<(usize, usize, Vec<u8>, &str, Option<usize>)> = vec![
+    type Case<'a> = (usize, usize, Vec<u8>, &'a str, Option<usize>);
+    let cases: Vec<Case> = vec![
         (3, 0, ping_msg.clone(), "Acked", None),
         (0, 3, ping_msg, "Acked", None),
         (3, 0, bad_sum, "PaymentRequired { fee_sats: 4 }", Some(2)),
@@ -271,4 +272,58 @@ fn the_module_api_discovers_binds_handlers_to_callers_and_needs_call_module() {
 fn report_of(env: &hostd_tests::daemon_env::HostdEnv, module: &str) -> std::collections::BTreeMap<String, String> {
     let o = env.ctl(&["module", module, "report"]);
     String::from_utf8_lossy(&o.stdout).split_whitespace().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// A diamond 0 → {1, 2} → 3 at a steady rate: SIGKILL the hostd of the
+/// router carrying the traffic and it resumes through the other within
+/// 5 s; restarting it restores its path; no packet exceeds its hop limit.
+/// Then host 3 falls silent (its hostd stopped, links left open) and host
+/// 0 drops the route within the expiry + 1 s.
+#[test]
+fn diamond_heals_around_a_killed_router_and_a_silent_destination_expires() {
+    if !require_daemon("mesh diamond") {
+        return;
+    }
+    let bed = NetBed::new(4, &[(0, 1), (0, 2), (1, 3), (2, 3)]).expect("netbed");
+    let peers = |h: usize| -> Vec<String> {
+        match h {
+            0 => vec![addr(&bed, 0, 1), addr(&bed, 1, 2)],
+            1 => vec![addr(&bed, 2, 3)],
+            2 => vec![addr(&bed, 3, 3)],
+            _ => vec![],
+        }
+    };
+    let mut hosts: Vec<_> = (0..4).map(|h| mesh_host(&bed, h, "open", &peers(h), "", "")).collect();
+    for h in &mut hosts {
+        start(h);
+    }
+    let ids: Vec<String> = hosts.iter().map(node_id).collect();
+    wait_for("two paths from 0 to 3", T, || paths_to(&hosts[0], &ids[3]), |p| p.len() == 2);
+    // 3,000 packets at 300/s: 10 s of steady traffic.
+    assert!(ping(&hosts[0], &["send", &ids[3], "3000", "512", "0", "300"]).starts_with("sending"));
+    wait_for("traffic flowing", T, || count(&report(&hosts[3]), "received"), |n| *n >= 150);
+    let carrier = paths_to(&hosts[0], &ids[3])[0][0].clone();
+    let victim = if carrier == ids[1] { 1 } else { 2 };
+    let before = count(&report(&hosts[3]), "received");
+    hosts[victim].kill9();
+    let (_, healed) = wait_for("traffic through the other router", std::time::Duration::from_secs(5), || count(&report(&hosts[3]), "received"), |n| *n >= before + 100);
+    eprintln!("healed {healed:?} after SIGKILL of router {victim} (received {before} at the kill)");
+    assert_eq!(paths_to(&hosts[0], &ids[3]).len(), 1, "the dead router's path is withdrawn");
+    start(&mut hosts[victim]);
+    wait_for("the restarted router's path is back", T, || paths_to(&hosts[0], &ids[3]), |p| p.len() == 2);
+    wait_for("all sent", T, || count(&report(&hosts[0]), "sent") + count(&report(&hosts[0]), "send_errors"), |n| *n >= 3000);
+    let r3 = report(&hosts[3]);
+    assert_eq!((count(&r3, "bad"), count(&r3, "duplicates")), (0, 0), "{r3:?}");
+    assert!(count(&r3, "max_routers") <= 1, "{r3:?}");
+    for h in &hosts {
+        assert_eq!(mesh(h, &["status"])["dropped"]["hop_limit"].as_u64().unwrap_or(0), 0);
+    }
+    // Silence: stop host 3's hostd (its links stay open, nothing is sent).
+    let pid = hosts[3].pid().expect("pid") as i32;
+    // SAFETY: signalling the hostd this test started, by its pid.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let (_, gone) = wait_for("the silent destination expires", std::time::Duration::from_secs(6), || paths_to(&hosts[0], &ids[3]), |p| p.is_empty());
+    // SAFETY: as above; resume it so it can stop cleanly.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    eprintln!("silent route removed {gone:?} after the stop (expiry 5 s)");
 }

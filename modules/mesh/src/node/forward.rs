@@ -154,7 +154,7 @@ pub fn on_data(ctx: &Ctx, link: u64, peer: &NodeId, p: DataPacket, pid: PacketId
         return;
     };
     let back = way_back(&p.routers, i);
-    let ack = p.wants_ack().then(|| (p.source, *peer, back));
+    let ack = p.wants_ack().then_some((p.source, *peer, back));
     let routers = p.routers.len() as u8;
     let packet = InboundPacket {
         packet_id: pid,
