@@ -11,6 +11,7 @@ pub mod daemon_env;
 pub mod fuzz;
 pub mod meshnet;
 pub mod netbed;
+pub mod rawecho;
 pub mod regtest;
 
 /// A finished command's stdout then stderr, for assertion messages.

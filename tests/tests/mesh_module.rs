@@ -174,6 +174,20 @@ fn replays_are_refused_also_after_the_destination_restarts() {
     assert_eq!(received(&a), 0, "nothing delivered since the restart");
     assert!(attacker_ctl(&a.attacker, &["attack", "valid", &a.d, "-"]).starts_with("sent"));
     wait_for("control: a new sequence is delivered", T, || received(&a), |n| *n == 1);
+
+    // A crash (SIGKILL: no clean shutdown, windows possibly a flush behind):
+    // every sequence the destination had reserved counts as seen.
+    a.dest.kill9();
+    start(&mut a.dest);
+    wait_for("the attacker linked again after the crash", T, || attacker_ctl(&a.attacker, &["peers"]), |p| p.matches(&a.d).count() == 1);
+    for kind in ["replay-same", "replay-resigned", "valid"] {
+        let before = dropped(&a.dest, "replay");
+        assert!(attacker_ctl(&a.attacker, &["attack", kind, &a.d, "-"]).starts_with("sent"), "{kind}");
+        wait_for(&format!("{kind} after a crash dropped as replay"), T, || dropped(&a.dest, "replay"), |n| *n == before + 1);
+    }
+    assert_eq!(received(&a), 0);
+    assert!(attacker_ctl(&a.attacker, &["attack", "valid-far", &a.d, "-"]).starts_with("sent"));
+    wait_for("control: a sequence past the reservation is delivered", T, || received(&a), |n| *n == 1);
 }
 
 fn hex(b: &[u8]) -> String {

@@ -105,6 +105,24 @@ fn keygen_sign_verify_and_policy_show() {
         assert!(human.contains("verification: FAILED") && human.contains("seccomp: default KillProcess"), "{dir}:\n{human}");
     }
 
+    // The shipped Commons Mesh module: its real permissions, and what its
+    // network access amounts to (its config.toml names the seed listener;
+    // this host allows no bind, so hostd says it will refuse it).
+    let mesh_dir = root.join("modules/mesh");
+    let out = hostd(&["policy", "show", "--dir", mesh_dir.to_str().unwrap_or_default(), "--json"], Some(&config));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("mesh: {e}: {}", text(&out)));
+    let perms: Vec<&str> = json["permissions"].as_array().map(|a| a.iter().filter_map(|p| p["name"].as_str().or(p.as_str())).collect()).unwrap_or_default();
+    let mut want = ["network_access", "read_storage", "write_storage", "register_module_api", "call_module", "publish_events", "subscribe_events"];
+    want.sort_unstable();
+    let mut got = perms.clone();
+    got.sort_unstable();
+    assert_eq!(got, want, "{:#}", json["permissions"]);
+    assert_eq!(json["network"]["access"], true, "{:#}", json["network"]);
+    assert_eq!(json["network"]["listen_addr"], "0.0.0.0:8334", "{:#}", json["network"]);
+    assert!(json["network"]["listener"].as_str().is_some_and(|l| l.contains("outside [mesh] bind_allow")), "{:#}", json["network"]);
+    let human = text(&hostd(&["policy", "show", "--dir", mesh_dir.to_str().unwrap_or_default()], Some(&config)));
+    assert!(human.contains("mesh links through hostd (network_access)") && human.contains("permissions (7)"), "{human}");
+
     // Tampering after signing shows up in policy show and fails verify.
     let manifest = module.join("module.toml");
     let t = std::fs::read_to_string(&manifest).expect("read").replace("\"register_rpc_endpoint\",", "\"register_rpc_endpoint\", \"send_transactions\",");

@@ -11,21 +11,13 @@
 
 use hostd_tests::daemon_env::{running, HostdEnv};
 use hostd_tests::netbed::NetBed;
+use hostd_tests::rawecho::{self, Figures};
 use hostd_tests::{bin_dir, require_daemon};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::time::Duration;
 
 const RAW_PORT: u16 = 9100;
 
-#[derive(Debug, Clone, Copy, Default)]
-struct Figures {
-    fps: f64,
-    mbps: f64,
-    p50_us: u64,
-    p99_us: u64,
-}
 
 fn host(bed: &NetBed, h: usize, mode: &str) -> HostdEnv {
     let io_threads = std::env::var("MESH_IO_THREADS").unwrap_or_else(|_| "2".into());
@@ -52,75 +44,9 @@ fn via_mesh(env: &HostdEnv, count: u64, size: usize, in_flight: u64) -> Figures 
     parse(&env.ctl_ok(&["module", "meshecho", "bench", "any", &count.to_string(), &size.to_string(), &in_flight.to_string()]))
 }
 
-/// The raw baseline's server: echo every frame back, one thread per connection.
-fn raw_echo_server(bed: &NetBed) {
-    let listener = bed.in_ns(1, || TcpListener::bind(("169.254.1.2", RAW_PORT)).expect("bind raw echo"));
-    std::thread::spawn(move || {
-        for conn in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let _ = conn.set_nodelay(true);
-                let (mut rd, mut wr) = (std::io::BufReader::with_capacity(64 << 10, conn.try_clone().expect("clone")), conn);
-                let mut buf = vec![0u8; 1 << 20];
-                loop {
-                    let mut h = [0u8; 4];
-                    if rd.read_exact(&mut h).is_err() {
-                        return;
-                    }
-                    let len = u32::from_be_bytes(h) as usize;
-                    if rd.read_exact(&mut buf[..len]).is_err() || wr.write_all(&h).is_err() || wr.write_all(&buf[..len]).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-}
-
-/// `count` frames of `size` bytes with at most `in_flight` unanswered,
-/// over plain TCP: a writer thread and this thread reading the echoes.
 fn raw(bed: &NetBed, count: u64, size: usize, in_flight: u64) -> Figures {
     let to: SocketAddr = format!("169.254.1.2:{RAW_PORT}").parse().expect("address");
-    let conn = bed.in_ns(0, move || TcpStream::connect(to).expect("connect raw echo"));
-    conn.set_nodelay(true).expect("nodelay");
-    let gate = Arc::new((Mutex::new(in_flight), Condvar::new()));
-    let clock = Instant::now();
-    let started = Instant::now();
-    let writer = {
-        let (gate, mut wr) = (gate.clone(), conn.try_clone().expect("clone"));
-        std::thread::spawn(move || {
-            let mut frame = vec![0u8; 4 + size.max(8)];
-            frame[..4].copy_from_slice(&(size.max(8) as u32).to_be_bytes());
-            for _ in 0..count {
-                let (lock, cv) = &*gate;
-                let mut room = lock.lock().unwrap_or_else(|p| p.into_inner());
-                while *room == 0 {
-                    room = cv.wait(room).unwrap_or_else(|p| p.into_inner());
-                }
-                *room -= 1;
-                drop(room);
-                frame[4..12].copy_from_slice(&(clock.elapsed().as_nanos() as u64).to_le_bytes());
-                wr.write_all(&frame).expect("raw write");
-            }
-        })
-    };
-    let mut rd = std::io::BufReader::with_capacity(64 << 10, conn);
-    let mut buf = vec![0u8; size.max(8)];
-    let mut rtts = Vec::with_capacity(count as usize);
-    for _ in 0..count {
-        let mut h = [0u8; 4];
-        rd.read_exact(&mut h).expect("raw read");
-        rd.read_exact(&mut buf).expect("raw read");
-        let sent = u64::from_le_bytes(buf[..8].try_into().unwrap_or([0; 8]));
-        rtts.push((clock.elapsed().as_nanos() as u64).saturating_sub(sent) / 1000);
-        let (lock, cv) = &*gate;
-        *lock.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-        cv.notify_one();
-    }
-    let secs = started.elapsed().as_secs_f64();
-    let _ = writer.join();
-    rtts.sort_unstable();
-    let q = |p: f64| rtts[((rtts.len() - 1) as f64 * p) as usize];
-    Figures { fps: count as f64 / secs, mbps: count as f64 * size as f64 / secs / 1e6, p50_us: q(0.5), p99_us: q(0.99) }
+    rawecho::client(bed, 0, to, count, size, in_flight)
 }
 
 fn ipc_rtt(env: &HostdEnv) -> (u64, u64) {
@@ -137,7 +63,7 @@ fn main() {
     let bed = NetBed::new(2, &[(0, 1)]).expect("netbed");
     let a = host(&bed, 0, "sink");
     let b = host(&bed, 1, "echo");
-    raw_echo_server(&bed);
+    rawecho::server(&bed, 1, format!("169.254.1.2:{RAW_PORT}").parse().expect("address"));
     let link = a.ctl_ok(&["module", "meshecho", "connect", &format!("{}:9000", NetBed::edge_addr(0, 2))]);
     assert!(link.starts_with("link "), "{link}");
     // Warm both paths.

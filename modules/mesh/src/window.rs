@@ -52,6 +52,12 @@ impl SeqWindow {
         self.bits = out;
     }
 
+    /// Everything up to `highest` counted as seen: what a destination
+    /// assumes after a crash, up to the sequence it had reserved.
+    pub fn all_seen(highest: u64, now_ms: u64) -> SeqWindow {
+        SeqWindow { highest, bits: [u64::MAX; WORDS], last_ms: now_ms }
+    }
+
     /// Whether `seq` would be accepted (nothing changes).
     pub fn check(&self, seq: u64) -> Result<(), Replay> {
         if seq == 0 {
@@ -131,6 +137,15 @@ mod tests {
         assert_eq!(w.accept(10_000 - WINDOW + 1, 1), Ok(()));
         assert_eq!(w.accept(u64::MAX, 1), Ok(()));
         assert_eq!(w.accept(u64::MAX, 1), Err(Replay::Seen));
+    }
+
+    #[test]
+    fn after_a_crash_everything_reserved_is_refused() {
+        let w = SeqWindow::all_seen(5000, 1);
+        assert_eq!(w.check(5000), Err(Replay::Seen));
+        assert_eq!(w.check(4000), Err(Replay::Seen));
+        assert_eq!(w.check(1), Err(Replay::TooOld));
+        assert_eq!(w.check(5001), Ok(()));
     }
 
     #[test]

@@ -141,7 +141,8 @@ fn attack(a: &mut Attacker, args: &[String]) -> Result<(NodeId, Vec<u8>), String
         let pid = q.sign(&a.id);
         return Ok((q.routers.first().copied().unwrap_or(q.destination), LinkMsg::Data(Box::new(q), pid).encode()));
     }
-    a.seq += 1;
+    // "valid-far": a sequence far past anything reserved so far.
+    a.seq += if kind == "valid-far" { 1_000_000 } else { 1 };
     let payload = b"\x00hostile-but-signed".to_vec();
     let mut p = DataPacket {
         flags: 0,
@@ -162,7 +163,7 @@ fn attack(a: &mut Attacker, args: &[String]) -> Result<(NodeId, Vec<u8>), String
     };
     let victim = || args.get(3).ok_or("victim NodeId needed").and_then(|v| parse_node_id(v).map_err(|_| "victim"));
     match kind {
-        "valid" => {}
+        "valid" | "valid-far" => {}
         "expired" => p.created_ms -= 3_600_000,
         "long-path" => {
             p.routers.extend((0..=MAX_ROUTERS).map(|i| [i as u8 + 1; 32]));
@@ -190,7 +191,7 @@ fn attack(a: &mut Attacker, args: &[String]) -> Result<(NodeId, Vec<u8>), String
         _ => {}
     }
     let bytes = LinkMsg::Data(Box::new(p.clone()), pid).encode();
-    if kind == "valid" {
+    if kind.starts_with("valid") {
         a.last = Some((bytes.clone(), p));
     }
     let first = if kind == "forge-source" || kind == "lockout" { dest } else { first };

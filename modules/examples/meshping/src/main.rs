@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, Semaphore};
 
 const HANDLER: &str = "on_packet";
+/// Retries of a send answered Busy (backing off from 0.2 ms to ~13 ms).
+const BUSY_RETRIES: u32 = 20;
 /// (source, seq) pairs remembered to spot a packet delivered twice.
 const SEEN_MAX: usize = 1 << 20;
 
@@ -188,8 +190,19 @@ fn on_packet(mesh: &MeshClient, state: &Shared, inv: &Invocation, echo: bool, cl
     Ok(Vec::new())
 }
 
+/// Send, retrying while hostd or the mesh module answers Busy (too many
+/// calls pending at the mesh module, or its first hop's queue full).
 async fn send_one(mesh: &MeshClient, state: &Shared, req: &SendPacketRequest) -> Result<mesh_api::SendPacketResponse, String> {
-    let r = mesh.send_packet(req).await;
+    let mut r = mesh.send_packet(req).await;
+    for attempt in 0..BUSY_RETRIES {
+        match &r {
+            Err(e) if e.code() == Some(ErrorCode::Busy) => {
+                tokio::time::sleep(Duration::from_micros(200 << attempt.min(6))).await;
+                r = mesh.send_packet(req).await;
+            }
+            _ => break,
+        }
+    }
     let mut s = st(state);
     match r {
         Ok(resp) if resp.success => {

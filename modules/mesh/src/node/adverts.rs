@@ -81,11 +81,11 @@ pub fn on_advert(ctx: &Ctx, link: u64, peer: &NodeId, a: Advert) {
     let second = now / 1000;
     let over = match n.links.get_mut(&link) {
         Some(l) => {
-            if l.control_window.0 != second {
-                l.control_window = (second, 0);
+            if l.advert_window.0 != second {
+                l.advert_window = (second, 0);
             }
-            l.control_window.1 += 1;
-            l.control_window.1 > ADVERTS_PER_SEC
+            l.advert_window.1 += 1;
+            l.advert_window.1 > ADVERTS_PER_SEC
         }
         None => return,
     };

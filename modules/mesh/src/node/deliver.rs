@@ -1,16 +1,17 @@
-//! Delivery at the destination: accepted packets wait until their
-//! sources' replay windows are durably stored (one storage batch for
-//! everything accepted meanwhile: group commit), then go to their
+//! Delivery at the destination: an accepted packet beyond its source's
+//! durable sequence reservation waits until a new reservation is stored
+//! (one storage batch for everything accepted meanwhile), then goes to its
 //! protocol handler through hostd's inter-module call, at most
 //! `handler_in_flight` at once per handler module and `handler_queue`
 //! waiting; past that the source gets a HandlerBusy NACK.
 
-use super::state::Handler;
+use super::state::{Handler, Node};
 use super::{store, Ctx};
 use commons_mesh::control::Control;
 use commons_mesh::mesh_api::{encode, InboundPacket, NackReason, NodeId};
 use commons_mesh::msg::LinkMsg;
 use commons_mesh::now_ms;
+use commons_mesh::window::WINDOW;
 use hostd_sdk::ErrorCode;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -64,55 +65,119 @@ pub fn enqueue(ctx: &Ctx, item: Item) {
     nack(ctx, &item, NackReason::HandlerBusy);
 }
 
-/// Write the changed windows; the items accepted before the write.
-async fn commit(ctx: &Ctx) -> Option<Result<Vec<Item>, String>> {
-    let items = std::mem::take(&mut queue(ctx).waiting);
+/// Sequences reserved per durable write and source: at most this many of
+/// a source's packets are refused after a crash; one write covers them.
+const RESERVE: u64 = WINDOW;
+
+/// The reservation marks `items` need, and whether any item lies beyond
+/// what is durably reserved (then delivery waits for the write).
+fn reservations(n: &Node, items: &[Item]) -> (bool, HashMap<NodeId, u64>) {
+    let mut planned: HashMap<NodeId, u64> = HashMap::new();
+    let mut must = false;
+    for it in items {
+        let (src, seq) = (it.packet.source, it.packet.sequence);
+        let r = n.reserved.get(&src).copied().unwrap_or(0);
+        // Extend ahead (half a block early) so the write rarely holds delivery up.
+        if seq.saturating_add(RESERVE / 2) > r {
+            let e = planned.entry(src).or_insert(r);
+            *e = (*e).max(seq.saturating_add(RESERVE));
+            must |= seq > r;
+        }
+    }
+    (must, planned)
+}
+
+async fn reserve(ctx: &Ctx, marks: &HashMap<NodeId, u64>) -> Result<(), String> {
+    let ops = marks.iter().map(|(s, r)| store::reserve_put(s, *r)).collect();
+    ctx.client.storage_batch(store::TREE, ops).await.map_err(|e| e.to_string())?;
+    let mut n = ctx.node();
+    for (s, r) in marks {
+        let e = n.reserved.entry(*s).or_default();
+        *e = (*e).max(*r);
+    }
+    Ok(())
+}
+
+/// Reserve and deliver until nothing waits; then sleep until woken.
+/// A packet past its source's durable reservation is delivered only once
+/// the new reservation is stored: a crash can lose it, never repeat it.
+pub async fn committer(ctx: Ctx) {
+    loop {
+        ctx.commit.notified().await;
+        loop {
+            let items = std::mem::take(&mut queue(&ctx).waiting);
+            if items.is_empty() {
+                break;
+            }
+            let (must, marks) = reservations(&ctx.node(), &items);
+            if must {
+                if let Err(e) = reserve(&ctx, &marks).await {
+                    ctx.node().counters.drop("storage_failed");
+                    ctx.client.error(&format!("storing sequence reservations failed: {e} ({} packets not delivered)", items.len()));
+                    for item in &items {
+                        release(&ctx, &item.handler.module);
+                        nack(&ctx, item, NackReason::StorageFailed);
+                    }
+                    continue;
+                }
+            }
+            for item in items {
+                tokio::spawn(dispatch(ctx.clone(), item));
+            }
+            if !must && !marks.is_empty() {
+                if let Err(e) = reserve(&ctx, &marks).await {
+                    ctx.client.warn(&format!("extending sequence reservations: {e} (retried with the next packets)"));
+                }
+            }
+        }
+    }
+}
+
+/// Write the exact windows that changed (and forget pruned sources).
+async fn write_windows(ctx: &Ctx, clean: bool) -> Result<(), String> {
     let ops: Vec<_> = {
         let mut n = ctx.node();
         let mut dirty = std::mem::take(&mut n.dirty);
         dirty.sort();
         dirty.dedup();
-        dirty.iter().map(|s| n.windows.get(s).map_or_else(|| store::window_delete(s), |w| store::window_put(s, w))).collect()
+        let mut ops = Vec::with_capacity(dirty.len() + 1);
+        for s in &dirty {
+            match n.windows.get(s) {
+                Some(w) => ops.push(store::window_put(s, w)),
+                None => {
+                    n.reserved.remove(s);
+                    ops.push(store::window_delete(s));
+                    ops.push(store::reserve_delete(s));
+                }
+            }
+        }
+        if clean {
+            ops.push(store::clean_marker());
+        }
+        ops
     };
-    if items.is_empty() && ops.is_empty() {
-        return None;
+    if ops.is_empty() {
+        return Ok(());
     }
-    if !ops.is_empty() {
-        if let Err(e) = ctx.client.storage_batch(store::TREE, ops).await {
-            for item in &items {
-                release(ctx, &item.handler.module);
-                nack(ctx, item, NackReason::StorageFailed);
-            }
-            return Some(Err(format!("{e} ({} packets not delivered)", items.len())));
-        }
-    }
-    Some(Ok(items))
+    ctx.client.storage_batch(store::TREE, ops).await.map_err(|e| e.to_string())
 }
 
-/// Persist and deliver until nothing waits; then sleep until woken.
-pub async fn committer(ctx: Ctx) {
+/// Every second, the windows that changed (a clean restart then loses nothing).
+pub async fn flusher(ctx: Ctx) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        ctx.commit.notified().await;
-        while let Some(r) = commit(&ctx).await {
-            match r {
-                Ok(items) => {
-                    for item in items {
-                        tokio::spawn(dispatch(ctx.clone(), item));
-                    }
-                }
-                Err(e) => {
-                    ctx.node().counters.drop("storage_failed");
-                    ctx.client.error(&format!("storing replay windows failed: {e}"));
-                }
-            }
+        every.tick().await;
+        if let Err(e) = write_windows(&ctx, false).await {
+            ctx.client.warn(&format!("writing replay windows: {e}"));
         }
     }
 }
 
-/// At shutdown: store what is accepted (delivery is up to the next start's sources).
+/// At shutdown: the exact windows, then the clean-shutdown marker.
 pub async fn flush(ctx: &Ctx) {
-    if let Some(Err(e)) = commit(ctx).await {
-        ctx.client.error(&format!("storing replay windows at shutdown: {e}"));
+    if let Err(e) = write_windows(ctx, true).await {
+        ctx.client.error(&format!("storing replay windows at shutdown: {e} (the next start treats reserved sequences as seen)"));
     }
 }
 

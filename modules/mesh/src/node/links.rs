@@ -42,6 +42,7 @@ pub fn on_up(ctx: &Ctx, info: LinkInfo) {
         ping_sent: None,
         rtt_us: 0,
         control_window: (0, 0),
+        advert_window: (0, 0),
         frames_in: 0,
         frames_out: 0,
         dropped_full: 0,

@@ -70,7 +70,7 @@ pub async fn run() -> Result<(), RunError> {
     let id = Arc::new(store::identity(&client).await?);
     let (next_seq, reserved) = store::sequence(&client).await?;
     let mut node = Node::new(settings.clone(), id.node_id(), next_seq, reserved);
-    node.windows = store::windows(&client, settings.max_sources).await?;
+    (node.windows, node.reserved) = store::replay_state(&client, settings.max_sources).await?;
     node.handlers = store::handlers(&client).await?;
     let (acks_tx, acks_rx) = mpsc::unbounded_channel();
     let ctx = Ctx {
@@ -90,6 +90,7 @@ pub async fn run() -> Result<(), RunError> {
     client.register_module_api(method::ALL).await?;
     tokio::spawn(count_acks(ctx.clone(), acks_rx));
     tokio::spawn(deliver::committer(ctx.clone()));
+    tokio::spawn(deliver::flusher(ctx.clone()));
     tokio::spawn(adverts::advertiser(ctx.clone()));
     tokio::spawn(tick(ctx.clone()));
     if settings.enabled {

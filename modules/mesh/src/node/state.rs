@@ -23,8 +23,10 @@ pub struct Link {
     pub last_heard: Instant,
     pub ping_sent: Option<(u64, Instant)>,
     pub rtt_us: u64,
-    /// Control messages this second (rate limit).
+    /// ACK/NACK this second (rate limit).
     pub control_window: (u64, u32),
+    /// Adverts this second (rate limit).
+    pub advert_window: (u64, u32),
     pub frames_in: u64,
     pub frames_out: u64,
     pub dropped_full: u64,
@@ -93,8 +95,10 @@ pub struct Node {
     pub table: RouteTable,
     pub dedup: Dedup,
     pub windows: HashMap<NodeId, SeqWindow>,
-    /// Windows changed and not yet written.
+    /// Windows changed and not yet written (flushed every second and at shutdown).
     pub dirty: Vec<NodeId>,
+    /// Per source: the sequence up to which acceptance is durably reserved.
+    pub reserved: HashMap<NodeId, u64>,
     pub next_seq: u64,
     pub seq_reserved: u64,
     pub pending: HashMap<PacketId, Pending>,
@@ -122,6 +126,7 @@ impl Node {
             by_node: HashMap::new(),
             windows: HashMap::new(),
             dirty: Vec::new(),
+            reserved: HashMap::new(),
             next_seq,
             seq_reserved,
             pending: HashMap::new(),

@@ -17,6 +17,8 @@ const KEY_IDENTITY: &[u8] = b"identity";
 const KEY_SEQ: &[u8] = b"seq";
 const WIN: &[u8] = b"win/";
 const HANDLER: &[u8] = b"handler/";
+const RESERVED: &[u8] = b"res/";
+const KEY_CLEAN: &[u8] = b"clean-shutdown";
 /// Sequence numbers reserved per durable write: a restart skips at most
 /// this many, and never reuses one.
 pub const SEQ_BLOCK: u64 = 1 << 20;
@@ -58,17 +60,55 @@ pub async fn extend_sequence(ctx: Ctx) {
     }
 }
 
-pub async fn windows(client: &Client, max: usize) -> Result<HashMap<NodeId, SeqWindow>, RunError> {
-    let entries = client.storage_iter_prefix(TREE, WIN, max.min(u32::MAX as usize) as u32).await.map_err(storage)?;
-    let mut out = HashMap::new();
-    for (k, v) in entries {
-        let (Ok(node), Some(w)) = (<[u8; 32]>::try_from(&k[WIN.len()..]), SeqWindow::decode(&v)) else {
-            client.warn(&format!("ignoring a damaged replay window entry ({} bytes)", v.len()));
-            continue;
-        };
-        out.insert(node, w);
+/// Replay windows and reservations as the last run left them. After a
+/// clean shutdown the exact windows are trusted; after a crash everything
+/// each source had reserved counts as seen (the windows may be up to a
+/// flush interval old), so no packet delivered before the crash passes
+/// again. The clean-shutdown marker is removed before anything is accepted.
+pub async fn replay_state(client: &Client, max: usize) -> Result<(HashMap<NodeId, SeqWindow>, HashMap<NodeId, u64>), RunError> {
+    let limit = max.min(u32::MAX as usize) as u32;
+    let mut windows = HashMap::new();
+    for (k, v) in client.storage_iter_prefix(TREE, WIN, limit).await.map_err(storage)? {
+        match (<[u8; 32]>::try_from(&k[WIN.len()..]), SeqWindow::decode(&v)) {
+            (Ok(node), Some(w)) => {
+                windows.insert(node, w);
+            }
+            _ => client.warn(&format!("ignoring a damaged replay window entry ({} bytes)", v.len())),
+        }
     }
-    Ok(out)
+    let mut reserved = HashMap::new();
+    for (k, v) in client.storage_iter_prefix(TREE, RESERVED, limit).await.map_err(storage)? {
+        match (<[u8; 32]>::try_from(&k[RESERVED.len()..]), <[u8; 8]>::try_from(&v[..])) {
+            (Ok(node), Ok(r)) => {
+                reserved.insert(node, u64::from_be_bytes(r));
+            }
+            _ => client.warn("ignoring a damaged sequence reservation"),
+        }
+    }
+    let clean = client.storage_get(TREE, KEY_CLEAN).await.map_err(storage)?.is_some();
+    if !clean {
+        let now = commons_mesh::now_ms();
+        for (src, r) in &reserved {
+            windows.insert(*src, SeqWindow::all_seen(*r, now));
+        }
+        if !reserved.is_empty() {
+            client.warn(&format!("the last run did not shut down cleanly: {} sources' reserved sequences count as seen", reserved.len()));
+        }
+    }
+    client.storage_delete(TREE, KEY_CLEAN).await.map_err(storage)?;
+    Ok((windows, reserved))
+}
+
+pub fn reserve_put(source: &NodeId, upto: u64) -> BatchOp {
+    BatchOp::Put { key: [RESERVED, &source[..]].concat(), value: upto.to_be_bytes().to_vec() }
+}
+
+pub fn reserve_delete(source: &NodeId) -> BatchOp {
+    BatchOp::Delete { key: [RESERVED, &source[..]].concat() }
+}
+
+pub fn clean_marker() -> BatchOp {
+    BatchOp::Put { key: KEY_CLEAN.to_vec(), value: vec![1] }
 }
 
 pub fn window_put(source: &NodeId, w: &SeqWindow) -> BatchOp {
