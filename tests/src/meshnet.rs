@@ -106,3 +106,31 @@ pub fn paths_to(env: &HostdEnv, dest: &str) -> Vec<Vec<String>> {
         .map(|ps| ps.iter().map(|p| p["routers"].as_array().map(|rs| rs.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default()).collect())
         .unwrap_or_default()
 }
+
+/// A line 0 — 1 — 2 — 3, each host dialing the next: host `h` in
+/// `modes[h]` with `mesh_extra` in its mesh config, `ping_extra(h)` in
+/// meshping's, and `before_start(h, env)` run on its installation; all up,
+/// and the ends routing to each other through both routers.
+pub fn line_of_four(
+    modes: &[&str; 4],
+    mesh_extra: &str,
+    ping_extra: impl Fn(usize) -> String,
+    before_start: impl Fn(usize, &HostdEnv),
+) -> (NetBed, Vec<HostdEnv>, Vec<String>) {
+    let bed = NetBed::new(4, &[(0, 1), (1, 2), (2, 3)]).expect("netbed");
+    let mut hosts: Vec<_> = (0..4)
+        .map(|h| {
+            let peers = if h < 3 { vec![addr(&bed, h, h + 1)] } else { vec![] };
+            let env = mesh_host(&bed, h, modes[h], &peers, mesh_extra, &ping_extra(h));
+            before_start(h, &env);
+            env
+        })
+        .collect();
+    for h in &mut hosts {
+        start(h);
+    }
+    let ids: Vec<String> = hosts.iter().map(node_id).collect();
+    wait_for("host 0 routes to host 3 through 1 and 2", T, || paths_to(&hosts[0], &ids[3]), |p| p.first() == Some(&vec![ids[1].clone(), ids[2].clone()]));
+    wait_for("host 3 routes to host 0 through 2 and 1", T, || paths_to(&hosts[3], &ids[0]), |p| p.first() == Some(&vec![ids[2].clone(), ids[1].clone()]));
+    (bed, hosts, ids)
+}

@@ -6,31 +6,8 @@ use hostd_tests::meshnet::*;
 use hostd_tests::netbed::NetBed;
 use hostd_tests::require_daemon;
 
-/// A line 0 — 1 — 2 — 3, each host dialing the next; all up and host 0
-/// routing to host 3.
-fn line_of_four(mode: &str) -> (NetBed, Vec<hostd_tests::daemon_env::HostdEnv>, Vec<String>) {
-    line_of_four_with(&[mode; 4], |_, _| {})
-}
-
-/// The line with each host's mode, and `extra` run on each host's
-/// installation before it starts.
-fn line_of_four_with(modes: &[&str; 4], extra: impl Fn(usize, &hostd_tests::daemon_env::HostdEnv)) -> (NetBed, Vec<hostd_tests::daemon_env::HostdEnv>, Vec<String>) {
-    let bed = NetBed::new(4, &[(0, 1), (1, 2), (2, 3)]).expect("netbed");
-    let mut hosts: Vec<_> = (0..4)
-        .map(|h| {
-            let peers = if h < 3 { vec![addr(&bed, h, h + 1)] } else { vec![] };
-            let env = mesh_host(&bed, h, modes[h], &peers, "", "");
-            extra(h, &env);
-            env
-        })
-        .collect();
-    for h in &mut hosts {
-        start(h);
-    }
-    let ids: Vec<String> = hosts.iter().map(node_id).collect();
-    wait_for("host 0 routes to host 3 through 1 and 2", T, || paths_to(&hosts[0], &ids[3]), |p| p.first() == Some(&vec![ids[1].clone(), ids[2].clone()]));
-    wait_for("host 3 routes to host 0 through 2 and 1", T, || paths_to(&hosts[3], &ids[0]), |p| p.first() == Some(&vec![ids[2].clone(), ids[1].clone()]));
-    (bed, hosts, ids)
+fn line_of_four_with(modes: &[&str; 4], before_start: impl Fn(usize, &hostd_tests::daemon_env::HostdEnv)) -> (NetBed, Vec<hostd_tests::daemon_env::HostdEnv>, Vec<String>) {
+    line_of_four(modes, "", |_| String::new(), before_start)
 }
 
 /// 200 packets from host 0 to host 3 through two routers: each delivered
@@ -41,7 +18,7 @@ fn line_of_four_delivers_200_packets_exactly_once_through_two_verifying_routers(
     if !require_daemon("mesh line of four") {
         return;
     }
-    let (_bed, hosts, ids) = line_of_four("open");
+    let (_bed, hosts, ids) = line_of_four_with(&["open"; 4], |_, _| {});
     let out = ping(&hosts[0], &["send", &ids[3], "200", "1024"]);
     assert!(out.starts_with("sending"), "{out}");
     wait_for("200 packets at host 3", T, || report(&hosts[3]), |r| count(r, "received") >= 200);
@@ -261,26 +238,30 @@ fn the_module_api_discovers_binds_handlers_to_callers_and_needs_call_module() {
     assert!(out.starts_with("route=-"), "two routers needed, one allowed: {out}");
     wait_for("RouteFailed at host 0", T, || ping(&hosts[0], &["events"]), |e| e.contains(&format!("RouteFailed publisher=commons-mesh destination={}", ids[3])));
 
-    let m2 = |args: &[&str]| {
-        let mut all = vec!["module", "meshping2"];
+    // meshping and meshping2 (the same binary, the same protocol id) race
+    // to register: one owns ping-v1, the other is told AlreadyExists.
+    let (owner, _) = wait_for("ping-v1 has an owner", T, || mesh(&hosts[3], &["status"])["handlers"]["ping-v1"]["module"].as_str().map(str::to_string), Option::is_some);
+    let owner = owner.unwrap_or_default();
+    let loser = if owner == "meshping" { "meshping2" } else { "meshping" };
+    let on = |module: &str, args: &[&str]| {
+        let mut all = vec!["module", module];
         all.extend_from_slice(args);
         let o = hosts[3].ctl(&all);
         format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
     };
-    wait_for("meshping2 refused ping-v1", T, || m2(&["report"]), |r| r.contains("registered=Some(AlreadyExists)"));
-    let no_call = hosts[3].ctl(&["module", "meshping3", "id"]);
-    let no_call = format!("{}{}", String::from_utf8_lossy(&no_call.stdout), String::from_utf8_lossy(&no_call.stderr));
+    wait_for(&format!("{loser} refused ping-v1"), T, || on(loser, &["report"]), |r| r.contains("registered=Some(AlreadyExists)"));
+    let no_call = on("meshping3", &["id"]);
     assert!(no_call.contains("PermissionDenied") && no_call.contains("call_module"), "{no_call}");
-    assert_eq!(ping(&hosts[3], &["id"]).trim(), ids[3], "control: with call_module the same binary gets the node id");
+    assert_eq!(on(loser, &["id"]).trim(), ids[3], "control: with call_module the same binary gets the node id");
 
     let data = hex(b"\x01 to the handler");
     assert!(ping(&hosts[0], &["send-hex", &ids[3], &data, "confirm"]).contains("Acked"));
-    hosts[3].ctl_ok(&["unload", "meshping"]);
+    hosts[3].ctl_ok(&["unload", &owner]);
     wait_for("ping-v1 has no handler", T, || mesh(&hosts[3], &["status"])["handlers"].clone(), |h| h.get("ping-v1").is_none());
     assert!(ping(&hosts[0], &["send-hex", &ids[3], &data, "confirm"]).contains("NoHandler"));
-    assert!(m2(&["register", "ping-v1"]).starts_with("registered"), "the id is free again");
+    assert!(on(loser, &["register", "ping-v1"]).starts_with("registered"), "the id is free again");
     assert!(ping(&hosts[0], &["send-hex", &ids[3], &data, "confirm"]).contains("Acked"));
-    assert_eq!(count(&report_of(&hosts[3], "meshping2"), "received"), 1);
+    assert_eq!(count(&report_of(&hosts[3], loser), "received"), 1);
 }
 
 fn report_of(env: &hostd_tests::daemon_env::HostdEnv, module: &str) -> std::collections::BTreeMap<String, String> {

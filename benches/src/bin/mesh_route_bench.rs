@@ -12,7 +12,7 @@
 //!
 //! Usage: mesh-route-bench [round trips per row = 20000]. Needs root.
 
-use hostd_tests::meshnet::{addr, mesh_host, node_id, paths_to, start, wait_for, T};
+use hostd_tests::meshnet::line_of_four;
 use hostd_tests::netbed::NetBed;
 use hostd_tests::rawecho::{self, Figures};
 use hostd_tests::require_daemon;
@@ -73,24 +73,12 @@ fn main() {
         std::process::exit(1);
     }
     let count: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(20_000);
-    let bed = NetBed::new(4, &[(0, 1), (1, 2), (2, 3)]).expect("netbed");
-    forwarding(&bed);
     let raw_to: SocketAddr = RAW.parse().expect("address");
-    rawecho::server(&bed, 3, raw_to);
     // The free-traffic budget would cap a benchmark at 1 MiB/s per source.
     let mesh_extra = "free_bytes_per_sec = 100000000000\n";
-    let mut hosts: Vec<_> = (0..4)
-        .map(|h| {
-            let peers = if h < 3 { vec![addr(&bed, h, h + 1)] } else { vec![] };
-            mesh_host(&bed, h, "open", &peers, mesh_extra, if h == 3 { "echo = true" } else { "" })
-        })
-        .collect();
-    for h in &mut hosts {
-        start(h);
-    }
-    let ids: Vec<String> = hosts.iter().map(node_id).collect();
-    wait_for("routes 1 → 4 via 2 and 3", T, || paths_to(&hosts[0], &ids[3]), |p| p.first() == Some(&vec![ids[1].clone(), ids[2].clone()]));
-    wait_for("routes 4 → 1", T, || paths_to(&hosts[3], &ids[0]), |p| p.first() == Some(&vec![ids[2].clone(), ids[1].clone()]));
+    let (bed, hosts, ids) = line_of_four(&["open"; 4], mesh_extra, |h| if h == 3 { "echo = true".into() } else { String::new() }, |_, _| {});
+    forwarding(&bed);
+    rawecho::server(&bed, 3, raw_to);
     let mesh = |n: u64, size: usize, in_flight: u64| {
         let out = hosts[0].ctl(&["module", "meshping", "bench", &ids[3], &n.to_string(), &size.to_string(), &in_flight.to_string()]);
         let text = String::from_utf8_lossy(&out.stdout).into_owned();

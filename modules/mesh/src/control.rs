@@ -10,7 +10,7 @@
 //! ```
 
 use crate::identity::{tagged_hash, verify, Identity};
-use crate::packet::{class_from_u8, class_to_u8, MAX_ROUTERS, VERSION};
+use crate::packet::{class_from_u8, class_to_u8, path_hop, path_previous, MAX_ROUTERS, VERSION};
 use crate::wire::{Reader, WireError, Writer};
 use mesh_api::{NackReason, NodeId, PacketId};
 
@@ -105,20 +105,10 @@ impl Control {
     }
 
     pub fn hop(&self, i: usize) -> Option<&NodeId> {
-        if i < self.routers.len() {
-            self.routers.get(i)
-        } else if i == self.routers.len() {
-            Some(&self.to)
-        } else {
-            None
-        }
+        path_hop(&self.routers, &self.to, i)
     }
 
     pub fn previous(&self, i: usize) -> Option<&NodeId> {
-        if i == 0 {
-            Some(&self.from)
-        } else {
-            self.hop(i - 1)
-        }
+        path_previous(&self.from, &self.routers, &self.to, i)
     }
 }

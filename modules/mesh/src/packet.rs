@@ -46,6 +46,26 @@ pub fn class_from_u8(v: u8) -> Result<TrafficClass, WireError> {
     }
 }
 
+/// Position `i` of `routers ++ [end]`, the nodes a source-routed message
+/// is addressed to in turn.
+pub fn path_hop<'a>(routers: &'a [NodeId], end: &'a NodeId, i: usize) -> Option<&'a NodeId> {
+    match i.cmp(&routers.len()) {
+        std::cmp::Ordering::Less => routers.get(i),
+        std::cmp::Ordering::Equal => Some(end),
+        std::cmp::Ordering::Greater => None,
+    }
+}
+
+/// Who must have sent the copy addressed to position `i`: `start` for the
+/// first, else the position before.
+pub fn path_previous<'a>(start: &'a NodeId, routers: &'a [NodeId], end: &'a NodeId, i: usize) -> Option<&'a NodeId> {
+    if i == 0 {
+        Some(start)
+    } else {
+        path_hop(routers, end, i - 1)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataPacket {
     pub flags: u8,
@@ -128,22 +148,12 @@ impl DataPacket {
 
     /// The node at position `i` of routers ++ [destination].
     pub fn hop(&self, i: usize) -> Option<&NodeId> {
-        if i < self.routers.len() {
-            self.routers.get(i)
-        } else if i == self.routers.len() {
-            Some(&self.destination)
-        } else {
-            None
-        }
+        path_hop(&self.routers, &self.destination, i)
     }
 
     /// The node that should have sent the copy addressed to position `i`.
     pub fn previous(&self, i: usize) -> Option<&NodeId> {
-        if i == 0 {
-            Some(&self.source)
-        } else {
-            self.hop(i - 1)
-        }
+        path_previous(&self.source, &self.routers, &self.destination, i)
     }
 
     pub fn wants_ack(&self) -> bool {
