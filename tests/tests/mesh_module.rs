@@ -117,6 +117,12 @@ fn hostile_packets_are_dropped_by_the_check_they_break_and_valid_ones_pass() {
         assert!(attacker_ctl(&a.attacker, &["attack", "valid", &a.d, &via]).starts_with("sent"));
         wait_for("control: a valid packet is delivered", T, || received(&a), |n| *n == before + 1);
     }
+    // A forged record in an advert: counted, and the link to the forger closed.
+    let before = dropped(&a.dest, "advert_bad_record");
+    assert!(attacker_ctl(&a.attacker, &["attack", "forged-advert", &a.d, "-", &a.r]).starts_with("sent"));
+    wait_for("the forged record counted", T, || dropped(&a.dest, "advert_bad_record"), |n| *n == before + 1);
+    wait_for("the forger's link closed", T, || a.dest.log(), |l| l.contains("forged record in an advert"));
+    assert!(mesh(&a.dest, &["routes"]).to_string().contains(&a.r), "the router's genuine route survives");
 }
 
 /// A packet sent again, byte for byte, is a duplicate; its sequence signed

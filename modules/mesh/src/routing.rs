@@ -50,6 +50,8 @@ pub enum Refused {
     Loop,
     TooLong,
     BadRecord,
+    /// Signed later than this node's clock allows (skew).
+    FromFuture,
     Stale,
     TableFull,
 }
@@ -60,6 +62,7 @@ impl Refused {
             Refused::Loop => "advert_loop",
             Refused::TooLong => "advert_too_long",
             Refused::BadRecord => "advert_bad_record",
+            Refused::FromFuture => "advert_record_from_future",
             Refused::Stale => "advert_stale",
             Refused::TableFull => "route_table_full",
         }
@@ -129,7 +132,7 @@ impl RouteTable {
             return Err(Refused::TableFull);
         }
         if rec.signed_ms > now_ms + self.skew_ms {
-            return Err(Refused::BadRecord);
+            return Err(Refused::FromFuture);
         }
         if rec.signed_ms.saturating_add(self.expiry_ms) <= now_ms {
             return Err(Refused::Stale);

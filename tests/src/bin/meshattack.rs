@@ -7,7 +7,9 @@
 //! `valid`, `expired`, `long-path`, `tamper-hop`, `tamper-payload`,
 //! `forge-source`, `lockout` (forged source with sequence u64::MAX),
 //! `bad-class`, `replay-same` (the last valid packet's exact bytes
-//! again), `replay-resigned` (its sequence again, freshly signed).
+//! again), `replay-resigned` (its sequence again, freshly signed),
+//! `valid-far` (a sequence far ahead), `forged-advert` (a route to the
+//! victim with a record the attacker signed in the victim's name).
 //! `peers`: link → NodeId. Config: `dial = ["ip:port", …]`.
 
 use commons_mesh::identity::{random_bytes, Identity};
@@ -140,6 +142,17 @@ fn attack(a: &mut Attacker, args: &[String]) -> Result<(NodeId, Vec<u8>), String
         q.created_ms = now_ms();
         let pid = q.sign(&a.id);
         return Ok((q.routers.first().copied().unwrap_or(q.destination), LinkMsg::Data(Box::new(q), pid).encode()));
+    }
+    if kind == "forged-advert" {
+        // A route to the victim carrying a record "signed" by the victim,
+        // really by the attacker: whoever checks it closes the link.
+        let victim = parse_node_id(args.get(3).ok_or("victim NodeId needed")?)?;
+        let mut record = NodeRecord::sign(&a.id, MeshMode::Open, FeeSchedule::default(), now_ms());
+        record.node_id = victim;
+        let entry = commons_mesh::msg::AdvertEntry { destination: victim, route: Some((Vec::new(), record)) };
+        a.seq += 1;
+        let advert = commons_mesh::msg::Advert::new(&a.id, a.seq, vec![entry]);
+        return Ok((first, LinkMsg::Advert(advert).encode()));
     }
     // "valid-far": a sequence far past anything reserved so far.
     a.seq += if kind == "valid-far" { 1_000_000 } else { 1 };

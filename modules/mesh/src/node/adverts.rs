@@ -9,6 +9,7 @@ use commons_mesh::mesh_api::NodeId;
 use commons_mesh::msg::{Advert, AdvertEntry, LinkMsg, MAX_ADVERT_ENTRIES};
 use commons_mesh::now_ms;
 use commons_mesh::record::NodeRecord;
+use commons_mesh::routing::Refused;
 use std::time::Duration;
 
 /// Adverts one link may send per second before the rest are dropped.
@@ -100,8 +101,22 @@ pub fn on_advert(ctx: &Ctx, link: u64, peer: &NodeId, a: Advert) {
     let mut changed = false;
     for e in &a.entries {
         let before = n.table.best(&e.destination, now).map(|p| p.routers);
-        if let Err(why) = n.table.apply(peer, e, now) {
-            n.counters.drop(why.as_str());
+        match n.table.apply(peer, e, now) {
+            Ok(()) => {}
+            // A record that does not verify can only be forged (honest
+            // nodes pass records on unchanged): stop reading, close the
+            // link, so one hostile neighbour costs one failed check per
+            // link, not a verification per entry.
+            Err(Refused::BadRecord) => {
+                n.counters.drop(Refused::BadRecord.as_str());
+                drop(n);
+                super::links::close(ctx, link, "forged record in an advert");
+                if changed {
+                    ctx.advert.notify_one();
+                }
+                return;
+            }
+            Err(why) => n.counters.drop(why.as_str()),
         }
         changed |= n.table.best(&e.destination, now).map(|p| p.routers) != before;
     }
