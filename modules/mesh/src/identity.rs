@@ -3,7 +3,10 @@
 //! Same curve and signature scheme as Bitcoin's Taproot and Lightning.
 
 use mesh_api::NodeId;
-use secp256k1::{schnorr, Keypair, XOnlyPublicKey};
+use secp256k1::ffi::{self, CPtr};
+use secp256k1::{schnorr, Keypair, Secp256k1, SignOnly, XOnlyPublicKey};
+use std::cell::RefCell;
+use std::collections::HashMap;
 use sha2::{Digest, Sha256};
 
 /// BIP-340 tagged hash: sha256(sha256(tag) ‖ sha256(tag) ‖ parts…). A tag
@@ -40,6 +43,11 @@ pub enum IdentityError {
 pub struct Identity {
     keypair: Keypair,
     node_id: NodeId,
+    /// This identity's own signing context, randomized once at creation
+    /// (libsecp256k1's side-channel blinding). The crate's free `sign`
+    /// functions re-randomize the shared context after every signature,
+    /// which doubles the cost of signing each packet.
+    ctx: Secp256k1<SignOnly>,
 }
 
 impl std::fmt::Debug for Identity {
@@ -80,7 +88,9 @@ impl Identity {
     pub fn from_secret(secret: [u8; 32]) -> Result<Identity, IdentityError> {
         let keypair = Keypair::from_secret_bytes(secret).map_err(|_| IdentityError::BadKey)?;
         let node_id = keypair.x_only_public_key().0.to_byte_array();
-        Ok(Identity { keypair, node_id })
+        let mut ctx = Secp256k1::signing_only();
+        ctx.seeded_randomize(&random_bytes::<32>()?);
+        Ok(Identity { keypair, node_id, ctx })
     }
 
     pub fn secret(&self) -> [u8; 32] {
@@ -91,17 +101,60 @@ impl Identity {
         self.node_id
     }
 
-    /// A BIP-340 signature of a 32-byte digest.
+    /// A BIP-340 signature of a 32-byte digest (fresh auxiliary
+    /// randomness when the kernel has it, as BIP-340 recommends).
     pub fn sign(&self, digest: &[u8; 32]) -> [u8; 64] {
-        schnorr::sign_no_aux_rand(digest, &self.keypair).to_byte_array()
+        let aux = random_bytes::<32>().ok();
+        let mut sig = [0u8; 64];
+        // SAFETY: every pointer is to a live value of the size the C
+        // function reads or writes (64-byte signature, 32-byte digest and
+        // aux, a keypair and a context created by the crate).
+        let ok = unsafe {
+            ffi::secp256k1_schnorrsig_sign32(
+                self.ctx.ctx().as_ptr(),
+                sig.as_mut_c_ptr(),
+                digest.as_c_ptr(),
+                self.keypair.as_c_ptr(),
+                aux.as_ref().map_or(std::ptr::null(), |a| a.as_c_ptr()),
+            )
+        };
+        if ok == 1 {
+            sig
+        } else {
+            // Cannot happen with a valid keypair; the crate's path is the fallback.
+            schnorr::sign_no_aux_rand(digest, &self.keypair).to_byte_array()
+        }
     }
+}
+
+/// Parsed keys of recent signers: parsing an x-only key takes a square
+/// root, and most packets come from a few sources. Per thread, bounded.
+const KEY_CACHE: usize = 4096;
+
+thread_local! {
+    static KEYS: RefCell<HashMap<NodeId, XOnlyPublicKey>> = RefCell::new(HashMap::new());
+}
+
+fn key(node: &NodeId) -> Option<XOnlyPublicKey> {
+    KEYS.with(|k| {
+        let mut k = k.borrow_mut();
+        if let Some(key) = k.get(node) {
+            return Some(*key);
+        }
+        let key = XOnlyPublicKey::from_byte_array(*node).ok()?;
+        if k.len() >= KEY_CACHE {
+            k.clear();
+        }
+        k.insert(*node, key);
+        Some(key)
+    })
 }
 
 /// Whether `sig` is `node`'s signature of `digest`.
 pub fn verify(node: &NodeId, digest: &[u8; 32], sig: &[u8; 64]) -> bool {
-    match XOnlyPublicKey::from_byte_array(*node) {
-        Ok(key) => schnorr::verify(&schnorr::Signature::from_byte_array(*sig), digest, &key).is_ok(),
-        Err(_) => false,
+    match key(node) {
+        Some(key) => schnorr::verify(&schnorr::Signature::from_byte_array(*sig), digest, &key).is_ok(),
+        None => false,
     }
 }
 
