@@ -57,7 +57,7 @@ fn admit(n: &mut Node, class: TrafficClass, source: &NodeId, bytes: usize, fee: 
     }
 }
 
-pub fn on_data(ctx: &Ctx, link: u64, peer: &NodeId, p: DataPacket, pid: PacketId, raw: &[u8]) {
+pub fn on_data(ctx: &Ctx, peer: &NodeId, p: DataPacket, pid: PacketId, raw: &[u8]) {
     let now = now_ms();
     let me = ctx.id.node_id();
     let i = p.hop_index as usize;
@@ -117,7 +117,6 @@ pub fn on_data(ctx: &Ctx, link: u64, peer: &NodeId, p: DataPacket, pid: PacketId
         if n.send_to(&next, frame) {
             n.counters.forwarded += 1;
         }
-        let _ = link;
         return;
     }
     // This node is the destination.
@@ -150,7 +149,6 @@ pub fn on_data(ctx: &Ctx, link: u64, peer: &NodeId, p: DataPacket, pid: PacketId
     let Some(handler) = n.handlers.get(&p.protocol_id).cloned() else {
         n.counters.drop("no_handler");
         answer(ctx, &mut n, peer, p.source, pid, Some(NackReason::NoHandler), way_back(&p.routers, i));
-        ctx.commit.notify_one();
         return;
     };
     let back = way_back(&p.routers, i);

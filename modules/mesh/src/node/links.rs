@@ -123,7 +123,7 @@ pub fn on_frame(ctx: &Ctx, link: u64, data: &[u8]) {
             }
         }
         LinkMsg::Advert(a) => adverts::on_advert(ctx, link, &peer, a),
-        LinkMsg::Data(p, pid) => forward::on_data(ctx, link, &peer, *p, pid, data),
+        LinkMsg::Data(p, pid) => forward::on_data(ctx, &peer, *p, pid, data),
         LinkMsg::Control(c) => forward::on_control(ctx, link, &peer, c),
         LinkMsg::RouteReq(q) => discovery::on_request(ctx, &peer, q),
         LinkMsg::RouteResp(r) => discovery::on_response(ctx, &peer, r),
