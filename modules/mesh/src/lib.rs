@@ -6,6 +6,7 @@
 pub mod classify;
 pub mod control;
 pub mod dedup;
+pub mod fees;
 pub mod identity;
 pub mod msg;
 pub mod packet;
