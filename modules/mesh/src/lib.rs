@@ -8,6 +8,7 @@ pub mod control;
 pub mod dedup;
 pub mod fees;
 pub mod identity;
+pub mod monopoly;
 pub mod msg;
 pub mod packet;
 pub mod record;
