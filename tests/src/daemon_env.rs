@@ -175,6 +175,13 @@ impl HostdEnv {
         Command::new(hostd_bin()).arg("--config").arg(&self.config).args(args).output().expect("run hostd")
     }
 
+    /// `hostd module <module> <args…>`: its stdout then stderr.
+    pub fn module_cli(&self, module: &str, args: &[&str]) -> String {
+        let mut all = vec!["module", module];
+        all.extend_from_slice(args);
+        text(&self.ctl(&all))
+    }
+
     pub fn ctl_ok(&self, args: &[&str]) -> String {
         let out = self.ctl(args);
         assert!(out.status.success(), "hostd {args:?}: {}\n--- hostd log ---\n{}", text(&out), self.log());

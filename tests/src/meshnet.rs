@@ -44,20 +44,19 @@ pub fn start(env: &mut HostdEnv) {
     env.wait_module("meshping", "running", T, running);
 }
 
-fn text(o: &std::process::Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
 /// `hostd module meshping <args>`.
 pub fn ping(env: &HostdEnv, args: &[&str]) -> String {
-    let mut all = vec!["module", "meshping"];
-    all.extend_from_slice(args);
-    text(&env.ctl(&all))
+    env.module_cli("meshping", args)
+}
+
+/// A meshping-like module's `report` as key → value.
+pub fn report_of(env: &HostdEnv, module: &str) -> std::collections::BTreeMap<String, String> {
+    env.module_cli(module, &["report"]).split_whitespace().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 /// meshping's `report` as key → value.
 pub fn report(env: &HostdEnv) -> std::collections::BTreeMap<String, String> {
-    ping(env, &["report"]).split_whitespace().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    report_of(env, "meshping")
 }
 
 pub fn count(r: &std::collections::BTreeMap<String, String>, k: &str) -> u64 {
@@ -69,18 +68,12 @@ pub fn mesh(env: &HostdEnv, args: &[&str]) -> serde_json::Value {
     let mut all = vec!["module", "commons-mesh"];
     all.extend_from_slice(args);
     let out = env.ctl(&all);
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| serde_json::json!({ "error": text(&out) }))
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| serde_json::json!({ "error": crate::output_text(&out) }))
 }
 
 pub fn node_id(env: &HostdEnv) -> String {
-    let start = Instant::now();
-    loop {
-        if let Some(id) = mesh(env, &["status"])["node_id"].as_str() {
-            return id.to_string();
-        }
-        assert!(start.elapsed() < T, "no node id: {}", env.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (id, _) = wait_for("the mesh node id", T, || mesh(env, &["status"])["node_id"].as_str().map(str::to_string), Option::is_some);
+    id.unwrap_or_default()
 }
 
 /// Poll until `pred` holds; panics with the last value after `timeout`.

@@ -33,10 +33,7 @@ fn host(bed: &NetBed, h: usize, caps: &[&str], mode: &str, extra: &str) -> Hostd
 }
 
 fn echo(env: &HostdEnv, args: &[&str]) -> String {
-    let mut all = vec!["module", "meshecho"];
-    all.extend_from_slice(args);
-    let out = env.ctl(&all);
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    env.module_cli("meshecho", args)
 }
 
 /// meshecho's `report` as key → number (`last_down` as 0).

@@ -2,6 +2,7 @@
 //! here, veth pairs, link-local addresses, no route out), each running the
 //! shipped commons-mesh module and the meshping example as the driver.
 
+use commons_mesh::mesh_api::hex;
 use hostd_tests::meshnet::*;
 use hostd_tests::netbed::NetBed;
 use hostd_tests::require_daemon;
@@ -69,10 +70,7 @@ fn attack_bed() -> Attack {
 }
 
 fn attacker_ctl(env: &hostd_tests::daemon_env::HostdEnv, args: &[&str]) -> String {
-    let mut all = vec!["module", "meshattack"];
-    all.extend_from_slice(args);
-    let o = env.ctl(&all);
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    env.module_cli("meshattack", args)
 }
 
 fn dropped(env: &hostd_tests::daemon_env::HostdEnv, why: &str) -> u64 {
@@ -173,9 +171,6 @@ fn replays_are_refused_also_after_the_destination_restarts() {
     wait_for("control: a sequence past the reservation is delivered", T, || received(&a), |n| *n == 1);
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
 
 /// Classes come from the bytes: along 0 (open) — 1 (bitcoin_only) — 2
 /// (payment_gated) — 3 (open), a regtest `ping` with a valid checksum
@@ -249,12 +244,7 @@ fn the_module_api_discovers_binds_handlers_to_callers_and_needs_call_module() {
     let (owner, _) = wait_for("ping-v1 has an owner", T, || mesh(&hosts[3], &["status"])["handlers"]["ping-v1"]["module"].as_str().map(str::to_string), Option::is_some);
     let owner = owner.unwrap_or_default();
     let loser = if owner == "meshping" { "meshping2" } else { "meshping" };
-    let on = |module: &str, args: &[&str]| {
-        let mut all = vec!["module", module];
-        all.extend_from_slice(args);
-        let o = hosts[3].ctl(&all);
-        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-    };
+    let on = |module: &str, args: &[&str]| hosts[3].module_cli(module, args);
     wait_for(&format!("{loser} refused ping-v1"), T, || on(loser, &["report"]), |r| r.contains("registered=Some(AlreadyExists)"));
     let no_call = on("meshping3", &["id"]);
     assert!(no_call.contains("PermissionDenied") && no_call.contains("call_module"), "{no_call}");
@@ -268,11 +258,6 @@ fn the_module_api_discovers_binds_handlers_to_callers_and_needs_call_module() {
     assert!(on(loser, &["register", "ping-v1"]).starts_with("registered"), "the id is free again");
     assert!(ping(&hosts[0], &["send-hex", &ids[3], &data, "confirm"]).contains("Acked"));
     assert_eq!(count(&report_of(&hosts[3], loser), "received"), 1);
-}
-
-fn report_of(env: &hostd_tests::daemon_env::HostdEnv, module: &str) -> std::collections::BTreeMap<String, String> {
-    let o = env.ctl(&["module", module, "report"]);
-    String::from_utf8_lossy(&o.stdout).split_whitespace().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 /// A diamond 0 → {1, 2} → 3 at a steady rate: SIGKILL the hostd of the

@@ -5,12 +5,10 @@
 //! `handler_in_flight` at once per handler module and `handler_queue`
 //! waiting; past that the source gets a HandlerBusy NACK.
 
+use super::forward::answer;
 use super::state::{Handler, Node};
 use super::{store, Ctx};
-use commons_mesh::control::Control;
 use commons_mesh::mesh_api::{encode, InboundPacket, NackReason, NodeId};
-use commons_mesh::msg::LinkMsg;
-use commons_mesh::now_ms;
 use commons_mesh::window::WINDOW;
 use hostd_sdk::ErrorCode;
 use std::collections::HashMap;
@@ -36,15 +34,9 @@ fn queue(ctx: &Ctx) -> std::sync::MutexGuard<'_, Queue> {
     ctx.deliveries.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn answer(ctx: &Ctx, source: NodeId, prev: &NodeId, back: Vec<NodeId>, about: [u8; 32], nack: Option<NackReason>) {
-    let c = Control::new(&ctx.id, source, about, nack, back, now_ms());
-    ctx.node().send_to(prev, LinkMsg::Control(c).encode());
-}
-
 fn nack(ctx: &Ctx, item: &Item, reason: NackReason) {
     if let Some((source, prev, back)) = &item.ack {
-        answer(ctx, *source, prev, back.clone(), item.packet.packet_id, Some(reason));
-        ctx.node().counters.nacks_sent += 1;
+        answer(ctx, &mut ctx.node(), prev, *source, item.packet.packet_id, Some(reason), back.clone());
     }
 }
 
@@ -197,7 +189,7 @@ async fn dispatch(ctx: Ctx, item: Item) {
         Ok(_) => {
             ctx.node().counters.delivered += 1;
             if let Some((source, prev, back)) = &item.ack {
-                answer(&ctx, *source, prev, back.clone(), item.packet.packet_id, None);
+                answer(&ctx, &mut ctx.node(), prev, *source, item.packet.packet_id, None, back.clone());
             }
         }
         Err(e) => {

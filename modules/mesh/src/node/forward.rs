@@ -32,8 +32,9 @@ fn way_back(routers: &[NodeId], i: usize) -> Vec<NodeId> {
     routers[..i.min(routers.len())].iter().rev().copied().collect()
 }
 
-/// Answer `about` to `to` over `routers` (already reversed), leaving on `link`.
-fn answer(ctx: &Ctx, n: &mut Node, link_to: &NodeId, to: NodeId, about: PacketId, nack: Option<NackReason>, routers: Vec<NodeId>) {
+/// Answer `about` to `to` over `routers` (already reversed), leaving
+/// through the neighbour `link_to`; NACKs sent are counted.
+pub(super) fn answer(ctx: &Ctx, n: &mut Node, link_to: &NodeId, to: NodeId, about: PacketId, nack: Option<NackReason>, routers: Vec<NodeId>) {
     let is_nack = nack.is_some();
     let c = Control::new(&ctx.id, to, about, nack, routers, now_ms());
     if n.send_to(link_to, LinkMsg::Control(c).encode()) && is_nack {
