@@ -38,10 +38,13 @@ pub fn mesh_host(bed: &NetBed, h: usize, mode: &str, peers: &[String], mesh_extr
     env
 }
 
+/// Start hostd and wait until both modules run and meshping's protocol
+/// (`ping-v1`) has a handler: meshping registers it after its handshake.
 pub fn start(env: &mut HostdEnv) {
     env.start();
     env.wait_module("commons-mesh", "running", T, running);
     env.wait_module("meshping", "running", T, running);
+    wait_for("ping-v1 has a handler", T, || mesh(env, &["status"])["handlers"]["ping-v1"].is_object(), |h| *h);
 }
 
 /// `hostd module meshping <args>`.
