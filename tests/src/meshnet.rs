@@ -44,7 +44,14 @@ pub fn start(env: &mut HostdEnv) {
     env.start();
     env.wait_module("commons-mesh", "running", T, running);
     env.wait_module("meshping", "running", T, running);
-    wait_for("ping-v1 has a handler", T, || mesh(env, &["status"])["handlers"]["ping-v1"].is_object(), |h| *h);
+    let deadline = Instant::now() + T;
+    while !mesh(env, &["status"])["handlers"]["ping-v1"].is_object() {
+        if Instant::now() > deadline {
+            let log = env.log();
+            panic!("ping-v1 has no handler within {T:?}; hostd log (last 4 KiB):\n{}", &log[log.len().saturating_sub(4096)..]);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// `hostd module meshping <args>`.

@@ -75,7 +75,6 @@ fn payload(t: EventType) -> &'static str {
         E::PaymentRequestCreated
         | E::PaymentSettled
         | E::PaymentFailed
-        | E::PaymentVerified
         | E::ChannelOpened
         | E::ChannelClosed
         | E::BlockMined
@@ -87,6 +86,7 @@ fn payload(t: EventType) -> &'static str {
         | E::GovernanceProposalCreated
         | E::GovernanceProposalVoted
         | E::Custom => "`Data(bytes)`: the publisher's own encoding",
+        E::PaymentVerified => "`Data(bytes)`: from the mesh module, a bincode `hostd_mesh_api::PaymentEvent` (role, sats, payment hash, packet id); other publishers use their own encoding, so check the publisher",
         E::RouteDiscovered | E::RouteFailed => "`Data(bytes)`: a bincode `hostd_mesh_api::RouteEvent` (check the publisher is the mesh module)",
     }
 }

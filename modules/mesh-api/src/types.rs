@@ -71,8 +71,9 @@ impl TrafficClass {
 pub struct SendPacketRequest {
     pub destination: NodeId,
     pub payload: Vec<u8>,
-    /// A payment proof for paid traffic. Not accepted yet: paid traffic is
-    /// answered "payment required".
+    /// Must be `None`: a proof binds to the packet the mesh node builds and
+    /// signs, so the node obtains it (quote, pay within the caller's
+    /// budget) itself; see the module's `pay_budget_sats`.
     pub payment_proof: Option<Vec<u8>>,
     /// Which registered handler at the destination gets the packet.
     pub protocol_id: Option<String>,
@@ -100,6 +101,71 @@ pub enum NackReason {
     RateLimited,
     /// The destination could not store the packet's sequence number.
     StorageFailed,
+    /// This node's entry in the packet's payment bundle does not prove
+    /// payment for this packet.
+    PaymentInvalid { fault: PaymentFault },
+}
+
+/// Why a payee refused its entry of a payment bundle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
+pub enum PaymentFault {
+    /// The bundle has no entry for this payee's position on the path.
+    Missing,
+    /// The bundle's bytes do not parse.
+    Malformed,
+    /// The invoice does not decode or its signature does not verify.
+    BadInvoice,
+    /// The invoice is for another network than this node's.
+    WrongNetwork,
+    /// The invoice was signed by a key that is not this payee's.
+    NotPayee,
+    /// The invoice's description hash is not this packet's (another
+    /// packet, another role, another share).
+    WrongPacket,
+    /// The invoice's amount is below this payee's share of the fee.
+    AmountTooLow,
+    /// The invoice had expired when the packet was created (or was not
+    /// yet issued), or its expiry is longer than this node accepts.
+    Expired,
+    /// sha256(preimage) is not the invoice's payment hash.
+    WrongPreimage,
+    /// The payment hash was already used.
+    Replayed,
+    /// A CTV proof can only be checked against the chain, and this node
+    /// has no node backend.
+    CtvWithoutNode,
+}
+
+impl PaymentFault {
+    pub const ALL: [PaymentFault; 11] = [
+        PaymentFault::Missing,
+        PaymentFault::Malformed,
+        PaymentFault::BadInvoice,
+        PaymentFault::WrongNetwork,
+        PaymentFault::NotPayee,
+        PaymentFault::WrongPacket,
+        PaymentFault::AmountTooLow,
+        PaymentFault::Expired,
+        PaymentFault::WrongPreimage,
+        PaymentFault::Replayed,
+        PaymentFault::CtvWithoutNode,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentFault::Missing => "missing",
+            PaymentFault::Malformed => "malformed",
+            PaymentFault::BadInvoice => "bad_invoice",
+            PaymentFault::WrongNetwork => "wrong_network",
+            PaymentFault::NotPayee => "not_payee",
+            PaymentFault::WrongPacket => "wrong_packet",
+            PaymentFault::AmountTooLow => "amount_too_low",
+            PaymentFault::Expired => "expired",
+            PaymentFault::WrongPreimage => "wrong_preimage",
+            PaymentFault::Replayed => "replayed",
+            PaymentFault::CtvWithoutNode => "ctv_without_node",
+        }
+    }
 }
 
 impl std::fmt::Display for NackReason {
@@ -112,6 +178,7 @@ impl std::fmt::Display for NackReason {
             NackReason::NoRoute => f.write_str("no link to the next hop"),
             NackReason::RateLimited => f.write_str("free-traffic budget exhausted"),
             NackReason::StorageFailed => f.write_str("the destination could not persist the sequence"),
+            NackReason::PaymentInvalid { fault } => write!(f, "payment proof refused: {}", fault.as_str()),
         }
     }
 }
@@ -198,6 +265,87 @@ pub struct MeshStats {
     pub node_id: NodeId,
     pub routing: RoutingStats,
     pub replay: ReplayStats,
+    pub payments: PaymentStats,
+}
+
+/// Money this node paid, earned and owes, in sats, since its storage was
+/// made (persisted).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode)]
+pub struct Ledger {
+    /// Paid to routers and destinations for packets this node sent.
+    pub paid_sats: u64,
+    /// Earned as a router or destination (proofs verified here).
+    pub received_sats: u64,
+    /// The treasury's share of fees this node paid, owed until a wallet
+    /// module pays it out to `treasury_address`.
+    pub treasury_due_sats: u64,
+    /// Paid packets sent / verified here.
+    pub packets_paid: u64,
+    pub packets_verified: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct PaymentStats {
+    /// `stub` or `lightning`.
+    pub backend: String,
+    pub network: String,
+    pub treasury_address: Option<String>,
+    pub ledger: Ledger,
+    /// Payment hashes held against replay.
+    pub replay_entries: u32,
+    /// Proofs refused here, by fault.
+    pub refused: Vec<(String, u64)>,
+    /// Per calling module: sats spent in the current budget window, and its budget.
+    pub budgets: Vec<(String, u64, u64)>,
+}
+
+/// Body of a PaymentVerified event (EventPayload::Data), published by the
+/// payee when its entry of a packet's payment bundle verified.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct PaymentEvent {
+    /// `router` or `destination`.
+    pub role: String,
+    pub sats: u64,
+    pub payment_hash: [u8; 32],
+    pub packet_id: PacketId,
+}
+
+/// The call interface a Lightning module serves for Commons Mesh
+/// (`lightning::PAY_INVOICE`, `lightning::CREATE_INVOICE`).
+pub mod lightning {
+    use bincode::{Decode, Encode};
+
+    pub const PAY_INVOICE: &str = "pay_invoice";
+    pub const CREATE_INVOICE: &str = "create_invoice";
+
+    /// Pay a BOLT11 invoice; answer only once the payment settled.
+    #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+    pub struct PayInvoiceRequest {
+        pub invoice: String,
+        /// Routing fees the payer accepts at most.
+        pub max_fee_msat: u64,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+    pub struct PayInvoiceResponse {
+        /// The preimage of the invoice's payment hash: the proof of payment.
+        pub preimage: [u8; 32],
+        pub fee_msat: u64,
+    }
+
+    /// Issue an invoice with the node's Lightning key (the key the mesh
+    /// node binds in its signed record).
+    #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+    pub struct CreateInvoiceRequest {
+        pub amount_msat: u64,
+        pub description_hash: [u8; 32],
+        pub expiry_secs: u64,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+    pub struct CreateInvoiceResponse {
+        pub invoice: String,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]

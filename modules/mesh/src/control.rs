@@ -12,7 +12,7 @@
 use crate::identity::{tagged_hash, verify, Identity};
 use crate::packet::{class_from_u8, class_to_u8, path_hop, path_previous, MAX_ROUTERS, VERSION};
 use crate::wire::{Reader, WireError, Writer};
-use mesh_api::{NackReason, NodeId, PacketId};
+use mesh_api::{NackReason, NodeId, PacketId, PaymentFault};
 
 const TAG: &str = "commons-mesh/v1/control";
 
@@ -40,6 +40,7 @@ fn reason_code(r: &Option<NackReason>) -> (u8, u64) {
         Some(NackReason::NoRoute) => (5, 0),
         Some(NackReason::RateLimited) => (6, 0),
         Some(NackReason::StorageFailed) => (7, 0),
+        Some(NackReason::PaymentInvalid { fault }) => (8, PaymentFault::ALL.iter().position(|f| f == fault).unwrap_or(0) as u64),
     }
 }
 
@@ -53,6 +54,7 @@ fn reason_from(code: u8, arg: u64) -> Result<Option<NackReason>, WireError> {
         5 => Some(NackReason::NoRoute),
         6 => Some(NackReason::RateLimited),
         7 => Some(NackReason::StorageFailed),
+        8 => Some(NackReason::PaymentInvalid { fault: *usize::try_from(arg).ok().and_then(|i| PaymentFault::ALL.get(i)).ok_or(WireError::Invalid("payment fault"))? }),
         _ => return Err(WireError::Invalid("nack reason")),
     })
 }
@@ -110,5 +112,31 @@ impl Control {
 
     pub fn previous(&self, i: usize) -> Option<&NodeId> {
         path_previous(&self.from, &self.routers, &self.to, i)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mesh_api::TrafficClass;
+
+    #[test]
+    fn every_reason_round_trips_through_its_code() {
+        let mut all = vec![
+            None,
+            Some(NackReason::PaymentRequired { fee_sats: 42 }),
+            Some(NackReason::ClassRejected { class: TrafficClass::StratumV2 }),
+            Some(NackReason::NoHandler),
+            Some(NackReason::HandlerBusy),
+            Some(NackReason::NoRoute),
+            Some(NackReason::RateLimited),
+            Some(NackReason::StorageFailed),
+        ];
+        all.extend(PaymentFault::ALL.iter().map(|f| Some(NackReason::PaymentInvalid { fault: *f })));
+        for r in all {
+            let (code, arg) = reason_code(&r);
+            assert_eq!(reason_from(code, arg), Ok(r));
+        }
+        assert!(reason_from(8, PaymentFault::ALL.len() as u64).is_err());
     }
 }

@@ -97,6 +97,16 @@ impl Identity {
         self.keypair.to_secret_bytes()
     }
 
+    /// The same key for ECDSA (BOLT11 invoices are ECDSA-signed).
+    pub fn secret_key(&self) -> secp256k1::SecretKey {
+        self.keypair.secret_key()
+    }
+
+    /// The compressed public key (what a BOLT11 invoice names as payee).
+    pub fn public_key(&self) -> [u8; 33] {
+        self.keypair.public_key().serialize()
+    }
+
     pub fn node_id(&self) -> NodeId {
         self.node_id
     }

@@ -3,6 +3,9 @@
 //! table. The module binary (src/main.rs, src/node/) runs them over
 //! hostd's mesh links; tests use them to build hostile packets.
 
+pub mod address;
+pub mod bech32;
+pub mod bolt11;
 pub mod classify;
 pub mod control;
 pub mod dedup;
@@ -11,9 +14,12 @@ pub mod identity;
 pub mod monopoly;
 pub mod msg;
 pub mod packet;
+pub mod pay_settings;
+pub mod proof;
 pub mod record;
 pub mod routing;
 pub mod settings;
+pub mod settle;
 pub mod window;
 pub mod wire;
 

@@ -1,12 +1,14 @@
 //! What travels on a link: one message per mesh frame, its first byte the
 //! type. Hello and Auth authenticate the link; Ping/Pong keep it alive;
 //! Advert carries routes; Data and Control are routed packets; RouteReq
-//! and RouteResp are discovery.
+//! and RouteResp are discovery; Settle is the quote/payment round trip
+//! before a paid packet.
 
 use crate::control::Control;
 use crate::identity::{tagged_hash, verify, Identity};
 use crate::packet::{DataPacket, MAX_ROUTERS};
 use crate::record::NodeRecord;
+use crate::settle::Settle;
 use crate::wire::{Reader, WireError, Writer};
 use mesh_api::{NodeId, PacketId};
 
@@ -68,6 +70,7 @@ pub enum LinkMsg {
     Control(Control),
     RouteReq(RouteReq),
     RouteResp(RouteResp),
+    Settle(Settle),
 }
 
 const T_HELLO: u8 = 1;
@@ -79,6 +82,7 @@ const T_DATA: u8 = 6;
 const T_CONTROL: u8 = 7;
 const T_ROUTE_REQ: u8 = 8;
 const T_ROUTE_RESP: u8 = 9;
+const T_SETTLE: u8 = 10;
 
 pub fn auth_digest(peer_nonce: &[u8; 32], own_nonce: &[u8; 32], node: &NodeId) -> [u8; 32] {
     tagged_hash("commons-mesh/v1/link-auth", &[peer_nonce, own_nonce, node])
@@ -217,6 +221,10 @@ impl LinkMsg {
                 s.record.write(&mut w);
                 w.raw(&s.sig).u8(s.hop_index);
             }
+            LinkMsg::Settle(s) => {
+                w.u8(T_SETTLE);
+                s.write(&mut w);
+            }
         }
         w.0
     }
@@ -269,6 +277,7 @@ impl LinkMsg {
                 sig: r.sig("signature")?,
                 hop_index: r.u8("hop index")?,
             }),
+            T_SETTLE => LinkMsg::Settle(Settle::read(&mut r)?),
             t => return Err(WireError::UnknownType(t)),
         };
         r.finish()?;

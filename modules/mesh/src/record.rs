@@ -54,38 +54,49 @@ pub struct NodeRecord {
     pub fees: FeeSchedule,
     /// Unix milliseconds when signed; newer replaces older.
     pub signed_ms: u64,
+    /// The key of the node's own Lightning node, when its invoices are
+    /// issued there rather than with the mesh key (all zero: none).
+    pub lightning_key: Option<[u8; 33]>,
     pub sig: [u8; 64],
 }
 
 impl NodeRecord {
-    fn digest(node_id: &NodeId, mode: MeshMode, fees: &FeeSchedule, signed_ms: u64) -> [u8; 32] {
-        let mut w = Writer::with_capacity(72);
-        w.raw(node_id).u8(mode_to_u8(mode)).u64(fees.base_sats).u64(fees.per_router_sats).u64(fees.per_kib_sats).u64(signed_ms);
+    fn write_signed(&self, w: &mut Writer) {
+        w.raw(&self.node_id).u8(mode_to_u8(self.mode)).u64(self.fees.base_sats).u64(self.fees.per_router_sats).u64(self.fees.per_kib_sats);
+        w.u64(self.signed_ms).raw(&self.lightning_key.unwrap_or([0; 33]));
+    }
+
+    fn digest(&self) -> [u8; 32] {
+        let mut w = Writer::with_capacity(Self::LEN);
+        self.write_signed(&mut w);
         tagged_hash(TAG, &[&w.0])
     }
 
-    pub fn sign(id: &Identity, mode: MeshMode, fees: FeeSchedule, signed_ms: u64) -> NodeRecord {
-        let node_id = id.node_id();
-        let sig = id.sign(&NodeRecord::digest(&node_id, mode, &fees, signed_ms));
-        NodeRecord { node_id, mode, fees, signed_ms, sig }
+    pub fn sign(id: &Identity, mode: MeshMode, fees: FeeSchedule, lightning_key: Option<[u8; 33]>, signed_ms: u64) -> NodeRecord {
+        let mut r = NodeRecord { node_id: id.node_id(), mode, fees, signed_ms, lightning_key, sig: [0; 64] };
+        r.sig = id.sign(&r.digest());
+        r
     }
 
     pub fn verify(&self) -> bool {
-        verify(&self.node_id, &NodeRecord::digest(&self.node_id, self.mode, &self.fees, self.signed_ms), &self.sig)
+        verify(&self.node_id, &self.digest(), &self.sig)
     }
 
-    pub const LEN: usize = 32 + 1 + 8 * 4 + 64;
+    pub const LEN: usize = 32 + 1 + 8 * 4 + 33 + 64;
 
     pub fn write(&self, w: &mut Writer) {
-        w.raw(&self.node_id).u8(mode_to_u8(self.mode)).u64(self.fees.base_sats).u64(self.fees.per_router_sats).u64(self.fees.per_kib_sats);
-        w.u64(self.signed_ms).raw(&self.sig);
+        self.write_signed(w);
+        w.raw(&self.sig);
     }
 
     pub fn read(r: &mut Reader<'_>) -> Result<NodeRecord, WireError> {
         let node_id = r.id("record node id")?;
         let mode = mode_from_u8(r.u8("record mode")?)?;
         let fees = FeeSchedule { base_sats: r.u64("fee")?, per_router_sats: r.u64("fee")?, per_kib_sats: r.u64("fee")? };
-        Ok(NodeRecord { node_id, mode, fees, signed_ms: r.u64("record time")?, sig: r.sig("record signature")? })
+        let signed_ms = r.u64("record time")?;
+        let key: [u8; 33] = r.take(33, "record lightning key")?.try_into().map_err(|_| WireError::Invalid("lightning key"))?;
+        let lightning_key = (key != [0; 33]).then_some(key);
+        Ok(NodeRecord { node_id, mode, fees, signed_ms, lightning_key, sig: r.sig("record signature")? })
     }
 }
 
@@ -96,7 +107,7 @@ mod tests {
     #[test]
     fn records_round_trip_and_any_change_breaks_the_signature() {
         let id = Identity::generate().unwrap();
-        let rec = NodeRecord::sign(&id, MeshMode::PaymentGated, FeeSchedule { base_sats: 10, per_router_sats: 2, per_kib_sats: 1 }, 1234);
+        let rec = NodeRecord::sign(&id, MeshMode::PaymentGated, FeeSchedule { base_sats: 10, per_router_sats: 2, per_kib_sats: 1 }, Some([2; 33]), 1234);
         assert!(rec.verify());
         let mut w = Writer::default();
         rec.write(&mut w);
@@ -106,9 +117,12 @@ mod tests {
         let mut bad = rec.clone();
         bad.fees.base_sats = 0;
         assert!(!bad.verify());
-        let mut bad = rec;
+        let mut bad = rec.clone();
         bad.signed_ms += 1;
         assert!(!bad.verify());
+        let mut bad = rec;
+        bad.lightning_key = None;
+        assert!(!bad.verify(), "the bound Lightning key is signed");
     }
 
     #[test]

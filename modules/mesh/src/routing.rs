@@ -342,7 +342,7 @@ mod tests {
     }
 
     fn rec(id: &Identity, t: u64) -> NodeRecord {
-        NodeRecord::sign(id, MeshMode::Open, FeeSchedule::default(), t)
+        NodeRecord::sign(id, MeshMode::Open, FeeSchedule::default(), None, t)
     }
 
     fn entry(dest: &Identity, path: Vec<NodeId>, t: u64) -> AdvertEntry {

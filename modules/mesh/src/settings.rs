@@ -3,6 +3,7 @@
 //! timer and bound is a key; the defaults are seed 003's values where it
 //! names one. Unknown keys and bad values are errors naming the key.
 
+use crate::pay_settings::PaymentSettings;
 use crate::record::FeeSchedule;
 use mesh_api::MeshMode;
 
@@ -41,6 +42,7 @@ pub struct Settings {
     pub max_links: usize,
     /// One packet in this many asks for an ACK (quality measurement).
     pub ack_every: u64,
+    pub payments: PaymentSettings,
 }
 
 impl Default for Settings {
@@ -74,6 +76,7 @@ impl Default for Settings {
             link_queue_frames: 1024,
             max_links: 64,
             ack_every: 8,
+            payments: PaymentSettings::default(),
         }
     }
 }
@@ -85,11 +88,11 @@ pub struct SettingsError {
     pub why: String,
 }
 
-fn bad(key: &str, why: impl Into<String>) -> SettingsError {
+pub(crate) fn bad(key: &str, why: impl Into<String>) -> SettingsError {
     SettingsError { key: key.into(), why: why.into() }
 }
 
-fn int(key: &str, v: &toml::Value, min: i64, max: i64) -> Result<u64, SettingsError> {
+pub(crate) fn int(key: &str, v: &toml::Value, min: i64, max: i64) -> Result<u64, SettingsError> {
     match v.as_integer() {
         Some(i) if (min..=max).contains(&i) => Ok(i as u64),
         Some(i) => Err(bad(key, format!("{i} is outside {min}..={max}"))),
@@ -142,12 +145,17 @@ impl Settings {
                 "link_queue_frames" => s.link_queue_frames = int(k, v, 16, 1_000_000)? as usize,
                 "max_links" => s.max_links = int(k, v, 1, 100_000)? as usize,
                 "ack_every" => s.ack_every = int(k, v, 1, 1_000_000)?,
-                other => return Err(bad(other, "unknown key (see docs/commons-mesh.md for the keys)")),
+                other => {
+                    if !s.payments.set(other, v)? {
+                        return Err(bad(other, "unknown key (see docs/commons-mesh.md for the keys)"));
+                    }
+                }
             }
         }
         if s.default_ttl_secs > s.max_ttl_secs {
             return Err(bad("default_ttl_secs", format!("{} is above max_ttl_secs {}", s.default_ttl_secs, s.max_ttl_secs)));
         }
+        s.payments.check(s.max_ttl_secs, s.clock_skew_ms)?;
         Ok(s)
     }
 }
@@ -166,5 +174,13 @@ mod tests {
         assert_eq!(parse("[mesh]\nmax_hops = 11").unwrap_err().key, "max_hops");
         assert_eq!(parse("[mesh]\npeers = [\"nowhere\"]").unwrap_err().key, "peers");
         assert_eq!(parse("[mesh]\nroute_expiry = 5").unwrap_err().key, "route_expiry");
+        // Payments: the stub never runs on mainnet, and a pruned hash can never verify again.
+        assert_eq!(parse("[mesh]\npayment_backend = \"stub\"").unwrap_err().key, "payment_backend");
+        let stub = parse("[mesh]\npayment_backend = \"stub\"\nnetwork = \"regtest\"\npay_budgets = { meshping = 500 }").unwrap();
+        assert_eq!((stub.payments.budget_of("meshping"), stub.payments.budget_of("other")), (500, 0));
+        assert_eq!(parse("[mesh]\nmax_invoice_expiry_secs = 86000").unwrap_err().key, "max_invoice_expiry_secs");
+        assert_eq!(parse("[mesh]\nreplay_retention_secs = 5\nmax_invoice_expiry_secs = 60\nmax_ttl_secs = 2\ndefault_ttl_secs = 1\ninvoice_expiry_secs = 60").unwrap_err().key, "max_invoice_expiry_secs");
+        assert_eq!(parse("[mesh]\ntreasury_address = \"tb1qrp33g0q5c5txsp9arysrx4k6zdkfs4nce4xj0gdcccefvpysxf3q0sl5k7\"").unwrap_err().key, "treasury_address");
+        assert_eq!(parse("[mesh]\nlightning_key = \"02ab\"").unwrap_err().key, "lightning_key");
     }
 }

@@ -4,7 +4,7 @@
 //! no longer answers the method).
 
 use super::state::Handler;
-use super::{discovery, forward, store, Ctx};
+use super::{discovery, pay, store, Ctx};
 use commons_mesh::mesh_api::{self as api, decode, encode, method};
 use commons_mesh::now_ms;
 use hostd_sdk::{ErrorBody, ErrorCode, Invocation, InvocationCall};
@@ -43,12 +43,13 @@ pub fn on_call(ctx: &Ctx, call: InvocationCall) {
                 Ok(r) => r,
                 Err(e) => return call.reply(Err(bad(e))),
             };
-            match forward::originate(ctx, &req) {
-                Err(e) => call.reply(Err(e)),
-                Ok((resp, None)) => call.reply(Ok(encode(&resp))),
-                Ok((mut resp, Some(rx))) => {
-                    let wait = Duration::from_millis(ctx.node().settings.confirm_timeout_ms);
-                    tokio::spawn(async move {
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                match pay::send(&ctx, &caller, &req).await {
+                    Err(e) => call.reply(Err(e)),
+                    Ok((resp, None)) => call.reply(Ok(encode(&resp))),
+                    Ok((mut resp, Some(rx))) => {
+                        let wait = Duration::from_millis(ctx.node().settings.confirm_timeout_ms);
                         resp.delivery = match tokio::time::timeout(wait, rx).await {
                             Ok(Ok(d)) => d,
                             _ => api::Delivery::NoAnswer,
@@ -58,9 +59,9 @@ pub fn on_call(ctx: &Ctx, call: InvocationCall) {
                             resp.error = Some(reason.to_string());
                         }
                         call.reply(Ok(encode(&resp)));
-                    });
+                    }
                 }
-            }
+            });
         }
         method::DISCOVER_ROUTE => {
             let req: api::DiscoverRouteRequest = match decode(&params) {
@@ -190,5 +191,26 @@ pub fn stats(ctx: &Ctx) -> api::MeshStats {
             dropped: c.dropped.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         },
         replay: api::ReplayStats { sources: n.windows.len() as u32, replays_dropped: c.replays, dedup_entries: n.dedup.len() as u32, duplicates_dropped: c.duplicates },
+        payments: payment_stats(&n),
+    }
+}
+
+pub fn payment_stats(n: &super::state::Node) -> api::PaymentStats {
+    let p = &n.settings.payments;
+    let mut budgets: Vec<(String, u64, u64)> = n.pay.spent.iter().map(|(m, (_, spent))| (m.clone(), *spent, p.budget_of(m))).collect();
+    for (m, b) in &p.budgets {
+        if !n.pay.spent.contains_key(m) {
+            budgets.push((m.clone(), 0, *b));
+        }
+    }
+    budgets.sort();
+    api::PaymentStats {
+        backend: p.backend.as_str().to_string(),
+        network: commons_mesh::pay_settings::network_name(p.network).to_string(),
+        treasury_address: p.treasury_address.clone(),
+        ledger: n.pay.ledger.clone(),
+        replay_entries: n.pay.replay_count.min(u64::from(u32::MAX)) as u32,
+        refused: n.pay.refused.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        budgets,
     }
 }

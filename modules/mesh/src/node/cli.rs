@@ -1,7 +1,7 @@
 //! `hostd module commons-mesh <command>`: status, peers, routes (JSON, for
 //! people and scripts alike), send and discover.
 
-use super::{api, discovery, forward, Ctx};
+use super::{api, discovery, pay, Ctx};
 use commons_mesh::mesh_api::{hex, parse_node_id, Delivery, SendPacketRequest};
 use commons_mesh::now_ms;
 use hostd_sdk::{CliArg, CliCommand, CliSpec, ErrorBody, ErrorCode, Invocation, InvocationCall};
@@ -50,6 +50,16 @@ fn status(ctx: &Ctx) -> serde_json::Value {
         "handlers": n.handlers.iter().map(|(p, h)| (p.clone(), json!({"module": h.module, "method": h.method}))).collect::<serde_json::Map<_, _>>(),
         "pending_answers": n.pending.len(),
         "next_sequence": n.next_seq,
+        "payments": {
+            "backend": s.payments.backend, "network": s.payments.network, "treasury_address": s.payments.treasury_address,
+            "ledger": { "paid_sats": s.payments.ledger.paid_sats, "received_sats": s.payments.ledger.received_sats,
+                        "treasury_due_sats": s.payments.ledger.treasury_due_sats, "packets_paid": s.payments.ledger.packets_paid,
+                        "packets_verified": s.payments.ledger.packets_verified },
+            "replay_entries": s.payments.replay_entries, "replay_pruned": n.pay.pruned,
+            "refused": s.payments.refused.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            "budgets": s.payments.budgets.iter().map(|(m, spent, budget)| (m.clone(), json!({"spent_sats": spent, "budget_sats": budget}))).collect::<serde_json::Map<_, _>>(),
+            "pending_quotes": n.pay.quotes.len(), "stub_preimages_released": n.pay.stub_released,
+        },
     })
 }
 
@@ -100,7 +110,7 @@ async fn command(ctx: &Ctx, command: &str, args: &[String]) -> Result<String, Er
             let (Some(proto), Some(text)) = (args.get(1), args.get(2)) else { return Err(bad("send <destination> <protocol> <text> [ttl]".into())) };
             let ttl = args.get(3).map(|t| t.parse::<u64>().map_err(|_| bad(format!("ttl {t:?} is not a number")))).transpose()?;
             let req = SendPacketRequest { destination, payload: text.as_bytes().to_vec(), payment_proof: None, protocol_id: Some(proto.clone()), ttl, confirm: true };
-            let (mut resp, rx) = forward::originate(ctx, &req)?;
+            let (mut resp, rx) = pay::send(ctx, pay::OPERATOR, &req).await?;
             if let Some(rx) = rx {
                 let wait = Duration::from_millis(ctx.node().settings.confirm_timeout_ms);
                 resp.delivery = tokio::time::timeout(wait, rx).await.ok().and_then(Result::ok).unwrap_or(Delivery::NoAnswer);

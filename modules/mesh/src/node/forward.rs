@@ -20,6 +20,7 @@ use commons_mesh::packet::{DataPacket, FLAG_ACK, MAX_PROTOCOL_ID, MAX_ROUTERS};
 use commons_mesh::window::Replay;
 use commons_mesh::now_ms;
 use hostd_sdk::{ErrorBody, ErrorCode};
+use std::sync::MutexGuard;
 use std::time::Instant;
 use tokio::sync::oneshot;
 
@@ -28,7 +29,7 @@ const MAX_PENDING: usize = 65_536;
 
 /// The routers between `p`'s source and position `i`, reversed: the way
 /// back from the node at `i` to the source.
-fn way_back(routers: &[NodeId], i: usize) -> Vec<NodeId> {
+pub(super) fn way_back(routers: &[NodeId], i: usize) -> Vec<NodeId> {
     routers[..i.min(routers.len())].iter().rev().copied().collect()
 }
 
@@ -99,12 +100,23 @@ pub fn on_data(ctx: &Ctx, peer: &NodeId, p: DataPacket, pid: PacketId, raw: &[u8
         n.counters.drop("class_mismatch");
         return;
     }
+    if p.class == TrafficClass::Paid && n.settings.mode == MeshMode::PaymentGated {
+        return super::paid::on_paid(ctx, n, peer, p, pid, raw, now);
+    }
     let own_fee = n.table.record(&p.destination).map_or(0, |r| r.fees.fee(p.class, p.routers.len(), p.payload.len()));
     if let Err(reason) = admit(&mut n, p.class, &p.source, p.payload.len(), own_fee.max(p.fee_sats)) {
         n.counters.drop("refused_by_mode");
         answer(ctx, &mut n, peer, p.source, pid, Some(reason), way_back(&p.routers, i));
         return;
     }
+    pass_on(ctx, n, peer, p, pid, raw, now);
+}
+
+/// A packet that passed every check here: forward it to the next hop,
+/// or, at the destination, check the source's window and deliver it.
+pub(super) fn pass_on(ctx: &Ctx, mut n: MutexGuard<'_, Node>, peer: &NodeId, p: DataPacket, pid: PacketId, raw: &[u8], now: u64) {
+    let i = p.hop_index as usize;
+    let (max_ttl, skew) = (n.settings.max_ttl_secs, n.settings.clock_skew_ms);
     if i < p.routers.len() {
         let Some(next) = p.hop(i + 1).copied() else { return };
         if n.link_to(&next).is_none() {
@@ -173,17 +185,8 @@ pub fn on_control(ctx: &Ctx, link: u64, peer: &NodeId, mut c: Control) {
     let me = ctx.id.node_id();
     let i = c.hop_index as usize;
     let mut n = ctx.node();
-    let now_s = now_ms() / 1000;
-    let limit = n.settings.control_per_sec;
-    if let Some(l) = n.links.get_mut(&link) {
-        if l.control_window.0 != now_s {
-            l.control_window = (now_s, 0);
-        }
-        l.control_window.1 += 1;
-        if l.control_window.1 > limit {
-            n.counters.drop("control_rate");
-            return;
-        }
+    if !n.allow_control(link) {
+        return;
     }
     if c.hop(i) != Some(&me) || c.previous(i) != Some(peer) {
         n.counters.drop("control_misrouted");
@@ -247,9 +250,34 @@ fn invalid(msg: String) -> ErrorBody {
     ErrorBody::new(ErrorCode::InvalidArgument, msg)
 }
 
-/// Send a packet from this node: pick the best path, sign, queue on the
-/// first hop's link. With `confirm`, also the receiver of its answer.
-pub fn originate(ctx: &Ctx, req: &SendPacketRequest) -> Result<(SendPacketResponse, Option<oneshot::Receiver<Delivery>>), ErrorBody> {
+/// A packet this node signed and is about to send.
+pub struct Outgoing {
+    pub packet: DataPacket,
+    pub pid: PacketId,
+    pub link: u64,
+    pub max_frame: usize,
+    pub wants_ack: bool,
+    pub confirm: bool,
+    pub ttl: u64,
+    pub response: SendPacketResponse,
+    /// Some node on the path takes payment for it.
+    pub needs_payment: bool,
+}
+
+/// Whether a payee on the path (its routers, then `dest`) takes payment
+/// for `class`: paid traffic through a payment-gated node, as its signed
+/// record says (a node whose record is unknown is assumed to). Never for
+/// a path through a `bitcoin_only` node: it refuses paid traffic anyway,
+/// so the packet goes unpaid and comes back with a typed refusal.
+fn payment_needed(n: &Node, class: TrafficClass, routers: &[NodeId], dest: &NodeId) -> bool {
+    let modes: Vec<Option<MeshMode>> = routers.iter().chain(std::iter::once(dest)).map(|id| n.table.record(id).map(|r| r.mode)).collect();
+    class == TrafficClass::Paid && !modes.contains(&Some(MeshMode::BitcoinOnly)) && modes.iter().any(|m| m.is_none_or(|m| m == MeshMode::PaymentGated))
+}
+
+/// Prepare a packet from this node: pick the best path, sign. `Err`
+/// for a bad request; `Ok(Err(response))` when this node's own mode
+/// refuses it.
+pub fn prepare(ctx: &Ctx, req: &SendPacketRequest) -> Result<Result<Outgoing, SendPacketResponse>, ErrorBody> {
     let now = now_ms();
     let me = ctx.id.node_id();
     let protocol_id = req.protocol_id.clone().unwrap_or_default();
@@ -260,7 +288,10 @@ pub fn originate(ctx: &Ctx, req: &SendPacketRequest) -> Result<(SendPacketRespon
         return Err(invalid("the destination is this node".into()));
     }
     if req.payment_proof.is_some() {
-        return Err(ErrorBody::new(ErrorCode::Unsupported, "payment proofs are not accepted yet: paid traffic needs the payments part of Commons Mesh"));
+        return Err(ErrorBody::new(
+            ErrorCode::Unsupported,
+            "payment_proof must be empty: a proof binds to the packet this node signs, so the node quotes and pays itself within the caller's budget ([mesh] pay_budget_sats / pay_budgets)",
+        ));
     }
     let class = classify(&req.payload);
     let mut n = ctx.node();
@@ -272,12 +303,7 @@ pub fn originate(ctx: &Ctx, req: &SendPacketRequest) -> Result<(SendPacketRespon
         return Err(ErrorBody::new(ErrorCode::NotFound, format!("no route to {}: call discover_route first", commons_mesh::mesh_api::hex(&req.destination))));
     };
     let fee = n.table.record(&req.destination).map_or(0, |r| r.fees.fee(class, path.routers.len(), req.payload.len()));
-    let refused = match (n.settings.mode, class) {
-        (MeshMode::BitcoinOnly, c) if c != TrafficClass::Bitcoin => Some(NackReason::ClassRejected { class: c }),
-        (MeshMode::PaymentGated, TrafficClass::Paid) => Some(NackReason::PaymentRequired { fee_sats: fee }),
-        _ => None,
-    };
-    let base = SendPacketResponse {
+    let response = SendPacketResponse {
         success: false,
         packet_id: [0; 32],
         route_length: path.routers.len() as u32 + 1,
@@ -285,9 +311,10 @@ pub fn originate(ctx: &Ctx, req: &SendPacketRequest) -> Result<(SendPacketRespon
         error: None,
         delivery: Delivery::Unconfirmed,
     };
-    if let Some(reason) = refused {
+    if n.settings.mode == MeshMode::BitcoinOnly && class != TrafficClass::Bitcoin {
+        let reason = NackReason::ClassRejected { class };
         n.counters.nacked += 1;
-        return Ok((SendPacketResponse { error: Some(reason.to_string()), delivery: Delivery::Nacked { by: me, reason }, ..base }, None));
+        return Ok(Err(SendPacketResponse { error: Some(reason.to_string()), delivery: Delivery::Nacked { by: me, reason }, ..response }));
     }
     if n.next_seq > n.seq_reserved {
         return Err(ErrorBody::new(ErrorCode::Busy, "waiting for the next block of sequence numbers to be stored"));
@@ -307,7 +334,8 @@ pub fn originate(ctx: &Ctx, req: &SendPacketRequest) -> Result<(SendPacketRespon
         return Err(ErrorBody::new(ErrorCode::NotFound, "the first hop's link just went down; try again"));
     };
     let max_frame = n.links.get(&link).map_or(0, |l| l.max_frame as usize);
-    let mut p = DataPacket {
+    let needs_payment = payment_needed(&n, class, &path.routers, &req.destination);
+    let mut packet = DataPacket {
         flags: if wants_ack { FLAG_ACK } else { 0 },
         source: me,
         destination: req.destination,
@@ -317,32 +345,42 @@ pub fn originate(ctx: &Ctx, req: &SendPacketRequest) -> Result<(SendPacketRespon
         hop_limit: MAX_ROUTERS as u8,
         class,
         fee_sats: fee,
-        routers: path.routers.clone(),
+        routers: path.routers,
         protocol_id,
         payload: req.payload.clone(),
         sig: [0; 64],
         hop_index: 0,
         payment: Vec::new(),
     };
-    let pid = p.sign(&ctx.id);
-    let frame = LinkMsg::Data(Box::new(p), pid).encode();
+    drop(n);
+    let pid = packet.sign(&ctx.id);
+    Ok(Ok(Outgoing { packet, pid, link, max_frame, wants_ack, confirm: req.confirm, ttl, response, needs_payment }))
+}
+
+/// Queue a prepared packet on its first hop's link. With `confirm`, also
+/// the receiver of its answer.
+pub fn launch(ctx: &Ctx, o: Outgoing) -> Result<(SendPacketResponse, Option<oneshot::Receiver<Delivery>>), ErrorBody> {
+    let Outgoing { packet, pid, link, max_frame, wants_ack, confirm, ttl, response, .. } = o;
+    let (destination, routers) = (packet.destination, packet.routers.clone());
+    let frame = LinkMsg::Data(Box::new(packet), pid).encode();
     if frame.len() > max_frame {
         return Err(invalid(format!("the packet is {} bytes; the first link carries at most {max_frame}", frame.len())));
     }
+    let mut n = ctx.node();
     let mut rx = None;
     if wants_ack {
         let (tx, r) = oneshot::channel();
-        if req.confirm {
+        if confirm {
             rx = Some(r);
         }
-        let until_ms = now + (ttl * 1000).min(n.settings.confirm_timeout_ms.max(1000));
-        n.pending.insert(pid, Pending { destination: req.destination, routers: path.routers.clone(), sent: Instant::now(), until_ms, waiter: Some(tx) });
-        n.table.note_sent(&req.destination, &path.routers);
+        let until_ms = now_ms() + (ttl * 1000).min(n.settings.confirm_timeout_ms.max(1000));
+        n.table.note_sent(&destination, &routers);
+        n.pending.insert(pid, Pending { destination, routers, sent: Instant::now(), until_ms, waiter: Some(tx) });
     }
     if !n.send(link, frame) {
         n.pending.remove(&pid);
         return Err(ErrorBody::new(ErrorCode::Busy, "the first hop's queue is full"));
     }
     n.counters.sent += 1;
-    Ok((SendPacketResponse { success: true, packet_id: pid, ..base }, rx))
+    Ok((SendPacketResponse { success: true, packet_id: pid, ..response }, rx))
 }

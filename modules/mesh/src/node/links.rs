@@ -127,6 +127,7 @@ pub fn on_frame(ctx: &Ctx, link: u64, data: &[u8]) {
         LinkMsg::Control(c) => forward::on_control(ctx, link, &peer, c),
         LinkMsg::RouteReq(q) => discovery::on_request(ctx, &peer, q),
         LinkMsg::RouteResp(r) => discovery::on_response(ctx, &peer, r),
+        LinkMsg::Settle(s) => super::settle::on_settle(ctx, link, &peer, s),
         LinkMsg::Hello { .. } | LinkMsg::Auth { .. } => {
             ctx.node().counters.drop("handshake_repeated");
             close(ctx, link, "handshake message on an authenticated link");

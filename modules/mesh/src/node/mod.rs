@@ -8,6 +8,10 @@ mod deliver;
 mod discovery;
 mod forward;
 mod links;
+mod paid;
+mod pay;
+mod paystore;
+mod settle;
 mod state;
 mod store;
 
@@ -72,6 +76,7 @@ pub async fn run() -> Result<(), RunError> {
     let mut node = Node::new(settings.clone(), id.node_id(), next_seq, reserved);
     (node.windows, node.reserved) = store::replay_state(&client, settings.max_sources).await?;
     node.handlers = store::handlers(&client).await?;
+    (node.pay.ledger, node.pay.replay_count, node.pay.spent) = paystore::load(&client).await?;
     let (acks_tx, acks_rx) = mpsc::unbounded_channel();
     let ctx = Ctx {
         client: client.clone(),
@@ -82,7 +87,17 @@ pub async fn run() -> Result<(), RunError> {
         deliveries: Arc::default(),
         advert: Arc::new(Notify::new()),
     };
-    client.info(&format!("node {} mode {} ({} sources' windows restored)", commons_mesh::mesh_api::hex(&ctx.id.node_id()), settings.mode.as_str(), ctx.node().windows.len()));
+    let (windows, hashes) = {
+        let n = ctx.node();
+        (n.windows.len(), n.pay.replay_count)
+    };
+    client.info(&format!(
+        "node {} mode {} ({windows} sources' windows restored); payments: {} backend on {}, {hashes} payment hashes held",
+        commons_mesh::mesh_api::hex(&ctx.id.node_id()),
+        settings.mode.as_str(),
+        settings.payments.backend.as_str(),
+        commons_mesh::pay_settings::network_name(settings.payments.network),
+    ));
     if !settings.enabled {
         client.warn("[mesh] enabled = false: no links are opened and the API answers Unsupported");
     }
@@ -93,6 +108,7 @@ pub async fn run() -> Result<(), RunError> {
     tokio::spawn(deliver::flusher(ctx.clone()));
     tokio::spawn(adverts::advertiser(ctx.clone()));
     tokio::spawn(tick(ctx.clone()));
+    tokio::spawn(paystore::pruner(ctx.clone()));
     if settings.enabled {
         for peer in settings.peers.clone() {
             tokio::spawn(links::keep_dialing(ctx.clone(), peer));
@@ -152,6 +168,7 @@ async fn tick(ctx: Ctx) {
             n.dedup.prune(now);
             n.seen_requests.prune(now);
             forward::expire_pending(&mut n, now);
+            settle::expire_quotes(&mut n, now);
             n.table.expire(now)
         };
         if !expired.is_empty() {

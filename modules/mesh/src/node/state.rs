@@ -2,11 +2,12 @@
 //! one thread; the lock is never held across an await).
 
 use commons_mesh::dedup::Dedup;
-use commons_mesh::mesh_api::{Delivery, NodeId, PacketId};
+use commons_mesh::mesh_api::{Delivery, Ledger, NodeId, PacketId};
+use commons_mesh::settle::{Settle, Stage};
 use commons_mesh::routing::RouteTable;
 use commons_mesh::settings::Settings;
 use commons_mesh::window::SeqWindow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
@@ -87,6 +88,32 @@ impl Counters {
     }
 }
 
+/// An invoice this node issued (stub backend) and the preimage it
+/// releases when paid.
+pub struct Quote {
+    pub preimage: [u8; 32],
+    pub until_ms: u64,
+}
+
+/// Payments: the ledger, the replay store's bookkeeping, quotes issued,
+/// round trips awaited and what each calling module spent.
+#[derive(Default)]
+pub struct Payments {
+    pub ledger: Ledger,
+    /// Entries in the durable replay store.
+    pub replay_count: u64,
+    pub pruned: u64,
+    /// Hashes verified and being written (a second use meanwhile is a replay).
+    pub in_flight: HashSet<[u8; 32]>,
+    pub refused: BTreeMap<&'static str, u64>,
+    /// Calling module → (budget window start, unix s; sats spent in it).
+    pub spent: HashMap<String, (u64, u64)>,
+    pub quotes: HashMap<[u8; 32], Quote>,
+    /// Round trips this node started, by packet and stage.
+    pub settling: HashMap<(PacketId, Stage), oneshot::Sender<Settle>>,
+    pub stub_released: u64,
+}
+
 pub struct Node {
     pub settings: Settings,
     pub me: NodeId,
@@ -112,6 +139,7 @@ pub struct Node {
     pub own_record: Option<commons_mesh::record::NodeRecord>,
     pub counters: Counters,
     pub sends: u64,
+    pub pay: Payments,
 }
 
 impl Node {
@@ -138,6 +166,7 @@ impl Node {
             own_record: None,
             counters: Counters::default(),
             sends: 0,
+            pay: Payments::default(),
         }
     }
 
@@ -177,6 +206,23 @@ impl Node {
                 false
             }
         }
+    }
+
+    /// Count one answer or settle message on `link`; false (and counted)
+    /// past `control_per_sec`.
+    pub fn allow_control(&mut self, link: u64) -> bool {
+        let now_s = commons_mesh::now_ms() / 1000;
+        let limit = self.settings.control_per_sec;
+        let Some(l) = self.links.get_mut(&link) else { return true };
+        if l.control_window.0 != now_s {
+            l.control_window = (now_s, 0);
+        }
+        l.control_window.1 += 1;
+        if l.control_window.1 > limit {
+            self.counters.drop("control_rate");
+            return false;
+        }
+        true
     }
 
     /// Charge `bytes` of free traffic to `source`; false when over budget.

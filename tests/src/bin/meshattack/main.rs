@@ -10,15 +10,22 @@
 //! again), `replay-resigned` (its sequence again, freshly signed),
 //! `valid-far` (a sequence far ahead), `forged-advert` (a route to the
 //! victim with a record the attacker signed in the victim's name).
-//! `peers`: link → NodeId. Config: `dial = ["ip:port", …]`.
+//! `paid-*` kinds (paid.rs): a real quote and payment, then one thing
+//! in the bundle broken. `peers`: link → NodeId; `nacks`: the answers
+//! (ACK or typed NACK) that came back, one per line. Config: `dial =
+//! ["ip:port", …]`, `fee_sats` (paid attacks), `ln_secret` (hex: the
+//! Lightning key a destination binds), `network` (default regtest).
 
+mod paid;
+
+use commons_mesh::bolt11::Currency;
 use commons_mesh::identity::{random_bytes, Identity};
 use commons_mesh::mesh_api::{hex, parse_node_id, MeshMode, NodeId, TrafficClass};
 use commons_mesh::msg::{auth_digest, LinkMsg, LINK_VERSION};
 use commons_mesh::packet::{DataPacket, MAX_ROUTERS};
 use commons_mesh::record::{FeeSchedule, NodeRecord};
 use commons_mesh::now_ms;
-use hostd_sdk::{ErrorBody, ErrorCode, Incoming, Invocation};
+use hostd_sdk::{ErrorBody, ErrorCode, Incoming, Invocation, InvocationCall};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -35,6 +42,18 @@ struct Attacker {
     seq: u64,
     /// The last valid packet: its bytes and fields.
     last: Option<(Vec<u8>, DataPacket)>,
+    /// The last valid paid packet's bundle.
+    last_bundle: Option<Vec<u8>>,
+    /// A paid attack waiting for a round trip, and the CLI call to answer.
+    paid: Option<(paid::PaidRun, InvocationCall)>,
+    /// "<from> ACK" / "<from> <reason>" for every answer addressed here.
+    answers: Vec<String>,
+}
+
+impl Attacker {
+    fn link_to(&self, node: &NodeId) -> Option<u64> {
+        self.links.iter().find(|(_, l)| l.peer == Some(*node)).map(|(k, _)| *k)
+    }
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -46,14 +65,22 @@ async fn main() {
         about: name.into(),
         args: args.iter().map(|a| hostd_sdk::CliArg { name: a.to_string(), help: a.to_string(), required: false }).collect(),
     };
-    let spec = hostd_sdk::CliSpec { about: "hostile mesh node".into(), commands: vec![cmd("peers", &[]), cmd("attack", &["kind", "destination", "routers", "victim"])] };
+    let spec = hostd_sdk::CliSpec { about: "hostile mesh node".into(), commands: vec![cmd("peers", &[]), cmd("nacks", &[]), cmd("attack", &["kind", "destination", "routers", "victim"])] };
     if client.register_cli_spec(spec).await.is_err() {
         std::process::exit(1);
     }
     let config = client.config().unwrap_or_default();
     let dial: Vec<String> = config.get("dial").and_then(|v| v.as_array()).map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default();
     let Ok(id) = Identity::generate() else { std::process::exit(1) };
-    let mut a = Attacker { id, links: HashMap::new(), seq: 0, last: None };
+    let mut a = Attacker { id, links: HashMap::new(), seq: 0, last: None, last_bundle: None, paid: None, answers: Vec::new() };
+    let fee_sats = config.get("fee_sats").and_then(|v| v.as_integer()).unwrap_or(0) as u64;
+    let lightning = config.get("ln_secret").and_then(|v| v.as_str()).and_then(|h| parse_node_id(h).ok()).and_then(|s| Identity::from_secret(s).ok());
+    let currency = match config.get("network").and_then(|v| v.as_str()).unwrap_or("regtest") {
+        "mainnet" => Currency::Bitcoin,
+        "testnet" => Currency::Testnet,
+        "signet" => Currency::Signet,
+        _ => Currency::Regtest,
+    };
     for d in dial {
         tokio::spawn(dial_until_up(client.clone(), d));
     }
@@ -72,7 +99,7 @@ async fn main() {
             Incoming::Frame { link, data } => match LinkMsg::decode(&data) {
                 Ok(LinkMsg::Hello { nonce, .. }) => {
                     let Some(l) = a.links.get(&link) else { continue };
-                    let record = NodeRecord::sign(&a.id, MeshMode::Open, FeeSchedule::default(), now_ms());
+                    let record = NodeRecord::sign(&a.id, MeshMode::Open, FeeSchedule::default(), None, now_ms());
                     let sig = a.id.sign(&auth_digest(&nonce, &l.nonce, &a.id.node_id()));
                     let _ = client.mesh_queue(link, LinkMsg::Auth { record, sig }.encode()).await;
                 }
@@ -84,10 +111,69 @@ async fn main() {
                 Ok(LinkMsg::Ping(x)) => {
                     let _ = client.mesh_queue(link, LinkMsg::Pong(x).encode()).await;
                 }
+                Ok(LinkMsg::Control(c)) if c.to == a.id.node_id() && c.verify() => {
+                    a.answers.push(format!("{} {}", hex(&c.from), c.nack.map_or("ACK".to_string(), |r| format!("{r:?}"))));
+                }
+                Ok(LinkMsg::Settle(s)) if s.back && a.paid.as_ref().is_some_and(|(r, _)| r.pid == s.packet_id) => {
+                    let Some((mut run, call)) = a.paid.take() else { continue };
+                    let keys = paid::Keys { attacker: &a.id, lightning: lightning.as_ref(), currency };
+                    let step = paid::advance(&mut run, s, &keys);
+                    let first = run.packet.routers.first().copied().unwrap_or(run.packet.destination);
+                    match step {
+                        Ok(step) => {
+                            let done = matches!(step, paid::Step::Packet(..));
+                            let r = send_step(&client, &a, &first, step).await;
+                            if done || r.is_err() {
+                                if done && run.kind == "paid-valid" {
+                                    a.last_bundle = Some(run.packet.payment.clone());
+                                    a.last = Some((LinkMsg::Data(Box::new(run.packet.clone()), run.pid).encode(), run.packet.clone()));
+                                }
+                                call.reply(r.map(|()| format!("sent {} {}\n", run.kind, hex(&run.pid)).into_bytes()).map_err(|m| ErrorBody::new(ErrorCode::InvalidArgument, m)));
+                            } else {
+                                a.paid = Some((run, call));
+                            }
+                        }
+                        Err(e) => call.reply(Err(ErrorBody::new(ErrorCode::InvalidArgument, e))),
+                    }
+                }
                 _ => {}
             },
+            Incoming::Invoke(call) if matches!(&call.invocation, Invocation::Cli { command, args } if command == "attack" && args.first().is_some_and(|k| k.starts_with("paid-"))) => {
+                let Invocation::Cli { args, .. } = call.invocation.clone() else { continue };
+                if a.paid.is_some() {
+                    call.reply(Err(ErrorBody::new(ErrorCode::Busy, "a paid attack is still running")));
+                    continue;
+                }
+                let parsed = (|| -> Result<(NodeId, Vec<NodeId>), String> {
+                    let dest = parse_node_id(args.get(1).ok_or("destination")?)?;
+                    let routers = match args.get(2).map(String::as_str) {
+                        None | Some("-") => Vec::new(),
+                        Some(list) => list.split(',').map(parse_node_id).collect::<Result<_, _>>()?,
+                    };
+                    Ok((dest, routers))
+                })();
+                let started = parsed.and_then(|(dest, routers)| {
+                    a.seq += 1;
+                    paid::start(&args[0], &a.id, a.seq, dest, routers, fee_sats, a.last_bundle.as_ref())
+                });
+                match started {
+                    Err(e) => call.reply(Err(ErrorBody::new(ErrorCode::InvalidArgument, e))),
+                    Ok((step, run)) => {
+                        let (first, pid) = match &step {
+                            paid::Step::Settle(s) => (s.routers.first().copied().unwrap_or(s.destination), s.packet_id),
+                            paid::Step::Packet(p, pid) => (p.routers.first().copied().unwrap_or(p.destination), *pid),
+                        };
+                        let r = send_step(&client, &a, &first, step).await;
+                        match (r, run) {
+                            (Ok(()), Some(run)) => a.paid = Some((run, call)),
+                            (r, _) => call.reply(r.map(|()| format!("sent {} {}\n", args[0], hex(&pid)).into_bytes()).map_err(|m| ErrorBody::new(ErrorCode::InvalidArgument, m))),
+                        }
+                    }
+                }
+            }
             Incoming::Invoke(call) => {
                 let r = match &call.invocation {
+                    Invocation::Cli { command, .. } if command == "nacks" => Ok(a.answers.iter().map(|l| format!("{l}\n")).collect::<String>()),
                     Invocation::Cli { command, .. } if command == "peers" => {
                         Ok(a.links.iter().map(|(l, p)| format!("{l} {}\n", p.peer.map(|n| hex(&n)).unwrap_or_default())).collect::<String>())
                     }
@@ -112,6 +198,16 @@ async fn main() {
             _ => {}
         }
     }
+}
+
+/// Send one step of a paid attack to `first` (the first hop).
+async fn send_step(client: &hostd_sdk::Client, a: &Attacker, first: &NodeId, step: paid::Step) -> Result<(), String> {
+    let link = a.link_to(first).ok_or_else(|| format!("no authenticated link to {}", hex(first)))?;
+    let frame = match step {
+        paid::Step::Settle(s) => LinkMsg::Settle(s).encode(),
+        paid::Step::Packet(p, pid) => LinkMsg::Data(p, pid).encode(),
+    };
+    client.mesh_send(link, frame).await.map_err(|e| format!("send: {e}"))
 }
 
 /// Keep trying while the honest node's hostd is (re)starting.
@@ -147,7 +243,7 @@ fn attack(a: &mut Attacker, args: &[String]) -> Result<(NodeId, Vec<u8>), String
         // A route to the victim carrying a record "signed" by the victim,
         // really by the attacker: whoever checks it closes the link.
         let victim = parse_node_id(args.get(3).ok_or("victim NodeId needed")?)?;
-        let mut record = NodeRecord::sign(&a.id, MeshMode::Open, FeeSchedule::default(), now_ms());
+        let mut record = NodeRecord::sign(&a.id, MeshMode::Open, FeeSchedule::default(), None, now_ms());
         record.node_id = victim;
         let entry = commons_mesh::msg::AdvertEntry { destination: victim, route: Some((Vec::new(), record)) };
         a.seq += 1;

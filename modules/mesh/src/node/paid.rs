@@ -1,0 +1,118 @@
+//! A paid packet at a payment-gated node: the fee is at least the
+//! destination's schedule, this node's entry of the bundle proves payment
+//! of its share for this very packet, and its payment hash was never used
+//! here. The hash is then written durably (with the ledger) before the
+//! packet goes on, and a PaymentVerified event names the payment.
+
+use super::forward::{answer, pass_on, way_back};
+use super::state::Node;
+use super::{paystore, store, Ctx};
+use commons_mesh::mesh_api::{encode, NackReason, NodeId, PacketId, PaymentEvent, PaymentFault};
+use commons_mesh::now_ms;
+use commons_mesh::packet::DataPacket;
+use commons_mesh::proof::{payee_share, shares, verify_entry, Expected};
+use hostd_sdk::EventType;
+use std::sync::MutexGuard;
+
+fn refuse(ctx: &Ctx, n: &mut Node, peer: &NodeId, p: &DataPacket, pid: PacketId, fault: PaymentFault) {
+    *n.pay.refused.entry(fault.as_str()).or_default() += 1;
+    n.counters.drop("payment_refused");
+    answer(ctx, n, peer, p.source, pid, Some(NackReason::PaymentInvalid { fault }), way_back(&p.routers, p.hop_index as usize));
+}
+
+fn storage_failed(ctx: &Ctx, n: &mut Node, peer: &NodeId, p: &DataPacket, pid: PacketId, why: &'static str) {
+    n.counters.drop(why);
+    answer(ctx, n, peer, p.source, pid, Some(NackReason::StorageFailed), way_back(&p.routers, p.hop_index as usize));
+}
+
+pub fn on_paid(ctx: &Ctx, mut n: MutexGuard<'_, Node>, peer: &NodeId, p: DataPacket, pid: PacketId, raw: &[u8], now: u64) {
+    let i = p.hop_index as usize;
+    let me = n.me;
+    // F must meet the destination's schedule: the destination knows its
+    // own; a router knows it from the destination's signed record.
+    let required = if i == p.routers.len() { Some(n.settings.fees) } else { n.table.record(&p.destination).map(|r| r.fees) }.map_or(0, |f| f.fee(p.class, p.routers.len(), p.payload.len()));
+    if p.fee_sats < required {
+        n.counters.drop("fee_below_schedule");
+        answer(ctx, &mut n, peer, p.source, pid, Some(NackReason::PaymentRequired { fee_sats: required }), way_back(&p.routers, i));
+        return;
+    }
+    if p.payment.is_empty() {
+        n.counters.drop("refused_by_mode");
+        answer(ctx, &mut n, peer, p.source, pid, Some(NackReason::PaymentRequired { fee_sats: required.max(p.fee_sats) }), way_back(&p.routers, i));
+        return;
+    }
+    let (role, share) = payee_share(&shares(p.fee_sats, &p.routers), i);
+    if share == 0 {
+        return pass_on(ctx, n, peer, p, pid, raw, now);
+    }
+    let ps = &n.settings.payments;
+    let e = Expected {
+        packet_id: &pid,
+        payee: &me,
+        lightning_key: ps.lightning_key.as_ref(),
+        role,
+        share_sats: share,
+        created_ms: p.created_ms,
+        skew_ms: n.settings.clock_skew_ms,
+        currency: ps.network,
+        max_expiry_secs: ps.max_invoice_expiry_secs,
+    };
+    let checked = match verify_entry(&p.payment, i, &e) {
+        Ok(c) => c,
+        Err(fault) => return refuse(ctx, &mut n, peer, &p, pid, fault),
+    };
+    let hash = checked.payment_hash;
+    if n.pay.in_flight.contains(&hash) {
+        return refuse(ctx, &mut n, peer, &p, pid, PaymentFault::Replayed);
+    }
+    if n.pay.replay_count >= ps.max_replay_entries as u64 {
+        return storage_failed(ctx, &mut n, peer, &p, pid, "replay_store_full");
+    }
+    // Kept until no packet could carry this invoice any more: the
+    // retention, or the invoice's expiry plus a packet's ttl and skew.
+    let keep_until = (now + ps.replay_retention_secs * 1000).max(checked.expires_at * 1000 + u64::from(n.settings.max_ttl_secs) * 1000 + n.settings.clock_skew_ms);
+    n.pay.in_flight.insert(hash);
+    drop(n);
+    let (ctx, peer, raw) = (ctx.clone(), *peer, raw.to_vec());
+    tokio::spawn(async move {
+        let seen = paystore::seen(&ctx.client, &hash).await;
+        let ops = {
+            let mut n = ctx.node();
+            match seen {
+                Ok(false) => {}
+                Ok(true) => {
+                    n.pay.in_flight.remove(&hash);
+                    return refuse(&ctx, &mut n, &peer, &p, pid, PaymentFault::Replayed);
+                }
+                Err(_) => {
+                    n.pay.in_flight.remove(&hash);
+                    return storage_failed(&ctx, &mut n, &peer, &p, pid, "replay_store_error");
+                }
+            }
+            n.pay.replay_count += 1;
+            n.pay.ledger.received_sats = n.pay.ledger.received_sats.saturating_add(checked.amount_sats);
+            n.pay.ledger.packets_verified += 1;
+            paystore::record_ops(&hash, keep_until, &n.pay.ledger, n.pay.replay_count)
+        };
+        let stored = ctx.client.storage_batch(store::TREE, ops).await;
+        if let Err(e) = stored {
+            ctx.client.error(&format!("storing payment hash {}: {e}; the packet is refused", commons_mesh::mesh_api::hex(&hash)));
+            let mut n = ctx.node();
+            n.pay.in_flight.remove(&hash);
+            n.pay.replay_count -= 1;
+            n.pay.ledger.received_sats -= checked.amount_sats;
+            n.pay.ledger.packets_verified -= 1;
+            return storage_failed(&ctx, &mut n, &peer, &p, pid, "replay_store_error");
+        }
+        let event = PaymentEvent { role: role.as_str().to_string(), sats: checked.amount_sats, payment_hash: hash, packet_id: pid };
+        let publisher = ctx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = publisher.client.publish_event(EventType::PaymentVerified, encode(&event)).await {
+                publisher.client.warn(&format!("publishing PaymentVerified: {e}"));
+            }
+        });
+        let mut n = ctx.node();
+        n.pay.in_flight.remove(&hash);
+        pass_on(&ctx, n, &peer, p, pid, &raw, now_ms());
+    });
+}
