@@ -110,20 +110,22 @@ pub fn paths_to(env: &HostdEnv, dest: &str) -> Vec<Vec<String>> {
         .unwrap_or_default()
 }
 
-/// A line 0 — 1 — 2 — 3, each host dialing the next: host `h` in
-/// `modes[h]` with `mesh_extra` in its mesh config, `ping_extra(h)` in
-/// meshping's, and `before_start(h, env)` run on its installation; all up,
-/// and the ends routing to each other through both routers.
-pub fn line_of_four(
-    modes: &[&str; 4],
+/// A line 0 — 1 — … — n-1 (host h dials h + 1): host `h` in `modes[h]`
+/// with `mesh_extra` in its mesh config, `ping_extra(h)` in meshping's,
+/// and `before_start(h, env)` run on its installation; all up, and the
+/// ends routing to each other through every host between.
+pub fn line_of(
+    modes: &[&str],
     mesh_extra: &str,
     ping_extra: impl Fn(usize) -> String,
     before_start: impl Fn(usize, &HostdEnv),
 ) -> (NetBed, Vec<HostdEnv>, Vec<String>) {
-    let bed = NetBed::new(4, &[(0, 1), (1, 2), (2, 3)]).expect("netbed");
-    let mut hosts: Vec<_> = (0..4)
+    let n = modes.len();
+    let edges: Vec<(usize, usize)> = (0..n - 1).map(|h| (h, h + 1)).collect();
+    let bed = NetBed::new(n, &edges).expect("netbed");
+    let mut hosts: Vec<_> = (0..n)
         .map(|h| {
-            let peers = if h < 3 { vec![addr(&bed, h, h + 1)] } else { vec![] };
+            let peers = if h + 1 < n { vec![addr(&bed, h, h + 1)] } else { vec![] };
             let env = mesh_host(&bed, h, modes[h], &peers, mesh_extra, &ping_extra(h));
             before_start(h, &env);
             env
@@ -133,7 +135,20 @@ pub fn line_of_four(
         start(h);
     }
     let ids: Vec<String> = hosts.iter().map(node_id).collect();
-    wait_for("host 0 routes to host 3 through 1 and 2", T, || paths_to(&hosts[0], &ids[3]), |p| p.first() == Some(&vec![ids[1].clone(), ids[2].clone()]));
-    wait_for("host 3 routes to host 0 through 2 and 1", T, || paths_to(&hosts[3], &ids[0]), |p| p.first() == Some(&vec![ids[2].clone(), ids[1].clone()]));
+    let (first, last) = (0, n - 1);
+    let inner: Vec<String> = ids[1..last].to_vec();
+    let back: Vec<String> = inner.iter().rev().cloned().collect();
+    wait_for(&format!("host {first} routes to host {last} through the line"), T, || paths_to(&hosts[first], &ids[last]), |p| p.first() == Some(&inner));
+    wait_for(&format!("host {last} routes to host {first} through the line"), T, || paths_to(&hosts[last], &ids[first]), |p| p.first() == Some(&back));
     (bed, hosts, ids)
+}
+
+/// `line_of` with four hosts.
+pub fn line_of_four(
+    modes: &[&str; 4],
+    mesh_extra: &str,
+    ping_extra: impl Fn(usize) -> String,
+    before_start: impl Fn(usize, &HostdEnv),
+) -> (NetBed, Vec<HostdEnv>, Vec<String>) {
+    line_of(modes, mesh_extra, ping_extra, before_start)
 }

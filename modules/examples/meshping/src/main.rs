@@ -7,14 +7,14 @@
 //! - `send <dest> <count> <size> [ttl] [per_sec]`: numbered packets;
 //! - `send-hex <dest> <hex> [confirm]`: one packet of exactly these bytes;
 //! - `discover <dest> [max_hops] [timeout]`; `register <protocol>`;
-//! - `events`: RouteDiscovered/RouteFailed seen, with their publisher;
+//! - `events`: RouteDiscovered/RouteFailed/PaymentVerified seen, with their publisher;
 //! - `bench <dest> <count> <size> <in_flight>`: round trips against a
 //!   peer with `echo = true`: packets/s, MB/s, p50/p99.
 
 mod payload;
 
 use hostd_sdk::{CliArg, CliCommand, CliSpec, ErrorBody, ErrorCode, EventPayload, EventType, Incoming, Invocation, SdkError};
-use mesh_api::{decode, hex, parse_node_id, MeshClient, NodeId, RouteEvent, SendPacketRequest};
+use mesh_api::{decode, hex, parse_node_id, MeshClient, NodeId, PaymentEvent, RouteEvent, SendPacketRequest};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -79,7 +79,7 @@ async fn run() -> Result<(), SdkError> {
     let mesh = MeshClient::new(client.clone(), mesh_module.clone());
     let state: Shared = Arc::default();
     client.register_module_api(&[HANDLER]).await?;
-    client.subscribe_events(vec![EventType::RouteDiscovered, EventType::RouteFailed, EventType::ModuleLoaded]).await?;
+    client.subscribe_events(vec![EventType::RouteDiscovered, EventType::RouteFailed, EventType::PaymentVerified, EventType::ModuleLoaded]).await?;
     tokio::spawn(register(mesh.clone(), state.clone(), protocol.clone()));
     let clock = Instant::now();
     while let Some(msg) = incoming.next().await {
@@ -115,10 +115,21 @@ async fn run() -> Result<(), SdkError> {
                         ),
                         Err(e) => format!("{t} publisher={} undecodable: {e}", ev.publisher.as_deref().unwrap_or("-")),
                     };
-                    let mut s = st(&state);
-                    if s.events.len() < 1000 {
-                        s.events.push(line);
-                    }
+                    push_event(&state, line);
+                }
+                (EventType::PaymentVerified, EventPayload::Data(body)) => {
+                    let line = match decode::<PaymentEvent>(&body) {
+                        Ok(e) => format!(
+                            "PaymentVerified publisher={} role={} sats={} hash={} packet={}",
+                            ev.publisher.as_deref().unwrap_or("-"),
+                            e.role,
+                            e.sats,
+                            hex(&e.payment_hash),
+                            hex(&e.packet_id)
+                        ),
+                        Err(e) => format!("PaymentVerified publisher={} undecodable: {e}", ev.publisher.as_deref().unwrap_or("-")),
+                    };
+                    push_event(&state, line);
                 }
                 _ => {}
             },
@@ -130,6 +141,14 @@ async fn run() -> Result<(), SdkError> {
 }
 
 /// Register the handler, retrying while the mesh module is not up yet.
+/// Keep the first 1000 event lines.
+fn push_event(state: &Shared, line: String) {
+    let mut s = st(state);
+    if s.events.len() < 1000 {
+        s.events.push(line);
+    }
+}
+
 async fn register(mesh: MeshClient, state: Shared, protocol: String) {
     for _ in 0..120 {
         match mesh.register_protocol_handler(&protocol, HANDLER).await {
@@ -374,7 +393,7 @@ fn cli_spec() -> CliSpec {
         commands: vec![
             cmd("id", "The mesh node's id", vec![]),
             cmd("report", "What arrived (checked) and what was sent", vec![]),
-            cmd("events", "RouteDiscovered / RouteFailed events seen", vec![]),
+            cmd("events", "RouteDiscovered / RouteFailed / PaymentVerified events seen", vec![]),
             cmd("stats", "The mesh module's routing stats", vec![]),
             cmd("register", "Register another protocol id", vec![arg("protocol", "protocol id")]),
             cmd("discover", "Find a route", vec![dest(), arg("max_hops", "routers at most"), arg("timeout", "seconds")]),
