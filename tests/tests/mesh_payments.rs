@@ -220,8 +220,8 @@ fn three_hundred_paid_packets_over_zero_to_three_routers_account_for_every_sat()
     }
     let (_bed, hosts, ids) = line_of(&["payment_gated"; 5], &paid(1_000_000), |_| String::new(), |_, _| {});
     let nodes: Vec<_> = ids.iter().map(|i| parse_node_id(i).expect("id")).collect();
-    for d in 1..5 {
-        wait_for(&format!("host 0 routes to host {d}"), T, || paths_to(&hosts[0], &ids[d]), |p| p.first().map(Vec::len) == Some(d - 1));
+    for (d, id) in ids.iter().enumerate().skip(1) {
+        wait_for(&format!("host 0 routes to host {d}"), T, || paths_to(&hosts[0], id), |p| p.first().map(Vec::len) == Some(d - 1));
     }
     let (per, len) = (75u64, 1024usize);
     let mut want = [0u64; 5];

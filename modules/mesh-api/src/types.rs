@@ -104,6 +104,10 @@ pub enum NackReason {
     /// This node's entry in the packet's payment bundle does not prove
     /// payment for this packet.
     PaymentInvalid { fault: PaymentFault },
+    /// A router on the path holds it breaks the anti-monopoly diversity
+    /// rule (two or more routers need two or more entities, none holding
+    /// more than half the slots).
+    Monopoly,
 }
 
 /// Why a payee refused its entry of a payment bundle.
@@ -179,6 +183,7 @@ impl std::fmt::Display for NackReason {
             NackReason::RateLimited => f.write_str("free-traffic budget exhausted"),
             NackReason::StorageFailed => f.write_str("the destination could not persist the sequence"),
             NackReason::PaymentInvalid { fault } => write!(f, "payment proof refused: {}", fault.as_str()),
+            NackReason::Monopoly => f.write_str("the path breaks a router's anti-monopoly diversity rule"),
         }
     }
 }
@@ -258,7 +263,7 @@ pub struct InboundPacket {
 }
 
 /// `get_routing_stats`.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
 pub struct MeshStats {
     pub enabled: bool,
     pub mode: MeshMode,
@@ -266,6 +271,32 @@ pub struct MeshStats {
     pub routing: RoutingStats,
     pub replay: ReplayStats,
     pub payments: PaymentStats,
+    pub monopoly: MonopolyStats,
+}
+
+/// Anti-monopoly as this node sees it.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct MonopolyStats {
+    /// `off`, `relaxed` or `strict`.
+    pub mode: String,
+    pub cap: f64,
+    /// Per router entity: its share of the bytes this node sent over paths
+    /// with routers in the last hour, and the fraction of reachable
+    /// destinations it has a path to (its route coverage).
+    pub entities: Vec<EntityShare>,
+    /// Sends that took a non-compliant path (relaxed mode).
+    pub relaxed: u64,
+    /// Sends refused for want of a compliant path (strict mode).
+    pub failed: u64,
+    /// Packets this node refused as a router for breaking the diversity rule.
+    pub paths_refused: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct EntityShare {
+    pub entity: String,
+    pub share: f64,
+    pub coverage: f64,
 }
 
 /// Money this node paid, earned and owes, in sats, since its storage was

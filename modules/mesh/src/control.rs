@@ -41,6 +41,7 @@ fn reason_code(r: &Option<NackReason>) -> (u8, u64) {
         Some(NackReason::RateLimited) => (6, 0),
         Some(NackReason::StorageFailed) => (7, 0),
         Some(NackReason::PaymentInvalid { fault }) => (8, PaymentFault::ALL.iter().position(|f| f == fault).unwrap_or(0) as u64),
+        Some(NackReason::Monopoly) => (9, 0),
     }
 }
 
@@ -54,6 +55,7 @@ fn reason_from(code: u8, arg: u64) -> Result<Option<NackReason>, WireError> {
         5 => Some(NackReason::NoRoute),
         6 => Some(NackReason::RateLimited),
         7 => Some(NackReason::StorageFailed),
+        9 => Some(NackReason::Monopoly),
         8 => Some(NackReason::PaymentInvalid { fault: *usize::try_from(arg).ok().and_then(|i| PaymentFault::ALL.get(i)).ok_or(WireError::Invalid("payment fault"))? }),
         _ => return Err(WireError::Invalid("nack reason")),
     })
@@ -131,6 +133,7 @@ mod tests {
             Some(NackReason::NoRoute),
             Some(NackReason::RateLimited),
             Some(NackReason::StorageFailed),
+            Some(NackReason::Monopoly),
         ];
         all.extend(PaymentFault::ALL.iter().map(|f| Some(NackReason::PaymentInvalid { fault: *f })));
         for r in all {

@@ -12,6 +12,7 @@ pub mod dedup;
 pub mod fees;
 pub mod identity;
 pub mod monopoly;
+pub mod monopoly_settings;
 pub mod msg;
 pub mod packet;
 pub mod pay_settings;

@@ -20,6 +20,19 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+/// Whether an address says anything about who runs a node: private,
+/// link-local, loopback, unique-local and documentation addresses are
+/// shared by every operator, so they form no network group.
+pub fn routable(addr: IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(v4) => !(v4.is_private() || v4.is_link_local() || v4.is_loopback() || v4.is_unspecified() || v4.is_broadcast() || v4.is_documentation() || v4.octets()[0] == 100 && v4.octets()[1] & 0xc0 == 64),
+        IpAddr::V6(v6) => {
+            let s0 = v6.segments()[0];
+            !(v6.is_loopback() || v6.is_unspecified() || s0 & 0xfe00 == 0xfc00 || s0 & 0xffc0 == 0xfe80 || (s0 == 0x2001 && v6.segments()[1] == 0x0db8))
+        }
+    }
+}
+
 /// The network group an address belongs to: IPv4 /16, IPv6 /32.
 pub fn network_group(addr: IpAddr) -> String {
     match addr {
@@ -78,6 +91,14 @@ impl ShareMeter {
 
     fn live(&self, now_ms: u64) -> impl Iterator<Item = &(u64, HashMap<String, u64>, u64)> {
         self.buckets.iter().filter(move |(s, _, _)| *s + (BUCKETS as u64) * BUCKET_MS > now_ms)
+    }
+
+    /// Every entity with bytes in the window.
+    pub fn entities(&self, now_ms: u64) -> Vec<String> {
+        let mut out: Vec<String> = self.live(now_ms).flat_map(|b| b.1.keys().cloned()).collect();
+        out.sort();
+        out.dedup();
+        out
     }
 
     /// The fraction of routed bytes in the window that went through `entity`.
@@ -164,9 +185,15 @@ mod tests {
     }
 
     #[test]
-    fn network_groups_are_v4_16_and_v6_32() {
+    fn network_groups_are_v4_16_and_v6_32_and_private_addresses_have_none() {
         assert_eq!(network_group("203.0.113.7".parse().unwrap()), "203.0.0.0/16");
         assert_eq!(network_group("2001:db8:1::5".parse().unwrap()), "2001:db8::/32");
+        for shared in ["169.254.1.2", "10.1.2.3", "192.168.0.1", "127.0.0.1", "100.64.0.1", "fd00::1", "fe80::1", "::1", "203.0.113.7"] {
+            assert!(!routable(shared.parse().unwrap()), "{shared}");
+        }
+        for public in ["8.8.8.8", "1.1.1.1", "2a00:1450::1"] {
+            assert!(routable(public.parse().unwrap()), "{public}");
+        }
     }
 
     #[test]

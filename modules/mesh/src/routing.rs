@@ -23,18 +23,26 @@ use std::collections::{BTreeMap, HashMap};
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Quality {
+    /// Packets on the path that asked for an ACK.
     pub sent: u64,
     pub acked: u64,
+    /// Of those, the ones whose answer never came (an ACK still on its
+    /// way is neither).
+    pub lost: u64,
     /// Exponentially weighted round trip, µs (0: none measured).
     pub rtt_us: f64,
 }
 
 impl Quality {
     /// Higher is better: ACK rate dominates, then fewer hops, then RTT.
+    /// The round trip counts at most 4 points against a hop's 5: another
+    /// router costs fees and shows the packet to one more party, which no
+    /// faster round trip makes up for; among paths of one length it decides.
     pub fn score(&self, routers: usize) -> f64 {
-        // Until enough ACKs are asked for, assume the path works.
-        let rate = if self.sent < 4 { 1.0 } else { self.acked as f64 / self.sent as f64 };
-        rate * 100.0 - routers as f64 * 5.0 - self.rtt_us / 1000.0
+        // Until enough answers are in, assume the path works.
+        let answered = self.acked + self.lost;
+        let rate = if answered < 4 { 1.0 } else { self.acked as f64 / answered as f64 };
+        rate * 100.0 - routers as f64 * 5.0 - (self.rtt_us / 1000.0).min(4.0)
     }
 }
 
@@ -316,12 +324,25 @@ impl RouteTable {
 
     pub fn note_acked(&mut self, dest: &NodeId, routers: &[NodeId], rtt_us: u64) {
         let q = self.quality.entry((*dest, routers.to_vec())).or_default();
-        q.acked = (q.acked + 1).min(q.sent.max(1));
+        q.acked += 1;
         q.rtt_us = if q.rtt_us == 0.0 { rtt_us as f64 } else { q.rtt_us * 0.875 + rtt_us as f64 * 0.125 };
-        // Old history should not pin a path forever: halve it now and then.
-        if q.sent > 1024 {
+        Self::age(q);
+    }
+
+    /// A packet's ACK did not come within its time.
+    pub fn note_lost(&mut self, dest: &NodeId, routers: &[NodeId]) {
+        if let Some(q) = self.quality.get_mut(&(*dest, routers.to_vec())) {
+            q.lost += 1;
+            Self::age(q);
+        }
+    }
+
+    /// Old history should not pin a path forever: halve it now and then.
+    fn age(q: &mut Quality) {
+        if q.acked + q.lost > 1024 {
             q.sent /= 2;
             q.acked /= 2;
+            q.lost /= 2;
         }
     }
 

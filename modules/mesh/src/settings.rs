@@ -3,6 +3,7 @@
 //! timer and bound is a key; the defaults are seed 003's values where it
 //! names one. Unknown keys and bad values are errors naming the key.
 
+use crate::monopoly_settings::MonopolySettings;
 use crate::pay_settings::PaymentSettings;
 use crate::record::FeeSchedule;
 use mesh_api::MeshMode;
@@ -43,6 +44,7 @@ pub struct Settings {
     /// One packet in this many asks for an ACK (quality measurement).
     pub ack_every: u64,
     pub payments: PaymentSettings,
+    pub monopoly: MonopolySettings,
 }
 
 impl Default for Settings {
@@ -77,6 +79,7 @@ impl Default for Settings {
             max_links: 64,
             ack_every: 8,
             payments: PaymentSettings::default(),
+            monopoly: MonopolySettings::default(),
         }
     }
 }
@@ -146,7 +149,7 @@ impl Settings {
                 "max_links" => s.max_links = int(k, v, 1, 100_000)? as usize,
                 "ack_every" => s.ack_every = int(k, v, 1, 1_000_000)?,
                 other => {
-                    if !s.payments.set(other, v)? {
+                    if !s.payments.set(other, v)? && !s.monopoly.set(other, v)? {
                         return Err(bad(other, "unknown key (see docs/commons-mesh.md for the keys)"));
                     }
                 }
@@ -156,6 +159,7 @@ impl Settings {
             return Err(bad("default_ttl_secs", format!("{} is above max_ttl_secs {}", s.default_ttl_secs, s.max_ttl_secs)));
         }
         s.payments.check(s.max_ttl_secs, s.clock_skew_ms)?;
+        s.monopoly.check()?;
         Ok(s)
     }
 }
@@ -182,5 +186,10 @@ mod tests {
         assert_eq!(parse("[mesh]\nreplay_retention_secs = 5\nmax_invoice_expiry_secs = 60\nmax_ttl_secs = 2\ndefault_ttl_secs = 1\ninvoice_expiry_secs = 60").unwrap_err().key, "max_invoice_expiry_secs");
         assert_eq!(parse("[mesh]\ntreasury_address = \"tb1qrp33g0q5c5txsp9arysrx4k6zdkfs4nce4xj0gdcccefvpysxf3q0sl5k7\"").unwrap_err().key, "treasury_address");
         assert_eq!(parse("[mesh]\nlightning_key = \"02ab\"").unwrap_err().key, "lightning_key");
+        assert_eq!(parse("[mesh]\nentity_cap = 1.5").unwrap_err().key, "entity_cap");
+        assert_eq!(parse("[mesh]\nanti_monopoly = \"maybe\"").unwrap_err().key, "anti_monopoly");
+        assert_eq!(parse("[mesh]\nentities = { \"xyz\" = \"acme\" }").unwrap_err().key, "entities.xyz");
+        let id = "11".repeat(32);
+        assert_eq!(parse(&format!("[mesh]\nentities = {{ \"{id}\" = \"acme\" }}")).unwrap().monopoly.entities.get(&[0x11; 32]).map(String::as_str), Some("acme"));
     }
 }

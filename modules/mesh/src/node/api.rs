@@ -192,6 +192,7 @@ pub fn stats(ctx: &Ctx) -> api::MeshStats {
         },
         replay: api::ReplayStats { sources: n.windows.len() as u32, replays_dropped: c.replays, dedup_entries: n.dedup.len() as u32, duplicates_dropped: c.duplicates },
         payments: payment_stats(&n),
+        monopoly: super::monopoly::stats(&n, now),
     }
 }
 

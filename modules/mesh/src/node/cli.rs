@@ -1,7 +1,7 @@
 //! `hostd module commons-mesh <command>`: status, peers, routes (JSON, for
-//! people and scripts alike), send and discover.
+//! people and scripts alike), send, discover, and the operator's entity map.
 
-use super::{api, discovery, pay, Ctx};
+use super::{api, discovery, monopoly, pay, Ctx};
 use commons_mesh::mesh_api::{hex, parse_node_id, Delivery, SendPacketRequest};
 use commons_mesh::now_ms;
 use hostd_sdk::{CliArg, CliCommand, CliSpec, ErrorBody, ErrorCode, Invocation, InvocationCall};
@@ -23,6 +23,11 @@ pub fn spec() -> CliSpec {
                 vec![arg("destination", "NodeId (hex)", true), arg("protocol", "protocol id", true), arg("text", "payload (UTF-8)", true), arg("ttl", "seconds", false)],
             ),
             cmd("discover", "Find a route", vec![arg("destination", "NodeId (hex)", true), arg("max_hops", "routers at most", false), arg("timeout", "seconds", false)]),
+            cmd(
+                "entity",
+                "Set which operator runs a node (anti-monopoly), or clear it with -; kept across restarts",
+                vec![arg("node", "NodeId (hex)", true), arg("entity", "name, or - to clear", true)],
+            ),
         ],
     }
 }
@@ -60,6 +65,11 @@ fn status(ctx: &Ctx) -> serde_json::Value {
             "budgets": s.payments.budgets.iter().map(|(m, spent, budget)| (m.clone(), json!({"spent_sats": spent, "budget_sats": budget}))).collect::<serde_json::Map<_, _>>(),
             "pending_quotes": n.pay.quotes.len(), "stub_preimages_released": n.pay.stub_released,
         },
+        "monopoly": {
+            "mode": s.monopoly.mode, "cap": s.monopoly.cap, "relaxed": s.monopoly.relaxed, "failed": s.monopoly.failed,
+            "paths_refused": s.monopoly.paths_refused, "operator_entities": n.entities.len(),
+            "entities": s.monopoly.entities.iter().map(|e| (e.entity.clone(), json!({"share": e.share, "coverage": e.coverage}))).collect::<serde_json::Map<_, _>>(),
+        },
     })
 }
 
@@ -90,7 +100,7 @@ fn routes(ctx: &Ctx) -> serde_json::Value {
                 .table
                 .paths(d, now)
                 .iter()
-                .map(|p| json!({"routers": p.routers.iter().map(|r| hex(r)).collect::<Vec<_>>(), "score": p.score, "sent": p.quality.sent, "acked": p.quality.acked, "rtt_us": p.quality.rtt_us}))
+                .map(|p| json!({"routers": p.routers.iter().map(|r| hex(r)).collect::<Vec<_>>(), "score": p.score, "sent": p.quality.sent, "acked": p.quality.acked, "lost": p.quality.lost, "rtt_us": p.quality.rtt_us}))
                 .collect();
             json!({"destination": hex(d), "mode": rec.map(|r| r.mode.as_str()), "record_age_ms": rec.map(|r| now.saturating_sub(r.signed_ms)), "paths": paths})
         })
@@ -124,6 +134,16 @@ async fn command(ctx: &Ctx, command: &str, args: &[String]) -> Result<String, Er
             let max_hops = num(1)?.map(|h| h.min(255) as u8);
             let r = discovery::discover(ctx, destination, max_hops, num(2)?).await?;
             json!({"route": r.route.map(|r| r.iter().map(|n| hex(n)).collect::<Vec<_>>()), "cost_sats": r.route_cost_sats, "discovery_time_ms": r.discovery_time_ms})
+        }
+        "entity" => {
+            let node = dest()?;
+            let name = args.get(1).ok_or_else(|| bad("entity <node> <name|->".into()))?;
+            let name = (name != "-").then(|| name.clone());
+            if let Some(n) = &name {
+                commons_mesh::monopoly_settings::check_entity(n).map_err(bad)?;
+            }
+            monopoly::set_entity(ctx, node, name.clone()).await.map_err(|e| ErrorBody::new(ErrorCode::QuotaExceeded, e))?;
+            json!({"node": hex(&node), "entity": name})
         }
         other => return Err(ErrorBody::new(ErrorCode::NotFound, format!("unknown command {other:?}"))),
     };

@@ -122,6 +122,13 @@ async fn publish(ctx: &Ctx, ty: EventType, ev: &RouteEvent) {
     }
 }
 
+/// Publish RouteFailed for `dest` (not awaited: the caller holds no lock
+/// and need not wait for hostd).
+pub fn route_failed(ctx: &Ctx, dest: NodeId, reason: String) {
+    let ctx = ctx.clone();
+    tokio::spawn(async move { publish(&ctx, EventType::RouteFailed, &RouteEvent { destination: dest, route: None, cost_sats: 0, discovery_time_ms: 0, reason: Some(reason) }).await });
+}
+
 /// `discover_route`: a known path within `max_hops` routers answers at
 /// once; otherwise flood a request and wait up to `timeout`.
 pub async fn discover(ctx: &Ctx, dest: NodeId, max_hops: Option<u8>, timeout_s: Option<u64>) -> Result<DiscoverRouteResponse, ErrorBody> {

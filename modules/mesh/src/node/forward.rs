@@ -100,6 +100,11 @@ pub fn on_data(ctx: &Ctx, peer: &NodeId, p: DataPacket, pid: PacketId, raw: &[u8
         n.counters.drop("class_mismatch");
         return;
     }
+    if i < p.routers.len() && super::monopoly::refuses(&mut n, &p.routers) {
+        n.counters.drop("monopoly_path");
+        answer(ctx, &mut n, peer, p.source, pid, Some(NackReason::Monopoly), way_back(&p.routers, i));
+        return;
+    }
     if p.class == TrafficClass::Paid && n.settings.mode == MeshMode::PaymentGated {
         return super::paid::on_paid(ctx, n, peer, p, pid, raw, now);
     }
@@ -239,6 +244,7 @@ pub fn expire_pending(n: &mut Node, now: u64) {
     let late: Vec<PacketId> = n.pending.iter().filter(|(_, p)| p.until_ms < now).map(|(id, _)| *id).collect();
     for id in late {
         if let Some(p) = n.pending.remove(&id) {
+            n.table.note_lost(&p.destination, &p.routers);
             if let Some(w) = p.waiter {
                 let _ = w.send(Delivery::NoAnswer);
             }
@@ -299,8 +305,17 @@ pub fn prepare(ctx: &Ctx, req: &SendPacketRequest) -> Result<Result<Outgoing, Se
     if ttl == 0 || ttl > u64::from(n.settings.max_ttl_secs) {
         return Err(invalid(format!("ttl {ttl} s: between 1 and max_ttl_secs ({})", n.settings.max_ttl_secs)));
     }
-    let Some(path) = n.table.best(&req.destination, now) else {
+    let paths = n.table.paths(&req.destination, now);
+    if paths.is_empty() {
         return Err(ErrorBody::new(ErrorCode::NotFound, format!("no route to {}: call discover_route first", commons_mesh::mesh_api::hex(&req.destination))));
+    }
+    let path = match super::monopoly::choose_path(&mut n, paths, req.payload.len(), now) {
+        Ok(p) => p,
+        Err(why) => {
+            drop(n);
+            super::discovery::route_failed(ctx, req.destination, why.clone());
+            return Err(ErrorBody::new(ErrorCode::NotFound, format!("no compliant route to {}: {why} ([mesh] anti_monopoly = \"strict\")", commons_mesh::mesh_api::hex(&req.destination))));
+        }
     };
     let fee = n.table.record(&req.destination).map_or(0, |r| r.fees.fee(class, path.routers.len(), req.payload.len()));
     let response = SendPacketResponse {

@@ -8,6 +8,7 @@ mod deliver;
 mod discovery;
 mod forward;
 mod links;
+mod monopoly;
 mod paid;
 mod pay;
 mod paystore;
@@ -77,6 +78,7 @@ pub async fn run() -> Result<(), RunError> {
     (node.windows, node.reserved) = store::replay_state(&client, settings.max_sources).await?;
     node.handlers = store::handlers(&client).await?;
     (node.pay.ledger, node.pay.replay_count, node.pay.spent) = paystore::load(&client).await?;
+    monopoly::load(&client, &mut node).await?;
     let (acks_tx, acks_rx) = mpsc::unbounded_channel();
     let ctx = Ctx {
         client: client.clone(),

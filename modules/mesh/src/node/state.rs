@@ -114,6 +114,14 @@ pub struct Payments {
     pub stub_released: u64,
 }
 
+/// Anti-monopoly counters.
+#[derive(Default)]
+pub struct MonopolyCounters {
+    pub relaxed: u64,
+    pub failed: u64,
+    pub paths_refused: u64,
+}
+
 pub struct Node {
     pub settings: Settings,
     pub me: NodeId,
@@ -140,6 +148,10 @@ pub struct Node {
     pub counters: Counters,
     pub sends: u64,
     pub pay: Payments,
+    /// The operator's entity map (config, then the CLI's additions).
+    pub entities: BTreeMap<NodeId, String>,
+    pub meter: commons_mesh::monopoly::ShareMeter,
+    pub monopoly: MonopolyCounters,
 }
 
 impl Node {
@@ -167,6 +179,9 @@ impl Node {
             counters: Counters::default(),
             sends: 0,
             pay: Payments::default(),
+            entities: BTreeMap::new(),
+            meter: Default::default(),
+            monopoly: MonopolyCounters::default(),
         }
     }
 
