@@ -16,6 +16,7 @@
 //! ["ip:port", …]`, `fee_sats` (paid attacks), `ln_secret` (hex: the
 //! Lightning key a destination binds), `network` (default regtest).
 
+mod burst;
 mod paid;
 
 use commons_mesh::bolt11::Currency;
@@ -48,6 +49,8 @@ struct Attacker {
     paid: Option<(paid::PaidRun, InvocationCall)>,
     /// "<from> ACK" / "<from> <reason>" for every answer addressed here.
     answers: Vec<String>,
+    /// The benchmark's prepared frames.
+    burst: burst::Burst,
 }
 
 impl Attacker {
@@ -72,7 +75,7 @@ async fn main() {
     let config = client.config().unwrap_or_default();
     let dial: Vec<String> = config.get("dial").and_then(|v| v.as_array()).map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default();
     let Ok(id) = Identity::generate() else { std::process::exit(1) };
-    let mut a = Attacker { id, links: HashMap::new(), seq: 0, last: None, last_bundle: None, paid: None, answers: Vec::new() };
+    let mut a = Attacker { id, links: HashMap::new(), seq: 0, last: None, last_bundle: None, paid: None, answers: Vec::new(), burst: burst::Burst::default() };
     let fee_sats = config.get("fee_sats").and_then(|v| v.as_integer()).unwrap_or(0) as u64;
     let lightning = config.get("ln_secret").and_then(|v| v.as_str()).and_then(|h| parse_node_id(h).ok()).and_then(|s| Identity::from_secret(s).ok());
     let currency = match config.get("network").and_then(|v| v.as_str()).unwrap_or("regtest") {
@@ -122,7 +125,33 @@ async fn main() {
                     match step {
                         Ok(step) => {
                             let done = matches!(step, paid::Step::Packet(..));
-                            let r = send_step(&client, &a, &first, step).await;
+                            // Preparing a burst, a finished packet is kept, not sent.
+                            let r = if done && a.burst.left > 0 { Ok(()) } else { send_step(&client, &a, &first, step).await };
+                            if done && a.burst.left > 0 {
+                                // Preparing a burst: keep the packet, pay for the next.
+                                a.burst.frames.push(LinkMsg::Data(Box::new(run.packet.clone()), run.pid).encode());
+                                a.burst.left -= 1;
+                                if a.burst.left == 0 {
+                                    call.reply(Ok(format!("prepared {}\n", a.burst.frames.len()).into_bytes()));
+                                    continue;
+                                }
+                                a.seq += 1;
+                                let size = run.packet.payload.len();
+                                match paid::start("paid-valid", &a.id, a.seq, run.packet.destination, run.packet.routers.clone(), fee_sats, None, size) {
+                                    Ok((step, Some(next))) => match send_step(&client, &a, &first, step).await {
+                                        Ok(()) => a.paid = Some((next, call)),
+                                        Err(e) => {
+                                            a.burst.left = 0;
+                                            call.reply(Err(ErrorBody::new(ErrorCode::InvalidArgument, e)));
+                                        }
+                                    },
+                                    other => {
+                                        a.burst.left = 0;
+                                        call.reply(Err(ErrorBody::new(ErrorCode::Internal, format!("the next paid run did not start: {:?}", other.err()))));
+                                    }
+                                }
+                                continue;
+                            }
                             if done || r.is_err() {
                                 if done && run.kind == "paid-valid" {
                                     a.last_bundle = Some(run.packet.payment.clone());
@@ -138,6 +167,14 @@ async fn main() {
                 }
                 _ => {}
             },
+            Incoming::Invoke(call) if matches!(&call.invocation, Invocation::Cli { command, args } if command == "attack" && args.first().is_some_and(|k| k.starts_with("burst-"))) => {
+                let Invocation::Cli { args, .. } = call.invocation.clone() else { continue };
+                match burst_command(&client, &mut a, &args, fee_sats).await {
+                    Ok(Ok(text)) => call.reply(Ok(text.into_bytes())),
+                    Ok(Err(run)) => a.paid = Some((run, call)),
+                    Err(e) => call.reply(Err(ErrorBody::new(ErrorCode::InvalidArgument, e))),
+                }
+            }
             Incoming::Invoke(call) if matches!(&call.invocation, Invocation::Cli { command, args } if command == "attack" && args.first().is_some_and(|k| k.starts_with("paid-"))) => {
                 let Invocation::Cli { args, .. } = call.invocation.clone() else { continue };
                 if a.paid.is_some() {
@@ -154,7 +191,7 @@ async fn main() {
                 })();
                 let started = parsed.and_then(|(dest, routers)| {
                     a.seq += 1;
-                    paid::start(&args[0], &a.id, a.seq, dest, routers, fee_sats, a.last_bundle.as_ref())
+                    paid::start(&args[0], &a.id, a.seq, dest, routers, fee_sats, a.last_bundle.as_ref(), 0)
                 });
                 match started {
                     Err(e) => call.reply(Err(ErrorBody::new(ErrorCode::InvalidArgument, e))),
@@ -198,6 +235,39 @@ async fn main() {
             _ => {}
         }
     }
+}
+
+/// `burst-free|burst-paid <dest> <routers> <n>` prepare n frames of 1 KiB
+/// (`Ok(Err(run))`: a paid preparation is under way and answers when done);
+/// `burst-fire <first hop>` sends them all.
+async fn burst_command(client: &hostd_sdk::Client, a: &mut Attacker, args: &[String], fee_sats: u64) -> Result<Result<String, paid::PaidRun>, String> {
+    const SIZE: usize = 1024;
+    if args[0] == "burst-fire" {
+        let first = parse_node_id(args.get(1).ok_or("burst-fire <first hop>")?)?;
+        let link = a.link_to(&first).ok_or("no link to the first hop")?;
+        let (n, secs) = burst::fire(client, link, std::mem::take(&mut a.burst.frames), 256).await?;
+        return Ok(Ok(format!("fired {n} in {:.0} us\n", secs * 1e6)));
+    }
+    if a.paid.is_some() || a.burst.left > 0 {
+        return Err("a paid run is under way".into());
+    }
+    let dest = parse_node_id(args.get(1).ok_or("destination")?)?;
+    let routers: Vec<NodeId> = match args.get(2).map(String::as_str) {
+        None | Some("-") => Vec::new(),
+        Some(list) => list.split(',').map(parse_node_id).collect::<Result<_, _>>()?,
+    };
+    let n: u64 = args.get(3).and_then(|v| v.parse().ok()).ok_or("a count is needed")?;
+    a.burst.frames.clear();
+    if args[0] == "burst-free" {
+        a.burst.frames = burst::free(&a.id, &mut a.seq, dest, &routers, n, SIZE)?;
+        return Ok(Ok(format!("prepared {n}\n")));
+    }
+    a.burst.left = n;
+    a.seq += 1;
+    let first = routers.first().copied().unwrap_or(dest);
+    let (step, run) = paid::start("paid-valid", &a.id, a.seq, dest, routers, fee_sats, None, SIZE)?;
+    send_step(client, a, &first, step).await?;
+    run.map(Err).ok_or_else(|| "no round trip".to_string())
 }
 
 /// Send one step of a paid attack to `first` (the first hop).

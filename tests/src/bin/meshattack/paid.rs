@@ -67,20 +67,23 @@ fn settle(run: &PaidRun, stage: Stage) -> Settle {
 }
 
 /// Start `kind`: the first step, and the run to continue (if any).
-pub fn start(kind: &str, id: &Identity, seq: u64, dest: NodeId, routers: Vec<NodeId>, fee_sats: u64, last_bundle: Option<&Vec<u8>>) -> Result<(Step, Option<PaidRun>), String> {
+pub fn start(kind: &str, id: &Identity, seq: u64, dest: NodeId, routers: Vec<NodeId>, fee_sats: u64, last_bundle: Option<&Vec<u8>>, payload_len: usize) -> Result<(Step, Option<PaidRun>), String> {
+    let mut payload = format!("\x00paid attack {kind} {seq}").into_bytes();
+    payload.resize(payload.len().max(payload_len), b'.');
     let mut packet = DataPacket {
         flags: FLAG_ACK,
         source: id.node_id(),
         destination: dest,
         sequence: seq,
         created_ms: now_ms(),
-        ttl_secs: 60,
+        // Long enough for a benchmark's burst to be prepared, then fired.
+        ttl_secs: 600,
         hop_limit: MAX_ROUTERS as u8,
         class: TrafficClass::Paid,
         fee_sats,
         routers,
         protocol_id: "ping-v1".into(),
-        payload: format!("\x00paid attack {kind} {seq}").into_bytes(),
+        payload,
         sig: [0; 64],
         hop_index: 0,
         payment: Vec::new(),
