@@ -137,7 +137,7 @@ async fn main() {
                                 }
                                 a.seq += 1;
                                 let size = run.packet.payload.len();
-                                match paid::start("paid-valid", &a.id, a.seq, run.packet.destination, run.packet.routers.clone(), fee_sats, None, size) {
+                                match paid::start("paid-valid", &a.id, a.seq, paid::Target { dest: run.packet.destination, routers: run.packet.routers.clone(), fee_sats, payload_len: size }, None) {
                                     Ok((step, Some(next))) => match send_step(&client, &a, &first, step).await {
                                         Ok(()) => a.paid = Some((next, call)),
                                         Err(e) => {
@@ -191,7 +191,7 @@ async fn main() {
                 })();
                 let started = parsed.and_then(|(dest, routers)| {
                     a.seq += 1;
-                    paid::start(&args[0], &a.id, a.seq, dest, routers, fee_sats, a.last_bundle.as_ref(), 0)
+                    paid::start(&args[0], &a.id, a.seq, paid::Target { dest, routers, fee_sats, payload_len: 0 }, a.last_bundle.as_ref())
                 });
                 match started {
                     Err(e) => call.reply(Err(ErrorBody::new(ErrorCode::InvalidArgument, e))),
@@ -265,7 +265,7 @@ async fn burst_command(client: &hostd_sdk::Client, a: &mut Attacker, args: &[Str
     a.burst.left = n;
     a.seq += 1;
     let first = routers.first().copied().unwrap_or(dest);
-    let (step, run) = paid::start("paid-valid", &a.id, a.seq, dest, routers, fee_sats, None, SIZE)?;
+    let (step, run) = paid::start("paid-valid", &a.id, a.seq, paid::Target { dest, routers, fee_sats, payload_len: SIZE }, None)?;
     send_step(client, a, &first, step).await?;
     run.map(Err).ok_or_else(|| "no round trip".to_string())
 }

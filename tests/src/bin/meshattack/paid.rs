@@ -66,8 +66,17 @@ fn settle(run: &PaidRun, stage: Stage) -> Settle {
     }
 }
 
+/// Where a paid packet goes, what it pays and how long its payload is.
+pub struct Target {
+    pub dest: NodeId,
+    pub routers: Vec<NodeId>,
+    pub fee_sats: u64,
+    pub payload_len: usize,
+}
+
 /// Start `kind`: the first step, and the run to continue (if any).
-pub fn start(kind: &str, id: &Identity, seq: u64, dest: NodeId, routers: Vec<NodeId>, fee_sats: u64, last_bundle: Option<&Vec<u8>>, payload_len: usize) -> Result<(Step, Option<PaidRun>), String> {
+pub fn start(kind: &str, id: &Identity, seq: u64, t: Target, last_bundle: Option<&Vec<u8>>) -> Result<(Step, Option<PaidRun>), String> {
+    let Target { dest, routers, fee_sats, payload_len } = t;
     let mut payload = format!("\x00paid attack {kind} {seq}").into_bytes();
     payload.resize(payload.len().max(payload_len), b'.');
     let mut packet = DataPacket {
