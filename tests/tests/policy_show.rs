@@ -112,7 +112,7 @@ fn keygen_sign_verify_and_policy_show() {
     let out = hostd(&["policy", "show", "--dir", mesh_dir.to_str().unwrap_or_default(), "--json"], Some(&config));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("mesh: {e}: {}", text(&out)));
     let perms: Vec<&str> = json["permissions"].as_array().map(|a| a.iter().filter_map(|p| p["name"].as_str().or(p.as_str())).collect()).unwrap_or_default();
-    let mut want = ["network_access", "read_storage", "write_storage", "register_module_api", "call_module", "publish_events", "subscribe_events"];
+    let mut want = ["network_access", "read_storage", "write_storage", "register_module_api", "call_module", "publish_events", "subscribe_events", "read_utxo", "read_chain_state"];
     want.sort_unstable();
     let mut got = perms.clone();
     got.sort_unstable();
@@ -121,7 +121,7 @@ fn keygen_sign_verify_and_policy_show() {
     assert_eq!(json["network"]["listen_addr"], "0.0.0.0:8334", "{:#}", json["network"]);
     assert!(json["network"]["listener"].as_str().is_some_and(|l| l.contains("outside [mesh] bind_allow")), "{:#}", json["network"]);
     let human = text(&hostd(&["policy", "show", "--dir", mesh_dir.to_str().unwrap_or_default()], Some(&config)));
-    assert!(human.contains("mesh links through hostd (network_access)") && human.contains("permissions (7)"), "{human}");
+    assert!(human.contains("mesh links through hostd (network_access)") && human.contains("permissions (9)"), "{human}");
 
     // Tampering after signing shows up in policy show and fails verify.
     let manifest = module.join("module.toml");

@@ -138,10 +138,13 @@ pub enum PaymentFault {
     /// A CTV proof can only be checked against the chain, and this node
     /// has no node backend.
     CtvWithoutNode,
+    /// The chain has no funding output `<template hash> OP_CTV` with
+    /// enough confirmations for the CTV proof.
+    CtvUnfunded,
 }
 
 impl PaymentFault {
-    pub const ALL: [PaymentFault; 11] = [
+    pub const ALL: [PaymentFault; 12] = [
         PaymentFault::Missing,
         PaymentFault::Malformed,
         PaymentFault::BadInvoice,
@@ -153,6 +156,7 @@ impl PaymentFault {
         PaymentFault::WrongPreimage,
         PaymentFault::Replayed,
         PaymentFault::CtvWithoutNode,
+        PaymentFault::CtvUnfunded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -168,6 +172,7 @@ impl PaymentFault {
             PaymentFault::WrongPreimage => "wrong_preimage",
             PaymentFault::Replayed => "replayed",
             PaymentFault::CtvWithoutNode => "ctv_without_node",
+            PaymentFault::CtvUnfunded => "ctv_unfunded",
         }
     }
 }

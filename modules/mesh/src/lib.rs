@@ -8,6 +8,7 @@ pub mod bech32;
 pub mod bolt11;
 pub mod classify;
 pub mod control;
+pub mod ctv;
 pub mod dedup;
 pub mod fees;
 pub mod identity;

@@ -62,6 +62,8 @@ pub struct PaymentSettings {
     pub budgets: BTreeMap<String, u64>,
     pub budget_window_secs: u64,
     pub treasury_address: Option<String>,
+    /// Confirmations a CTV proof's funding output needs.
+    pub ctv_min_confirmations: u64,
 }
 
 impl Default for PaymentSettings {
@@ -84,6 +86,7 @@ impl Default for PaymentSettings {
             budgets: BTreeMap::new(),
             budget_window_secs: 86_400,
             treasury_address: None,
+            ctv_min_confirmations: 1,
         }
     }
 }
@@ -141,6 +144,7 @@ impl PaymentSettings {
                 }
             }
             "treasury_address" => self.treasury_address = Some(text()?.to_string()),
+            "ctv_min_confirmations" => self.ctv_min_confirmations = int(k, v, 0, 10_000)?,
             _ => return Ok(false),
         }
         Ok(true)

@@ -1,8 +1,10 @@
 //! A paid packet at a payment-gated node: the fee is at least the
 //! destination's schedule, this node's entry of the bundle proves payment
-//! of its share for this very packet, and its payment hash was never used
-//! here. The hash is then written durably (with the ledger) before the
-//! packet goes on, and a PaymentVerified event names the payment.
+//! of its share for this very packet (a paid invoice, or a CTV template
+//! whose funding output the node backend confirms), and its payment hash
+//! (for CTV: its funding outpoint) was never used here. The hash is then
+//! written durably (with the ledger) before the packet goes on, and a
+//! PaymentVerified event names the payment.
 
 use super::forward::{answer, pass_on, way_back};
 use super::state::Node;
@@ -10,7 +12,7 @@ use super::{paystore, store, Ctx};
 use commons_mesh::mesh_api::{encode, NackReason, NodeId, PacketId, PaymentEvent, PaymentFault};
 use commons_mesh::now_ms;
 use commons_mesh::packet::DataPacket;
-use commons_mesh::proof::{payee_share, shares, verify_entry, Expected};
+use commons_mesh::proof::{payee_share, shares, verify, Expected, Proven};
 use hostd_sdk::EventType;
 use std::sync::MutexGuard;
 
@@ -57,54 +59,65 @@ pub fn on_paid(ctx: &Ctx, mut n: MutexGuard<'_, Node>, peer: &NodeId, p: DataPac
         currency: ps.network,
         max_expiry_secs: ps.max_invoice_expiry_secs,
     };
-    let checked = match verify_entry(&p.payment, i, &e) {
-        Ok(c) => c,
+    let proven = match verify(&p.payment, i, &e) {
+        Ok(v) => v,
         Err(fault) => return refuse(ctx, &mut n, peer, &p, pid, fault),
     };
-    let hash = checked.payment_hash;
-    if n.pay.in_flight.contains(&hash) {
+    let (retention_ms, reach_ms) = (ps.replay_retention_secs * 1000, u64::from(n.settings.max_ttl_secs) * 1000 + n.settings.clock_skew_ms);
+    let min_conf = ps.ctv_min_confirmations;
+    let (key, sats, keep_until) = match &proven {
+        // Kept until no packet could carry this invoice any more: the
+        // retention, or the invoice's expiry plus a packet's ttl and skew.
+        Proven::Invoice(c) => (c.payment_hash, c.amount_sats, (now + retention_ms).max(c.expires_at * 1000 + reach_ms)),
+        Proven::Ctv(c) => (c.replay_key, c.amount_sats, now + retention_ms),
+    };
+    if n.pay.in_flight.contains(&key) {
         return refuse(ctx, &mut n, peer, &p, pid, PaymentFault::Replayed);
     }
     if n.pay.replay_count >= ps.max_replay_entries as u64 {
         return storage_failed(ctx, &mut n, peer, &p, pid, "replay_store_full");
     }
-    // Kept until no packet could carry this invoice any more: the
-    // retention, or the invoice's expiry plus a packet's ttl and skew.
-    let keep_until = (now + ps.replay_retention_secs * 1000).max(checked.expires_at * 1000 + u64::from(n.settings.max_ttl_secs) * 1000 + n.settings.clock_skew_ms);
-    n.pay.in_flight.insert(hash);
+    n.pay.in_flight.insert(key);
     drop(n);
     let (ctx, peer, raw) = (ctx.clone(), *peer, raw.to_vec());
     tokio::spawn(async move {
-        let seen = paystore::seen(&ctx.client, &hash).await;
+        if let Proven::Ctv(c) = &proven {
+            if let Err(fault) = funded(&ctx, c, min_conf).await {
+                let mut n = ctx.node();
+                n.pay.in_flight.remove(&key);
+                return refuse(&ctx, &mut n, &peer, &p, pid, fault);
+            }
+        }
+        let seen = paystore::seen(&ctx.client, &key).await;
         let ops = {
             let mut n = ctx.node();
             match seen {
                 Ok(false) => {}
                 Ok(true) => {
-                    n.pay.in_flight.remove(&hash);
+                    n.pay.in_flight.remove(&key);
                     return refuse(&ctx, &mut n, &peer, &p, pid, PaymentFault::Replayed);
                 }
                 Err(_) => {
-                    n.pay.in_flight.remove(&hash);
+                    n.pay.in_flight.remove(&key);
                     return storage_failed(&ctx, &mut n, &peer, &p, pid, "replay_store_error");
                 }
             }
             n.pay.replay_count += 1;
-            n.pay.ledger.received_sats = n.pay.ledger.received_sats.saturating_add(checked.amount_sats);
+            n.pay.ledger.received_sats = n.pay.ledger.received_sats.saturating_add(sats);
             n.pay.ledger.packets_verified += 1;
-            paystore::record_ops(&hash, keep_until, &n.pay.ledger, n.pay.replay_count)
+            paystore::record_ops(&key, keep_until, &n.pay.ledger, n.pay.replay_count)
         };
         let stored = ctx.client.storage_batch(store::TREE, ops).await;
         if let Err(e) = stored {
-            ctx.client.error(&format!("storing payment hash {}: {e}; the packet is refused", commons_mesh::mesh_api::hex(&hash)));
+            ctx.client.error(&format!("storing payment hash {}: {e}; the packet is refused", commons_mesh::mesh_api::hex(&key)));
             let mut n = ctx.node();
-            n.pay.in_flight.remove(&hash);
+            n.pay.in_flight.remove(&key);
             n.pay.replay_count -= 1;
-            n.pay.ledger.received_sats -= checked.amount_sats;
+            n.pay.ledger.received_sats -= sats;
             n.pay.ledger.packets_verified -= 1;
             return storage_failed(&ctx, &mut n, &peer, &p, pid, "replay_store_error");
         }
-        let event = PaymentEvent { role: role.as_str().to_string(), sats: checked.amount_sats, payment_hash: hash, packet_id: pid };
+        let event = PaymentEvent { role: role.as_str().to_string(), sats, payment_hash: key, packet_id: pid };
         let publisher = ctx.clone();
         tokio::spawn(async move {
             if let Err(e) = publisher.client.publish_event(EventType::PaymentVerified, encode(&event)).await {
@@ -112,7 +125,26 @@ pub fn on_paid(ctx: &Ctx, mut n: MutexGuard<'_, Node>, peer: &NodeId, p: DataPac
             }
         });
         let mut n = ctx.node();
-        n.pay.in_flight.remove(&hash);
+        n.pay.in_flight.remove(&key);
         pass_on(&ctx, n, &peer, p, pid, &raw, now_ms());
     });
+}
+
+/// A CTV proof's funding output, as the node backend sees it: the
+/// template's `<H> OP_CTV` script with `min_conf` confirmations. Without
+/// a node (hostd answers NoNodeAttached or cannot reach it) nothing can
+/// be confirmed, and the proof is refused.
+async fn funded(ctx: &Ctx, c: &commons_mesh::ctv::Pending, min_conf: u64) -> Result<(), PaymentFault> {
+    let utxo = match ctx.client.get_utxo(c.funding_txid, c.funding_vout).await {
+        Ok(u) => u,
+        Err(e) => {
+            ctx.client.warn(&format!("a CTV proof needs the chain, which hostd cannot give: {e}"));
+            return Err(PaymentFault::CtvWithoutNode);
+        }
+    };
+    let tip = ctx.client.get_block_height().await.map_err(|_| PaymentFault::CtvWithoutNode)?;
+    match utxo {
+        Some(u) if u.script_pubkey == c.script && u.height > 0 && tip + 1 >= u.height + min_conf => Ok(()),
+        _ => Err(PaymentFault::CtvUnfunded),
+    }
 }

@@ -13,7 +13,7 @@
 //! | `paid-expired` | destination's invoice expired before the packet, same key | destination: expired |
 //! | `paid-reordered` | first and last entries swapped (outside the source's signature) | first router: not_payee |
 //! | `paid-other-packet` | the last valid packet's bundle on a new packet | first router: wrong_packet |
-//! | `paid-ctv` | a CTV proof | first router: ctv_without_node |
+//! | `paid-ctv` | a well-formed CTV template (no node can confirm its funding) | first router: ctv_without_node |
 //!
 //! The Lightning-key kinds play a Lightning node that, as real ones do,
 //! issues an invoice for whatever amount, description hash and expiry a
@@ -21,6 +21,7 @@
 //! (`lightning_key`), the attacker holds its secret (`ln_secret`).
 
 use commons_mesh::bolt11::{Currency, Unsigned};
+use commons_mesh::ctv::{self, CtvProof, Tx, TxIn, TxOut};
 use commons_mesh::identity::{random_bytes, sha256, Identity};
 use commons_mesh::mesh_api::{NodeId, PacketId, TrafficClass};
 use commons_mesh::packet::{DataPacket, FLAG_ACK, MAX_ROUTERS};
@@ -100,7 +101,15 @@ pub fn start(kind: &str, id: &Identity, seq: u64, t: Target, last_bundle: Option
     let pid = packet.sign(id);
     match kind {
         "paid-ctv" => {
-            packet.payment = Bundle::Ctv(b"a template and a funding outpoint no node can check".to_vec()).encode();
+            // A well-formed template paying every payee its share and
+            // committing the packet: only the chain can say it is funded.
+            let s = shares(packet.fee_sats, &packet.routers);
+            let payees = packet.routers.iter().zip(&s.routers).map(|(r, v)| (*r, *v)).chain(std::iter::once((packet.destination, s.destination)));
+            let mut outputs: Vec<TxOut> = payees.map(|(p, v)| TxOut { value: v, script: ctv::p2tr(&p) }).collect();
+            outputs.push(TxOut { value: 0, script: ctv::commitment(&pid) });
+            let funding_txid = random_bytes::<32>().map_err(|e| e.to_string())?;
+            let tx = Tx { version: 2, inputs: vec![TxIn { prev_txid: funding_txid, prev_vout: 0, script_sig: Vec::new(), sequence: 0xffff_ffff }], outputs, lock_time: 0 };
+            packet.payment = Bundle::Ctv(CtvProof { input_index: 0, funding_txid, funding_vout: 0, tx: tx.serialize() }.encode()).encode();
             Ok((Step::Packet(Box::new(packet), pid), None))
         }
         "paid-other-packet" => {
