@@ -79,7 +79,12 @@ impl ShareMeter {
         for e in entities {
             if !seen.contains(&e) {
                 seen.push(e);
-                *b.1.entry(e.clone()).or_default() += bytes;
+                match b.1.get_mut(e) {
+                    Some(v) => *v += bytes,
+                    None => {
+                        b.1.insert(e.clone(), bytes);
+                    }
+                }
             }
         }
     }

@@ -43,25 +43,23 @@ pub fn on_call(ctx: &Ctx, call: InvocationCall) {
                 Ok(r) => r,
                 Err(e) => return call.reply(Err(bad(e))),
             };
-            let ctx = ctx.clone();
-            tokio::spawn(async move {
-                match pay::send(&ctx, &caller, &req).await {
-                    Err(e) => call.reply(Err(e)),
-                    Ok((resp, None)) => call.reply(Ok(encode(&resp))),
-                    Ok((mut resp, Some(rx))) => {
-                        let wait = Duration::from_millis(ctx.node().settings.confirm_timeout_ms);
-                        resp.delivery = match tokio::time::timeout(wait, rx).await {
-                            Ok(Ok(d)) => d,
-                            _ => api::Delivery::NoAnswer,
-                        };
-                        if let api::Delivery::Nacked { reason, .. } = &resp.delivery {
-                            resp.success = false;
-                            resp.error = Some(reason.to_string());
-                        }
-                        call.reply(Ok(encode(&resp)));
-                    }
+            match pay::begin(ctx, &req) {
+                Err(e) => call.reply(Err(e)),
+                Ok(pay::Begun::Done(resp, None)) => call.reply(Ok(encode(&resp))),
+                Ok(pay::Begun::Done(resp, Some(rx))) => {
+                    tokio::spawn(answer_when_confirmed(ctx.clone(), call, resp, rx));
                 }
-            });
+                Ok(pay::Begun::Paying(o)) => {
+                    let ctx = ctx.clone();
+                    tokio::spawn(async move {
+                        match pay::paid(&ctx, &caller, *o).await {
+                            Err(e) => call.reply(Err(e)),
+                            Ok((resp, None)) => call.reply(Ok(encode(&resp))),
+                            Ok((resp, Some(rx))) => answer_when_confirmed(ctx, call, resp, rx).await,
+                        }
+                    });
+                }
+            }
         }
         method::DISCOVER_ROUTE => {
             let req: api::DiscoverRouteRequest = match decode(&params) {
@@ -90,6 +88,20 @@ pub fn on_call(ctx: &Ctx, call: InvocationCall) {
         method::GET_NODE_ID => call.reply(Ok(encode(&ctx.id.node_id()))),
         other => call.reply(Err(ErrorBody::new(ErrorCode::NotFound, format!("commons-mesh has no method {other:?}")))),
     }
+}
+
+/// Reply to a confirmed send once its ACK or NACK is in (or not, in time).
+async fn answer_when_confirmed(ctx: Ctx, call: InvocationCall, mut resp: api::SendPacketResponse, rx: tokio::sync::oneshot::Receiver<api::Delivery>) {
+    let wait = Duration::from_millis(ctx.node().settings.confirm_timeout_ms);
+    resp.delivery = match tokio::time::timeout(wait, rx).await {
+        Ok(Ok(d)) => d,
+        _ => api::Delivery::NoAnswer,
+    };
+    if let api::Delivery::Nacked { reason, .. } = &resp.delivery {
+        resp.success = false;
+        resp.error = Some(reason.to_string());
+    }
+    call.reply(Ok(encode(&resp)));
 }
 
 async fn register_handler(ctx: &Ctx, caller: &str, req: api::RegisterProtocolRequest) -> Result<(), ErrorBody> {

@@ -32,6 +32,7 @@ pub fn on_up(ctx: &Ctx, info: LinkInfo) {
     let (tx, rx) = mpsc::channel(n.settings.link_queue_frames);
     let link = Link {
         peer_addr: info.peer.clone(),
+        peer_ip: info.peer.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()),
         inbound: info.inbound,
         max_frame: info.max_frame,
         tx,

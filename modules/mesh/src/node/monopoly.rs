@@ -59,11 +59,22 @@ pub fn entity_of(n: &Node, id: &NodeId) -> String {
     if let Some(e) = n.entities.get(id) {
         return e.clone();
     }
-    let addr = n.link_to(id).and_then(|l| n.links.get(&l)).and_then(|l| l.peer_addr.parse::<std::net::SocketAddr>().ok());
-    match addr {
-        Some(a) if routable(a.ip()) => format!("net:{}", network_group(a.ip())),
-        _ => format!("node:{}", &commons_mesh::mesh_api::hex(id)[..16]),
+    match routable_neighbour(n, id) {
+        Some(ip) => format!("net:{}", network_group(ip)),
+        None => format!("node:{}", commons_mesh::mesh_api::hex(&id[..8])),
     }
+}
+
+/// `id`'s address if it is a neighbour linked from a routable one.
+fn routable_neighbour(n: &Node, id: &NodeId) -> Option<std::net::IpAddr> {
+    n.link_to(id).and_then(|l| n.links.get(&l)).and_then(|l| l.peer_ip).filter(|ip| routable(*ip))
+}
+
+/// Whether every router on `routers` is its own entity: none in the
+/// operator's map or in a network group, none twice. Then no rule can be
+/// broken, and nothing needs naming (the per-packet fast path).
+fn all_distinct(n: &Node, routers: &[NodeId]) -> bool {
+    routers.iter().enumerate().all(|(i, r)| !n.entities.contains_key(r) && routable_neighbour(n, r).is_none() && !routers[..i].contains(r))
 }
 
 pub fn entities_of(n: &Node, routers: &[NodeId]) -> Vec<String> {
@@ -99,7 +110,7 @@ pub fn choose_path(n: &mut Node, paths: Vec<Path>, bytes: usize, now: u64) -> Re
 
 /// A router's check of the path it is asked to carry.
 pub fn refuses(n: &mut Node, routers: &[NodeId]) -> bool {
-    if n.settings.monopoly.mode == Mode::Off || routers.len() < 2 {
+    if n.settings.monopoly.mode == Mode::Off || routers.len() < 2 || all_distinct(n, routers) {
         return false;
     }
     let refused = diversity_violation(&entities_of(n, routers)).is_some();

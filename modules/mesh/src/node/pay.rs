@@ -27,25 +27,46 @@ fn failed(m: String) -> ErrorBody {
     ErrorBody::new(ErrorCode::Forbidden, m)
 }
 
-/// Send `req` for `caller`; paid if needed and within its budget.
-pub async fn send(ctx: &Ctx, caller: &str, req: &SendPacketRequest) -> Result<(SendPacketResponse, Option<oneshot::Receiver<Delivery>>), ErrorBody> {
-    let mut o = match forward::prepare(ctx, req)? {
-        Ok(o) => o,
-        Err(refused) => return Ok((refused, None)),
-    };
-    if o.needs_payment {
-        let fee = o.packet.fee_sats;
-        if let Err(why) = charge(ctx, caller, fee) {
-            let reason = NackReason::PaymentRequired { fee_sats: fee };
-            let by = ctx.id.node_id();
-            return Ok((SendPacketResponse { error: Some(why), delivery: Delivery::Nacked { by, reason }, ..o.response }, None));
-        }
-        if let Err(e) = settle(ctx, caller, &mut o).await {
-            refund(ctx, caller, fee);
-            return Err(e);
-        }
+/// A send, as far as it got without waiting.
+pub enum Begun {
+    /// Sent (or refused by this node's own mode): the answer, and the
+    /// receiver of the ACK/NACK if confirmed.
+    Done(SendPacketResponse, Option<oneshot::Receiver<Delivery>>),
+    /// Signed, and a payee on the path takes payment: `paid` next.
+    Paying(Box<Outgoing>),
+}
+
+/// Prepare `req`; an unpaid packet goes at once (no task, no await: the
+/// hot path of free traffic).
+pub fn begin(ctx: &Ctx, req: &SendPacketRequest) -> Result<Begun, ErrorBody> {
+    match forward::prepare(ctx, req)? {
+        Err(refused) => Ok(Begun::Done(refused, None)),
+        Ok(o) if o.needs_payment => Ok(Begun::Paying(Box::new(o))),
+        Ok(o) => forward::launch(ctx, o).map(|(r, rx)| Begun::Done(r, rx)),
+    }
+}
+
+/// Pay for `o` from `caller`'s budget, then send it.
+pub async fn paid(ctx: &Ctx, caller: &str, mut o: Outgoing) -> Result<(SendPacketResponse, Option<oneshot::Receiver<Delivery>>), ErrorBody> {
+    let fee = o.packet.fee_sats;
+    if let Err(why) = charge(ctx, caller, fee) {
+        let reason = NackReason::PaymentRequired { fee_sats: fee };
+        let by = ctx.id.node_id();
+        return Ok((SendPacketResponse { error: Some(why), delivery: Delivery::Nacked { by, reason }, ..o.response }, None));
+    }
+    if let Err(e) = settle(ctx, caller, &mut o).await {
+        refund(ctx, caller, fee);
+        return Err(e);
     }
     forward::launch(ctx, o)
+}
+
+/// Send `req` for `caller`; paid if needed and within its budget.
+pub async fn send(ctx: &Ctx, caller: &str, req: &SendPacketRequest) -> Result<(SendPacketResponse, Option<oneshot::Receiver<Delivery>>), ErrorBody> {
+    match begin(ctx, req)? {
+        Begun::Done(r, rx) => Ok((r, rx)),
+        Begun::Paying(o) => paid(ctx, caller, *o).await,
+    }
 }
 
 /// Take `fee` from `caller`'s budget window, or say why not.

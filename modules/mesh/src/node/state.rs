@@ -14,6 +14,8 @@ use tokio::sync::{mpsc, oneshot};
 /// One of our mesh links.
 pub struct Link {
     pub peer_addr: String,
+    /// `peer_addr`'s address, parsed once (anti-monopoly's network groups).
+    pub peer_ip: Option<std::net::IpAddr>,
     pub inbound: bool,
     pub max_frame: u32,
     pub tx: mpsc::Sender<Vec<u8>>,
