@@ -83,6 +83,11 @@ struct PaidBed {
 }
 
 fn paid_attack_bed() -> PaidBed {
+    paid_attack_bed_with("")
+}
+
+/// `paid_attack_bed` with `router_extra` in the first router's mesh config.
+fn paid_attack_bed_with(router_extra: &str) -> PaidBed {
     let bed = NetBed::new(4, &[(0, 1), (1, 2), (2, 3)]).expect("netbed");
     let ln_pub = hex(&Identity::from_secret(LN_SECRET).expect("key").public_key());
     let mut attacker = HostdEnv::new(
@@ -99,7 +104,11 @@ fn paid_attack_bed() -> PaidBed {
     let mut hosts: Vec<HostdEnv> = (1..4)
         .map(|h| {
             let peers = if h < 3 { vec![addr(&bed, h, h + 1)] } else { vec![] };
-            let extra = if h == 3 { format!("{}lightning_key = {ln_pub:?}\n", paid(0)) } else { paid(0) };
+            let extra = match h {
+                3 => format!("{}lightning_key = {ln_pub:?}\n", paid(0)),
+                1 => format!("{}{router_extra}", paid(0)),
+                _ => paid(0),
+            };
             mesh_host(&bed, h, "payment_gated", &peers, &extra, "")
         })
         .collect();
@@ -249,4 +258,33 @@ fn three_hundred_paid_packets_over_zero_to_three_routers_account_for_every_sat()
     let received: u64 = (1..5).map(|h| sats(&hosts[h], "received_sats")).sum();
     assert_eq!(received + due, total, "the payees received exactly ΣF − treasury");
     eprintln!("ΣF = {total} sats over {} packets: received {received}, treasury due {due}, per host {want:?}", 4 * per);
+}
+
+/// A peer flooding a payee with quote requests (each would cost the payee
+/// a signature and a held preimage) is cut at `quotes_per_sec` on its
+/// link: 2,000 requests in a burst, the router answers at most its limit
+/// per second, counts the rest (`quote_rate`) and holds no more quotes than
+/// it answered. Control: a paid packet from the same peer a second later
+/// is quoted, paid and delivered.
+#[test]
+fn a_quote_flood_is_cut_per_link_and_paid_traffic_still_passes() {
+    if !require_daemon("mesh quote flood") {
+        return;
+    }
+    let b = paid_attack_bed_with("quotes_per_sec = 50\n");
+    let routers = format!("{},{}", b.ids[0], b.ids[1]);
+    let out = attacker_ctl(&b.attacker, &["attack", "burst-quotes", &b.ids[2], &routers, "2000"]);
+    assert!(out.starts_with("prepared 2000"), "{out}");
+    let started = std::time::Instant::now();
+    let out = attacker_ctl(&b.attacker, &["attack", "burst-fire", &b.ids[0]]);
+    assert!(out.starts_with("fired 2000"), "{out}");
+    let (cut, _) = wait_for("the flood counted at router 1", T, || mesh(&b.hosts[0], &["status"])["dropped"]["quote_rate"].as_u64().unwrap_or(0), |n| *n >= 1000);
+    let s = mesh(&b.hosts[0], &["status"]);
+    let secs = started.elapsed().as_secs() + 1;
+    let held = s["payments"]["pending_quotes"].as_u64().unwrap_or(u64::MAX);
+    assert!(held <= 50 * secs, "router 1 holds {held} quotes after {secs} s (limit 50/s): {:#}", s["payments"]);
+    eprintln!("2000 quote requests: {cut} cut at router 1, {held} quotes held");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    b.attack("paid-valid");
+    wait_for("control: a paid packet still passes", T, || b.delivered(), |n| *n == 1);
 }

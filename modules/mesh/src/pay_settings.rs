@@ -53,6 +53,8 @@ pub struct PaymentSettings {
     /// Invoices issued and not yet paid, held at most.
     pub max_pending_quotes: usize,
     pub quote_timeout_ms: u64,
+    /// Per link, invoices issued for quotes per second.
+    pub quotes_per_sec: u32,
     /// A quote and payment round trip, end to end.
     pub pay_timeout_ms: u64,
     pub max_routing_fee_msat: u64,
@@ -80,6 +82,7 @@ impl Default for PaymentSettings {
             replay_prune_ms: 60_000,
             max_pending_quotes: 65_536,
             quote_timeout_ms: 60_000,
+            quotes_per_sec: 1000,
             pay_timeout_ms: 10_000,
             max_routing_fee_msat: 10_000,
             budget_sats: 0,
@@ -133,6 +136,7 @@ impl PaymentSettings {
             "replay_prune_ms" => self.replay_prune_ms = int(k, v, 100, 3_600_000)?,
             "max_pending_quotes" => self.max_pending_quotes = int(k, v, 1, 10_000_000)? as usize,
             "quote_timeout_ms" => self.quote_timeout_ms = int(k, v, 100, 3_600_000)?,
+            "quotes_per_sec" => self.quotes_per_sec = int(k, v, 1, 1_000_000)? as u32,
             "pay_timeout_ms" => self.pay_timeout_ms = int(k, v, 100, 600_000)?,
             "max_routing_fee_msat" => self.max_routing_fee_msat = int(k, v, 0, i64::MAX)?,
             "pay_budget_sats" => self.budget_sats = int(k, v, 0, i64::MAX)?,

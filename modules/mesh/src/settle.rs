@@ -21,7 +21,7 @@
 //! ```
 
 use crate::bolt11::MAX_INVOICE;
-use crate::packet::{path_hop, path_previous, MAX_ROUTERS, VERSION};
+use crate::packet::{path_hop, path_previous, DataPacket, MAX_ROUTERS, VERSION};
 use crate::wire::{Reader, WireError, Writer};
 use mesh_api::{NodeId, PacketId};
 
@@ -54,6 +54,23 @@ pub struct Settle {
 }
 
 impl Settle {
+    /// `stage` for `packet` (id `packet_id`), leaving its source.
+    pub fn outbound(stage: Stage, packet: &DataPacket, packet_id: PacketId, invoices: Vec<String>) -> Settle {
+        Settle {
+            stage,
+            back: false,
+            source: packet.source,
+            destination: packet.destination,
+            routers: packet.routers.clone(),
+            hop_index: 0,
+            packet_id,
+            fee_sats: packet.fee_sats,
+            created_ms: packet.created_ms,
+            invoices,
+            preimages: Vec::new(),
+        }
+    }
+
     /// The node position `i` of this copy's way is addressed to.
     pub fn hop(&self, i: usize) -> Option<&NodeId> {
         if !self.back {

@@ -44,6 +44,7 @@ pub fn on_up(ctx: &Ctx, info: LinkInfo) {
         rtt_us: 0,
         control_window: (0, 0),
         advert_window: (0, 0),
+        quote_window: (0, 0),
         frames_in: 0,
         frames_out: 0,
         dropped_full: 0,

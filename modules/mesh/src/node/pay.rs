@@ -96,23 +96,13 @@ fn refund(ctx: &Ctx, caller: &str, fee: u64) {
 
 /// One round trip of `stage` along the packet's path.
 async fn round_trip(ctx: &Ctx, o: &Outgoing, stage: Stage, invoices: Vec<String>) -> Result<Settle, ErrorBody> {
-    let p = &o.packet;
-    let s = Settle {
-        stage,
-        back: false,
-        source: p.source,
-        destination: p.destination,
-        routers: p.routers.clone(),
-        hop_index: 0,
-        packet_id: o.pid,
-        fee_sats: p.fee_sats,
-        created_ms: p.created_ms,
-        invoices,
-        preimages: Vec::new(),
-    };
+    let s = Settle::outbound(stage, &o.packet, o.pid, invoices);
     let (tx, rx) = oneshot::channel();
     let wait = {
         let mut n = ctx.node();
+        if n.pay.settling.len() >= n.settings.payments.max_pending_quotes {
+            return Err(ErrorBody::new(ErrorCode::Busy, format!("{} payments are under way ([mesh] max_pending_quotes)", n.pay.settling.len())));
+        }
         n.pay.settling.insert((o.pid, stage), tx);
         if !n.send(o.link, LinkMsg::Settle(s).encode()) {
             n.pay.settling.remove(&(o.pid, stage));

@@ -30,6 +30,9 @@ pub struct Link {
     pub control_window: (u64, u32),
     /// Adverts this second (rate limit).
     pub advert_window: (u64, u32),
+    /// Invoices issued for quotes from this link this second (each costs
+    /// a signature and a held preimage).
+    pub quote_window: (u64, u32),
     pub frames_in: u64,
     pub frames_out: u64,
     pub dropped_full: u64,
@@ -110,6 +113,7 @@ pub struct Payments {
     pub refused: BTreeMap<&'static str, u64>,
     /// Calling module → (budget window start, unix s; sats spent in it).
     pub spent: HashMap<String, (u64, u64)>,
+    /// Stub quotes by sha256 of the invoice's text.
     pub quotes: HashMap<[u8; 32], Quote>,
     /// Round trips this node started, by packet and stage.
     pub settling: HashMap<(PacketId, Stage), oneshot::Sender<Settle>>,
@@ -237,6 +241,23 @@ impl Node {
         l.control_window.1 += 1;
         if l.control_window.1 > limit {
             self.counters.drop("control_rate");
+            return false;
+        }
+        true
+    }
+
+    /// Count one invoice issued for a quote that came over `link`; false
+    /// (and counted) past `quotes_per_sec`.
+    pub fn allow_quote(&mut self, link: u64) -> bool {
+        let now_s = commons_mesh::now_ms() / 1000;
+        let limit = self.settings.payments.quotes_per_sec;
+        let Some(l) = self.links.get_mut(&link) else { return false };
+        if l.quote_window.0 != now_s {
+            l.quote_window = (now_s, 0);
+        }
+        l.quote_window.1 += 1;
+        if l.quote_window.1 > limit {
+            self.counters.drop("quote_rate");
             return false;
         }
         true

@@ -237,7 +237,7 @@ async fn main() {
     }
 }
 
-/// `burst-free|burst-paid <dest> <routers> <n>` prepare n frames of 1 KiB
+/// `burst-free|burst-paid|burst-quotes <dest> <routers> <n>` prepare n frames (1 KiB packets, or quote requests)
 /// (`Ok(Err(run))`: a paid preparation is under way and answers when done);
 /// `burst-fire <first hop>` sends them all.
 async fn burst_command(client: &hostd_sdk::Client, a: &mut Attacker, args: &[String], fee_sats: u64) -> Result<Result<String, paid::PaidRun>, String> {
@@ -258,6 +258,18 @@ async fn burst_command(client: &hostd_sdk::Client, a: &mut Attacker, args: &[Str
     };
     let n: u64 = args.get(3).and_then(|v| v.parse().ok()).ok_or("a count is needed")?;
     a.burst.frames.clear();
+    if args[0] == "burst-quotes" {
+        // Quote requests for n distinct packets, never paid: what a peer
+        // flooding payees with invoice requests sends.
+        for _ in 0..n {
+            a.seq += 1;
+            let target = paid::Target { dest, routers: routers.clone(), fee_sats, payload_len: 0 };
+            if let (paid::Step::Settle(q), _) = paid::start("paid-valid", &a.id, a.seq, target, None)? {
+                a.burst.frames.push(LinkMsg::Settle(q).encode());
+            }
+        }
+        return Ok(Ok(format!("prepared {n}\n")));
+    }
     if args[0] == "burst-free" {
         a.burst.frames = burst::free(&a.id, &mut a.seq, dest, &routers, n, SIZE)?;
         return Ok(Ok(format!("prepared {n}\n")));

@@ -51,20 +51,7 @@ pub struct Keys<'a> {
 }
 
 fn settle(run: &PaidRun, stage: Stage) -> Settle {
-    let p = &run.packet;
-    Settle {
-        stage,
-        back: false,
-        source: p.source,
-        destination: p.destination,
-        routers: p.routers.clone(),
-        hop_index: 0,
-        packet_id: run.pid,
-        fee_sats: p.fee_sats,
-        created_ms: p.created_ms,
-        invoices: if stage == Stage::Pay { run.invoices.clone() } else { Vec::new() },
-        preimages: Vec::new(),
-    }
+    Settle::outbound(stage, &run.packet, run.pid, if stage == Stage::Pay { run.invoices.clone() } else { Vec::new() })
 }
 
 /// Where a paid packet goes, what it pays and how long its payload is.
