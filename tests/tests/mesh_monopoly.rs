@@ -13,6 +13,8 @@
 //! entities compete for S's traffic (acme, the Y path, the Z path): a cap
 //! of 0.4 can hold only with at least three (1 / 0.4 = 2.5).
 
+use commons_mesh::entity::EntityCert;
+use commons_mesh::identity::Identity;
 use hostd_tests::daemon_env::HostdEnv;
 use hostd_tests::meshnet::*;
 use hostd_tests::netbed::NetBed;
@@ -24,10 +26,16 @@ const D: usize = 1;
 const X1: usize = 2;
 const X2: usize = 3;
 
+/// The test's entity authority (the operator who vouches that X1 and X2
+/// are acme's).
+const AUTHORITY: [u8; 32] = [0x77; 32];
+
 /// Every host: open mode, no free-traffic limit in the way, shares count
-/// from the first byte, cap 0.4; S's mode comes from `anti_monopoly`.
+/// from the first byte, cap 0.4, AUTHORITY trusted; S's mode comes from
+/// `anti_monopoly`.
 fn extra(anti_monopoly: &str) -> String {
-    format!("free_bytes_per_sec = 1073741824\nentity_min_bytes = 0\nentity_cap = 0.4\nanti_monopoly = \"{anti_monopoly}\"\n")
+    let authority = commons_mesh::mesh_api::hex(&Identity::from_secret(AUTHORITY).expect("key").node_id());
+    format!("free_bytes_per_sec = 1073741824\nentity_min_bytes = 0\nentity_cap = 0.4\nanti_monopoly = \"{anti_monopoly}\"\nentity_authorities = [\"{authority}\"]\n")
 }
 
 struct Bed {
@@ -72,6 +80,19 @@ fn set_entity(env: &HostdEnv, node: &str, name: &str) {
     assert_eq!(out["entity"].as_str(), Some(name), "{out}");
 }
 
+/// Give router `h` its acme certificate (signed by AUTHORITY for its
+/// NodeId, as `commons-mesh entity-authority sign` would) and restart it.
+fn certify_acme(b: &mut Bed, h: usize) {
+    let node = commons_mesh::mesh_api::parse_node_id(&b.ids[h]).expect("id");
+    let cert = EntityCert::sign(&Identity::from_secret(AUTHORITY).expect("key"), "acme", &node);
+    let env = &mut b.hosts[h];
+    env.stop();
+    let config = std::fs::read_to_string(&env.config).expect("config");
+    let config = config.replacen("[modules.commons-mesh.mesh]\n", &format!("[modules.commons-mesh.mesh]\nentity_certificate = {:?}\n", cert.to_text()), 1);
+    std::fs::write(&env.config, config).expect("config");
+    start(env);
+}
+
 /// Restart S with `anti_monopoly = mode` (its storage, and so its identity
 /// and entity map, stay; its share meter starts afresh).
 fn restart_source(b: &mut Bed, mode: &str) {
@@ -96,10 +117,12 @@ fn send(b: &Bed, n: u64) {
 
 /// With the cap off (the control) the cheapest entity, acme, carries
 /// nearly all of S's traffic; with a 0.4 cap in relaxed mode it carries at
-/// most 0.42 over 1,000 packets, every packet still delivered. A router
-/// refuses a path through two routers of one entity (control: the same
-/// path passes before the operator names the entity). In strict mode, with
-/// every router one entity, the send fails with RouteFailed "anti-monopoly".
+/// most 0.42 over 1,000 packets, every packet still delivered. acme is
+/// known from entity certificates (an authority every node trusts). A
+/// router refuses a path through two routers of one entity (control: the
+/// same path passes before they are certified). In strict mode, with every
+/// router one entity (the rest named with the `entity` CLI), the send
+/// fails with RouteFailed "anti-monopoly".
 #[test]
 fn the_entity_cap_holds_routers_refuse_one_entity_paths_and_strict_mode_fails_loudly() {
     if !require_daemon("mesh anti-monopoly") {
@@ -114,10 +137,13 @@ fn the_entity_cap_holds_routers_refuse_one_entity_paths_and_strict_mode_fails_lo
     // Control: before anyone names acme, the X1 → X2 path is two entities.
     attack(&b);
     wait_for("control: the attacker's packet over X1, X2 is delivered", T, || count(&report(&b.hosts[D]), "received"), |n| *n == 1);
-    for h in [S, X1, X2] {
-        set_entity(&b.hosts[h], &x1, "acme");
-        set_entity(&b.hosts[h], &x2, "acme");
-    }
+    // The operator's authority certifies X1 and X2 as acme's; every node
+    // trusts it, so no node needs a map entry for them.
+    certify_acme(&mut b, X1);
+    certify_acme(&mut b, X2);
+    wait_for("S has both one-router ways again", T, || paths_to(&b.hosts[S], &d), |p| p.iter().filter(|r| r.len() == 1).count() == 2);
+    wait_for("the attacker linked to X1 again", T, || b.attacker.module_cli("meshattack", &["peers"]), |p| p.contains(&x1));
+    wait_for("X1 sees X2's certified record", T, || paths_to(&b.hosts[X1], &d), |p| !p.is_empty());
     attack(&b);
     wait_for("X1 refuses the one-entity path", T, || monopoly(&b.hosts[X1])["paths_refused"].as_u64(), |n| *n == Some(1));
     let want = format!("{x1} Monopoly");

@@ -10,6 +10,7 @@ pub mod classify;
 pub mod control;
 pub mod ctv;
 pub mod dedup;
+pub mod entity;
 pub mod fees;
 pub mod identity;
 pub mod monopoly;

@@ -35,11 +35,15 @@ pub struct MonopolySettings {
     pub min_bytes: u64,
     pub entities: BTreeMap<NodeId, String>,
     pub max_entities: usize,
+    /// Authorities whose entity certificates this node believes.
+    pub authorities: Vec<NodeId>,
+    /// This node's own certificate, carried in its record.
+    pub certificate: Option<crate::entity::EntityCert>,
 }
 
 impl Default for MonopolySettings {
     fn default() -> MonopolySettings {
-        MonopolySettings { mode: Mode::Relaxed, cap: 0.30, min_bytes: 1 << 20, entities: BTreeMap::new(), max_entities: 10_000 }
+        MonopolySettings { mode: Mode::Relaxed, cap: 0.30, min_bytes: 1 << 20, entities: BTreeMap::new(), max_entities: 10_000, authorities: Vec::new(), certificate: None }
     }
 }
 
@@ -81,6 +85,17 @@ impl MonopolySettings {
                     check_entity(name).map_err(|e| bad(&key, e))?;
                     self.entities.insert(id, name.to_string());
                 }
+            }
+            "entity_authorities" => {
+                let list = v.as_array().ok_or_else(|| bad(k, "expected a list of x-only public keys (64 hex)"))?;
+                for a in list {
+                    let a = a.as_str().ok_or_else(|| bad(k, "expected strings"))?;
+                    self.authorities.push(mesh_api::parse_node_id(a).map_err(|e| bad(k, e))?);
+                }
+            }
+            "entity_certificate" => {
+                let text = v.as_str().ok_or_else(|| bad(k, "expected \"<entity>:<authority>:<signature>\""))?;
+                self.certificate = Some(crate::entity::EntityCert::from_text(text).map_err(|e| bad(k, e))?);
             }
             _ => return Ok(false),
         }

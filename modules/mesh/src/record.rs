@@ -3,6 +3,7 @@
 //! a node live only as long as its newest record is younger than the
 //! route expiry, so a node that falls silent drops out of every table.
 
+use crate::entity::EntityCert;
 use crate::identity::{tagged_hash, verify, Identity};
 use crate::wire::{Reader, WireError, Writer};
 use mesh_api::{MeshMode, NodeId, TrafficClass};
@@ -57,6 +58,8 @@ pub struct NodeRecord {
     /// The key of the node's own Lightning node, when its invoices are
     /// issued there rather than with the mesh key (all zero: none).
     pub lightning_key: Option<[u8; 33]>,
+    /// An authority's statement of which entity runs this node.
+    pub entity_cert: Option<EntityCert>,
     pub sig: [u8; 64],
 }
 
@@ -64,6 +67,7 @@ impl NodeRecord {
     fn write_signed(&self, w: &mut Writer) {
         w.raw(&self.node_id).u8(mode_to_u8(self.mode)).u64(self.fees.base_sats).u64(self.fees.per_router_sats).u64(self.fees.per_kib_sats);
         w.u64(self.signed_ms).raw(&self.lightning_key.unwrap_or([0; 33]));
+        EntityCert::write(&self.entity_cert, w);
     }
 
     fn digest(&self) -> [u8; 32] {
@@ -72,8 +76,8 @@ impl NodeRecord {
         tagged_hash(TAG, &[&w.0])
     }
 
-    pub fn sign(id: &Identity, mode: MeshMode, fees: FeeSchedule, lightning_key: Option<[u8; 33]>, signed_ms: u64) -> NodeRecord {
-        let mut r = NodeRecord { node_id: id.node_id(), mode, fees, signed_ms, lightning_key, sig: [0; 64] };
+    pub fn sign(id: &Identity, mode: MeshMode, fees: FeeSchedule, lightning_key: Option<[u8; 33]>, entity_cert: Option<EntityCert>, signed_ms: u64) -> NodeRecord {
+        let mut r = NodeRecord { node_id: id.node_id(), mode, fees, signed_ms, lightning_key, entity_cert, sig: [0; 64] };
         r.sig = id.sign(&r.digest());
         r
     }
@@ -82,7 +86,8 @@ impl NodeRecord {
         verify(&self.node_id, &self.digest(), &self.sig)
     }
 
-    pub const LEN: usize = 32 + 1 + 8 * 4 + 33 + 64;
+    /// Without an entity certificate (one adds 1 + entity + 96 bytes).
+    pub const LEN: usize = 32 + 1 + 8 * 4 + 33 + 1 + 64;
 
     pub fn write(&self, w: &mut Writer) {
         self.write_signed(w);
@@ -96,7 +101,8 @@ impl NodeRecord {
         let signed_ms = r.u64("record time")?;
         let key: [u8; 33] = r.take(33, "record lightning key")?.try_into().map_err(|_| WireError::Invalid("lightning key"))?;
         let lightning_key = (key != [0; 33]).then_some(key);
-        Ok(NodeRecord { node_id, mode, fees, signed_ms, lightning_key, sig: r.sig("record signature")? })
+        let entity_cert = EntityCert::read(r)?;
+        Ok(NodeRecord { node_id, mode, fees, signed_ms, lightning_key, entity_cert, sig: r.sig("record signature")? })
     }
 }
 
@@ -107,7 +113,7 @@ mod tests {
     #[test]
     fn records_round_trip_and_any_change_breaks_the_signature() {
         let id = Identity::generate().unwrap();
-        let rec = NodeRecord::sign(&id, MeshMode::PaymentGated, FeeSchedule { base_sats: 10, per_router_sats: 2, per_kib_sats: 1 }, Some([2; 33]), 1234);
+        let rec = NodeRecord::sign(&id, MeshMode::PaymentGated, FeeSchedule { base_sats: 10, per_router_sats: 2, per_kib_sats: 1 }, Some([2; 33]), None, 1234);
         assert!(rec.verify());
         let mut w = Writer::default();
         rec.write(&mut w);
@@ -120,9 +126,17 @@ mod tests {
         let mut bad = rec.clone();
         bad.signed_ms += 1;
         assert!(!bad.verify());
-        let mut bad = rec;
+        let mut bad = rec.clone();
         bad.lightning_key = None;
         assert!(!bad.verify(), "the bound Lightning key is signed");
+        let authority = Identity::generate().unwrap();
+        let mut bad = rec;
+        bad.entity_cert = Some(EntityCert::sign(&authority, "acme", &id.node_id()));
+        assert!(!bad.verify(), "the certificate is signed into the record");
+        let with = NodeRecord::sign(&id, MeshMode::Open, FeeSchedule::default(), None, bad.entity_cert.clone(), 5);
+        let mut w = Writer::default();
+        with.write(&mut w);
+        assert_eq!(NodeRecord::read(&mut Reader::new(&w.0)).unwrap(), with);
     }
 
     #[test]

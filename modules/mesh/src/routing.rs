@@ -363,7 +363,7 @@ mod tests {
     }
 
     fn rec(id: &Identity, t: u64) -> NodeRecord {
-        NodeRecord::sign(id, MeshMode::Open, FeeSchedule::default(), None, t)
+        NodeRecord::sign(id, MeshMode::Open, FeeSchedule::default(), None, None, t)
     }
 
     fn entry(dest: &Identity, path: Vec<NodeId>, t: u64) -> AdvertEntry {

@@ -22,7 +22,7 @@ pub fn own_record(ctx: &Ctx, n: &mut Node, now: u64) -> NodeRecord {
     match &n.own_record {
         Some(r) if r.signed_ms + n.settings.advert_interval_ms > now => r.clone(),
         _ => {
-            let r = NodeRecord::sign(&ctx.id, n.settings.mode, n.settings.fees, n.settings.payments.lightning_key, now);
+            let r = NodeRecord::sign(&ctx.id, n.settings.mode, n.settings.fees, n.settings.payments.lightning_key, n.settings.monopoly.certificate.clone(), now);
             n.own_record = Some(r.clone());
             r
         }

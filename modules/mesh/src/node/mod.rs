@@ -73,6 +73,16 @@ pub async fn run() -> Result<(), RunError> {
     };
     client.register_cli_spec(cli::spec()).await?;
     let id = Arc::new(store::identity(&client).await?);
+    if let Some(cert) = &settings.monopoly.certificate {
+        if !cert.verify(&id.node_id()) {
+            let e = commons_mesh::settings::SettingsError {
+                key: "entity_certificate".into(),
+                why: format!("it does not certify this node ({}); have the authority sign this NodeId", commons_mesh::mesh_api::hex(&id.node_id())),
+            };
+            client.error(&e.to_string());
+            return Err(e.into());
+        }
+    }
     let (next_seq, reserved) = store::sequence(&client).await?;
     let mut node = Node::new(settings.clone(), id.node_id(), next_seq, reserved);
     (node.windows, node.reserved) = store::replay_state(&client, settings.max_sources).await?;

@@ -3,10 +3,13 @@
 //! the paths it carries.
 //!
 //! A router's entity, as this node sees it: the operator's map (config
-//! `entities`, or `hostd module commons-mesh entity <node> <name>`); else,
-//! for a neighbour linked from a routable address, that address's network
-//! group (IPv4 /16, IPv6 /32); else the router itself. What this cannot
-//! stop: one operator posing as many entities across many network groups.
+//! `entities`, or `hostd module commons-mesh entity <node> <name>`); else
+//! an entity certificate in its signed record from an authority this node
+//! trusts (`entity_authorities`); else, for a neighbour linked from a
+//! routable address, that address's network group (IPv4 /16, IPv6 /32);
+//! else the router itself. What this cannot stop: one operator posing as
+//! many entities across many network groups, where no trusted authority
+//! vouches for anyone.
 
 use super::state::Node;
 use super::{store, Ctx};
@@ -54,10 +57,40 @@ pub async fn set_entity(ctx: &Ctx, node: NodeId, name: Option<String>) -> Result
     Ok(())
 }
 
-/// `id`'s entity as this node sees it.
+/// The entity `id`'s certificate names, if an authority this node trusts
+/// signed it (this node's own: from its settings).
+fn certified(n: &Node, id: &NodeId) -> Option<String> {
+    let m = &n.settings.monopoly;
+    if *id == n.me {
+        return m.certificate.as_ref().filter(|c| m.authorities.contains(&c.authority)).map(|c| c.entity.clone());
+    }
+    if m.authorities.is_empty() {
+        return None;
+    }
+    let rec = n.table.record(id)?;
+    let cert = rec.entity_cert.as_ref()?;
+    let mut cache = n.cert_cache.borrow_mut();
+    if let Some((sig, entity)) = cache.get(id) {
+        if *sig == rec.sig {
+            return entity.clone();
+        }
+    }
+    let entity = (m.authorities.contains(&cert.authority) && cert.verify(id)).then(|| cert.entity.clone());
+    if cache.len() >= 4 * n.settings.max_routes {
+        cache.clear();
+    }
+    cache.insert(*id, (rec.sig, entity.clone()));
+    entity
+}
+
+/// `id`'s entity as this node sees it: the operator's map, a trusted
+/// certificate, a routable network group, or the node itself.
 pub fn entity_of(n: &Node, id: &NodeId) -> String {
     if let Some(e) = n.entities.get(id) {
         return e.clone();
+    }
+    if let Some(e) = certified(n, id) {
+        return e;
     }
     match routable_neighbour(n, id) {
         Some(ip) => format!("net:{}", network_group(ip)),
@@ -74,7 +107,7 @@ fn routable_neighbour(n: &Node, id: &NodeId) -> Option<std::net::IpAddr> {
 /// operator's map or in a network group, none twice. Then no rule can be
 /// broken, and nothing needs naming (the per-packet fast path).
 fn all_distinct(n: &Node, routers: &[NodeId]) -> bool {
-    routers.iter().enumerate().all(|(i, r)| !n.entities.contains_key(r) && routable_neighbour(n, r).is_none() && !routers[..i].contains(r))
+    routers.iter().enumerate().all(|(i, r)| !n.entities.contains_key(r) && routable_neighbour(n, r).is_none() && certified(n, r).is_none() && !routers[..i].contains(r))
 }
 
 pub fn entities_of(n: &Node, routers: &[NodeId]) -> Vec<String> {

@@ -120,6 +120,9 @@ pub struct Payments {
     pub stub_released: u64,
 }
 
+/// A record's signature and the entity its certificate proved (if any).
+pub type CheckedCert = ([u8; 64], Option<String>);
+
 /// Anti-monopoly counters.
 #[derive(Default)]
 pub struct MonopolyCounters {
@@ -158,6 +161,11 @@ pub struct Node {
     pub entities: BTreeMap<NodeId, String>,
     pub meter: commons_mesh::monopoly::ShareMeter,
     pub monopoly: MonopolyCounters,
+    /// Entity certificates already checked: node → (the record's
+    /// signature it came with, the entity if it verified under a trusted
+    /// authority). A signature check per router per packet would cost
+    /// more than the rest of the path check.
+    pub cert_cache: std::cell::RefCell<HashMap<NodeId, CheckedCert>>,
 }
 
 impl Node {
@@ -188,6 +196,7 @@ impl Node {
             entities: BTreeMap::new(),
             meter: Default::default(),
             monopoly: MonopolyCounters::default(),
+            cert_cache: Default::default(),
         }
     }
 

@@ -102,7 +102,7 @@ async fn main() {
             Incoming::Frame { link, data } => match LinkMsg::decode(&data) {
                 Ok(LinkMsg::Hello { nonce, .. }) => {
                     let Some(l) = a.links.get(&link) else { continue };
-                    let record = NodeRecord::sign(&a.id, MeshMode::Open, FeeSchedule::default(), None, now_ms());
+                    let record = NodeRecord::sign(&a.id, MeshMode::Open, FeeSchedule::default(), None, None, now_ms());
                     let sig = a.id.sign(&auth_digest(&nonce, &l.nonce, &a.id.node_id()));
                     let _ = client.mesh_queue(link, LinkMsg::Auth { record, sig }.encode()).await;
                 }
@@ -325,7 +325,7 @@ fn attack(a: &mut Attacker, args: &[String]) -> Result<(NodeId, Vec<u8>), String
         // A route to the victim carrying a record "signed" by the victim,
         // really by the attacker: whoever checks it closes the link.
         let victim = parse_node_id(args.get(3).ok_or("victim NodeId needed")?)?;
-        let mut record = NodeRecord::sign(&a.id, MeshMode::Open, FeeSchedule::default(), None, now_ms());
+        let mut record = NodeRecord::sign(&a.id, MeshMode::Open, FeeSchedule::default(), None, None, now_ms());
         record.node_id = victim;
         let entry = commons_mesh::msg::AdvertEntry { destination: victim, route: Some((Vec::new(), record)) };
         a.seq += 1;
