@@ -79,15 +79,8 @@ pub fn on_advert(ctx: &Ctx, link: u64, peer: &NodeId, a: Advert) {
     let now = now_ms();
     let mut n = ctx.node();
     n.counters.adverts_in += 1;
-    let second = now / 1000;
     let over = match n.links.get_mut(&link) {
-        Some(l) => {
-            if l.advert_window.0 != second {
-                l.advert_window = (second, 0);
-            }
-            l.advert_window.1 += 1;
-            l.advert_window.1 > ADVERTS_PER_SEC
-        }
+        Some(l) => !super::state::within(&mut l.advert_window, ADVERTS_PER_SEC),
         None => return,
     };
     if over {

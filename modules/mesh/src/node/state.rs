@@ -38,6 +38,17 @@ pub struct Link {
     pub dropped_full: u64,
 }
 
+/// Count one event in a per-second `window` (second, count); whether it
+/// is still within `limit`.
+pub fn within(window: &mut (u64, u32), limit: u32) -> bool {
+    let now_s = commons_mesh::now_ms() / 1000;
+    if window.0 != now_s {
+        *window = (now_s, 0);
+    }
+    window.1 += 1;
+    window.1 <= limit
+}
+
 /// A sent packet whose ACK (or NACK) is awaited.
 pub struct Pending {
     pub destination: NodeId,
@@ -241,35 +252,26 @@ impl Node {
     /// Count one answer or settle message on `link`; false (and counted)
     /// past `control_per_sec`.
     pub fn allow_control(&mut self, link: u64) -> bool {
-        let now_s = commons_mesh::now_ms() / 1000;
         let limit = self.settings.control_per_sec;
         let Some(l) = self.links.get_mut(&link) else { return true };
-        if l.control_window.0 != now_s {
-            l.control_window = (now_s, 0);
-        }
-        l.control_window.1 += 1;
-        if l.control_window.1 > limit {
-            self.counters.drop("control_rate");
-            return false;
-        }
-        true
+        let ok = within(&mut l.control_window, limit);
+        self.allowed(ok, "control_rate")
     }
 
     /// Count one invoice issued for a quote that came over `link`; false
     /// (and counted) past `quotes_per_sec`.
     pub fn allow_quote(&mut self, link: u64) -> bool {
-        let now_s = commons_mesh::now_ms() / 1000;
         let limit = self.settings.payments.quotes_per_sec;
         let Some(l) = self.links.get_mut(&link) else { return false };
-        if l.quote_window.0 != now_s {
-            l.quote_window = (now_s, 0);
+        let ok = within(&mut l.quote_window, limit);
+        self.allowed(ok, "quote_rate")
+    }
+
+    fn allowed(&mut self, ok: bool, counter: &'static str) -> bool {
+        if !ok {
+            self.counters.drop(counter);
         }
-        l.quote_window.1 += 1;
-        if l.quote_window.1 > limit {
-            self.counters.drop("quote_rate");
-            return false;
-        }
-        true
+        ok
     }
 
     /// Charge `bytes` of free traffic to `source`; false when over budget.
