@@ -54,8 +54,12 @@ pub async fn paid(ctx: &Ctx, caller: &str, mut o: Outgoing) -> Result<(SendPacke
         let by = ctx.id.node_id();
         return Ok((SendPacketResponse { error: Some(why), delivery: Delivery::Nacked { by, reason }, ..o.response }, None));
     }
-    if let Err(e) = settle(ctx, caller, &mut o).await {
-        refund(ctx, caller, fee);
+    let mut paying = false;
+    if let Err(e) = settle(ctx, caller, &mut o, &mut paying).await {
+        // Once payment began, sats may have left: the budget keeps them.
+        if !paying {
+            refund(ctx, caller, fee);
+        }
         return Err(e);
     }
     forward::launch(ctx, o)
@@ -121,7 +125,8 @@ async fn round_trip(ctx: &Ctx, o: &Outgoing, stage: Stage, invoices: Vec<String>
 }
 
 /// Quote, check, pay, record; on success the packet carries its bundle.
-async fn settle(ctx: &Ctx, caller: &str, o: &mut Outgoing) -> Result<(), ErrorBody> {
+/// `paying` turns true when the payment step starts.
+async fn settle(ctx: &Ctx, caller: &str, o: &mut Outgoing, paying: &mut bool) -> Result<(), ErrorBody> {
     let quote = round_trip(ctx, o, Stage::Quote, Vec::new()).await?;
     let p = &o.packet;
     let split = shares(p.fee_sats, &p.routers);
@@ -156,6 +161,7 @@ async fn settle(ctx: &Ctx, caller: &str, o: &mut Outgoing) -> Result<(), ErrorBo
         paid_sats = paid_sats.saturating_add(checked.amount_sats);
         hashes.push(Some(checked.payment_hash));
     }
+    *paying = true;
     let preimages = match settings.payments.backend {
         Backend::Stub => round_trip(ctx, o, Stage::Pay, quote.invoices.clone()).await?.preimages,
         Backend::Lightning => {
