@@ -56,15 +56,20 @@ pub fn hex(id: &[u8]) -> String {
     id.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Parse a 64-digit hex NodeId.
-pub fn parse_node_id(s: &str) -> Result<NodeId, String> {
+/// Parse exactly `N` bytes written as `2N` hex digits.
+pub fn parse_hex<const N: usize>(s: &str) -> Result<[u8; N], String> {
     let s = s.trim();
-    if s.len() != 64 || !s.is_ascii() {
-        return Err(format!("{s:?} is not 64 hex digits"));
+    if s.len() != 2 * N || !s.is_ascii() {
+        return Err(format!("{s:?} is not {} hex digits", 2 * N));
     }
-    let mut out = [0u8; 32];
+    let mut out = [0u8; N];
     for (i, byte) in out.iter_mut().enumerate() {
         *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| format!("{s:?} is not hex"))?;
     }
     Ok(out)
+}
+
+/// Parse a 64-digit hex NodeId.
+pub fn parse_node_id(s: &str) -> Result<NodeId, String> {
+    parse_hex(s)
 }

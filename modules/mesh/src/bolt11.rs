@@ -272,6 +272,10 @@ pub fn decode(s: &str) -> Result<Invoice, Bolt11Error> {
 mod tests {
     use super::*;
 
+    fn unhex<const N: usize>(s: &str) -> [u8; N] {
+        mesh_api::parse_hex(s).unwrap()
+    }
+
     // BOLT11's examples (lightning/bolts 11-payment-encoding.md), signed
     // with the spec's key.
     const SPEC_KEY: &str = "e126f68f7eafcc8b74f54d269fe206be715000f94dac067d1c04a8ca3b2db734";
@@ -279,16 +283,8 @@ mod tests {
     const DONATION: &str = "lnbc1pvjluezsp5zyg3zyg3zyg3zyg3zyg3zyg3zyg3zyg3zyg3zyg3zyg3zyg3zygspp5qqqsyqcyq5rqwzqfqqqsyqcyq5rqwzqfqqqsyqcyq5rqwzqfqypqdpl2pkx2ctnv5sxxmmwwd5kgetjypeh2ursdae8g6twvus8g6rfwvs8qun0dfjkxaq9qrsgq357wnc5r2ueh7ck6q93dj32dlqnls087fxdwk8qakdyafkq3yap9us6v52vjjsrvywa6rt52cm9r9zqt8r2t7mlcwspyetp5h2tztugp9lfyql";
     const COFFEE: &str = "lnbc2500u1pvjluezsp5zyg3zyg3zyg3zyg3zyg3zyg3zyg3zyg3zyg3zyg3zyg3zyg3zygspp5qqqsyqcyq5rqwzqfqqqsyqcyq5rqwzqfqqqsyqcyq5rqwzqfqypqdq5xysxxatsyp3k7enxv4jsxqzpu9qrsgquk0rl77nj30yxdy8j9vdx85fkpmdla2087ne0xh8nhedh8w27kyke0lp53ut353s06fv3qfegext0eh0ymjpf39tuven09sam30g4vgpfna3rh";
 
-    fn unhex<const N: usize>(s: &str) -> [u8; N] {
-        let mut out = [0u8; N];
-        for (i, o) in out.iter_mut().enumerate() {
-            *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap();
-        }
-        out
-    }
-
     fn spec_key() -> SecretKey {
-        SecretKey::from_secret_bytes(unhex(SPEC_KEY)).unwrap()
+        SecretKey::from_secret_bytes(unhex::<32>(SPEC_KEY)).unwrap()
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 use crate::identity::{tagged_hash, verify, Identity};
 use crate::wire::{Reader, WireError, Writer};
-use mesh_api::{hex, parse_node_id, NodeId};
+use mesh_api::{hex, parse_hex, parse_node_id, NodeId};
 
 pub const MAX_ENTITY: usize = 64;
 const TAG: &str = "commons-mesh/v1/entity-cert";
@@ -23,17 +23,6 @@ pub struct EntityCert {
 
 fn digest(entity: &str, node: &NodeId) -> [u8; 32] {
     tagged_hash(TAG, &[entity.as_bytes(), node])
-}
-
-fn unhex64(s: &str) -> Option<[u8; 64]> {
-    if s.len() != 128 {
-        return None;
-    }
-    let mut out = [0u8; 64];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 impl EntityCert {
@@ -57,7 +46,7 @@ impl EntityCert {
             return Err("expected <entity>:<authority hex>:<signature hex>".into());
         };
         crate::monopoly_settings::check_entity(entity)?;
-        Ok(EntityCert { entity: entity.to_string(), authority: parse_node_id(authority)?, sig: unhex64(sig).ok_or("the signature is not 128 hex characters")? })
+        Ok(EntityCert { entity: entity.to_string(), authority: parse_node_id(authority)?, sig: parse_hex::<64>(sig)? })
     }
 
     pub fn write(cert: &Option<EntityCert>, w: &mut Writer) {

@@ -94,16 +94,11 @@ impl Default for PaymentSettings {
     }
 }
 
+/// A compressed secp256k1 public key in hex.
 fn hex33(s: &str) -> Option<[u8; 33]> {
-    if s.len() != 66 {
-        return None;
-    }
-    let mut out = [0u8; 33];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    secp256k1::PublicKey::from_slice(&out).ok()?;
-    Some(out)
+    let key = mesh_api::parse_hex::<33>(s).ok()?;
+    secp256k1::PublicKey::from_slice(&key).ok()?;
+    Some(key)
 }
 
 impl PaymentSettings {

@@ -8,7 +8,6 @@ use super::{discovery, pay, store, Ctx};
 use commons_mesh::mesh_api::{self as api, decode, encode, method};
 use commons_mesh::now_ms;
 use hostd_sdk::{ErrorBody, ErrorCode, Invocation, InvocationCall};
-use std::time::Duration;
 
 fn bad(e: String) -> ErrorBody {
     ErrorBody::new(ErrorCode::InvalidArgument, format!("request body: {e}"))
@@ -92,11 +91,7 @@ pub fn on_call(ctx: &Ctx, call: InvocationCall) {
 
 /// Reply to a confirmed send once its ACK or NACK is in (or not, in time).
 async fn answer_when_confirmed(ctx: Ctx, call: InvocationCall, mut resp: api::SendPacketResponse, rx: tokio::sync::oneshot::Receiver<api::Delivery>) {
-    let wait = Duration::from_millis(ctx.node().settings.confirm_timeout_ms);
-    resp.delivery = match tokio::time::timeout(wait, rx).await {
-        Ok(Ok(d)) => d,
-        _ => api::Delivery::NoAnswer,
-    };
+    resp.delivery = super::forward::delivery(&ctx, rx).await;
     if let api::Delivery::Nacked { reason, .. } = &resp.delivery {
         resp.success = false;
         resp.error = Some(reason.to_string());

@@ -2,11 +2,10 @@
 //! people and scripts alike), send, discover, and the operator's entity map.
 
 use super::{api, discovery, monopoly, pay, Ctx};
-use commons_mesh::mesh_api::{hex, parse_node_id, Delivery, SendPacketRequest};
+use commons_mesh::mesh_api::{hex, parse_node_id, SendPacketRequest};
 use commons_mesh::now_ms;
 use hostd_sdk::{CliArg, CliCommand, CliSpec, ErrorBody, ErrorCode, Invocation, InvocationCall};
 use serde_json::json;
-use std::time::Duration;
 
 pub fn spec() -> CliSpec {
     let arg = |name: &str, help: &str, required: bool| CliArg { name: name.into(), help: help.into(), required };
@@ -122,8 +121,7 @@ async fn command(ctx: &Ctx, command: &str, args: &[String]) -> Result<String, Er
             let req = SendPacketRequest { destination, payload: text.as_bytes().to_vec(), payment_proof: None, protocol_id: Some(proto.clone()), ttl, confirm: true };
             let (mut resp, rx) = pay::send(ctx, pay::OPERATOR, &req).await?;
             if let Some(rx) = rx {
-                let wait = Duration::from_millis(ctx.node().settings.confirm_timeout_ms);
-                resp.delivery = tokio::time::timeout(wait, rx).await.ok().and_then(Result::ok).unwrap_or(Delivery::NoAnswer);
+                resp.delivery = super::forward::delivery(ctx, rx).await;
             }
             json!({"success": resp.success, "packet_id": hex(&resp.packet_id), "route_length": resp.route_length,
                    "cost_sats": resp.estimated_cost_sats, "error": resp.error, "delivery": format!("{:?}", resp.delivery)})

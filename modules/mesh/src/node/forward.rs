@@ -276,8 +276,8 @@ pub struct Outgoing {
 /// a path through a `bitcoin_only` node: it refuses paid traffic anyway,
 /// so the packet goes unpaid and comes back with a typed refusal.
 fn payment_needed(n: &Node, class: TrafficClass, routers: &[NodeId], dest: &NodeId) -> bool {
-    let modes: Vec<Option<MeshMode>> = routers.iter().chain(std::iter::once(dest)).map(|id| n.table.record(id).map(|r| r.mode)).collect();
-    class == TrafficClass::Paid && !modes.contains(&Some(MeshMode::BitcoinOnly)) && modes.iter().any(|m| m.is_none_or(|m| m == MeshMode::PaymentGated))
+    let modes = || routers.iter().chain(std::iter::once(dest)).map(|id| n.table.record(id).map(|r| r.mode));
+    class == TrafficClass::Paid && !modes().any(|m| m == Some(MeshMode::BitcoinOnly)) && modes().any(|m| m.is_none_or(|m| m == MeshMode::PaymentGated))
 }
 
 /// Prepare a packet from this node: pick the best path, sign. `Err`
@@ -370,6 +370,12 @@ pub fn prepare(ctx: &Ctx, req: &SendPacketRequest) -> Result<Result<Outgoing, Se
     drop(n);
     let pid = packet.sign(&ctx.id);
     Ok(Ok(Outgoing { packet, pid, link, max_frame, wants_ack, confirm: req.confirm, ttl, response, needs_payment }))
+}
+
+/// The answer to a confirmed send, or NoAnswer after `confirm_timeout_ms`.
+pub async fn delivery(ctx: &Ctx, rx: oneshot::Receiver<Delivery>) -> Delivery {
+    let wait = std::time::Duration::from_millis(ctx.node().settings.confirm_timeout_ms);
+    tokio::time::timeout(wait, rx).await.ok().and_then(Result::ok).unwrap_or(Delivery::NoAnswer)
 }
 
 /// Queue a prepared packet on its first hop's link. With `confirm`, also

@@ -81,53 +81,61 @@ pub fn on_paid(ctx: &Ctx, mut n: MutexGuard<'_, Node>, peer: &NodeId, p: DataPac
     drop(n);
     let (ctx, peer, raw) = (ctx.clone(), *peer, raw.to_vec());
     tokio::spawn(async move {
-        if let Proven::Ctv(c) = &proven {
-            if let Err(fault) = funded(&ctx, c, min_conf).await {
-                let mut n = ctx.node();
-                n.pay.in_flight.remove(&key);
-                return refuse(&ctx, &mut n, &peer, &p, pid, fault);
-            }
-        }
-        let seen = paystore::seen(&ctx.client, &key).await;
-        let ops = {
-            let mut n = ctx.node();
-            match seen {
-                Ok(false) => {}
-                Ok(true) => {
-                    n.pay.in_flight.remove(&key);
-                    return refuse(&ctx, &mut n, &peer, &p, pid, PaymentFault::Replayed);
-                }
-                Err(_) => {
-                    n.pay.in_flight.remove(&key);
-                    return storage_failed(&ctx, &mut n, &peer, &p, pid, "replay_store_error");
-                }
-            }
-            n.pay.replay_count += 1;
-            n.pay.ledger.received_sats = n.pay.ledger.received_sats.saturating_add(sats);
-            n.pay.ledger.packets_verified += 1;
-            paystore::record_ops(&key, keep_until, &n.pay.ledger, n.pay.replay_count)
-        };
-        let stored = ctx.client.storage_batch(store::TREE, ops).await;
-        if let Err(e) = stored {
-            ctx.client.error(&format!("storing payment hash {}: {e}; the packet is refused", commons_mesh::mesh_api::hex(&key)));
-            let mut n = ctx.node();
-            n.pay.in_flight.remove(&key);
-            n.pay.replay_count -= 1;
-            n.pay.ledger.received_sats -= sats;
-            n.pay.ledger.packets_verified -= 1;
-            return storage_failed(&ctx, &mut n, &peer, &p, pid, "replay_store_error");
-        }
-        let event = PaymentEvent { role: role.as_str().to_string(), sats, payment_hash: key, packet_id: pid };
-        let publisher = ctx.clone();
-        tokio::spawn(async move {
-            if let Err(e) = publisher.client.publish_event(EventType::PaymentVerified, encode(&event)).await {
-                publisher.client.warn(&format!("publishing PaymentVerified: {e}"));
-            }
-        });
+        let stored = store_payment(&ctx, &proven, key, sats, keep_until, min_conf).await;
         let mut n = ctx.node();
         n.pay.in_flight.remove(&key);
-        pass_on(&ctx, n, &peer, p, pid, &raw, now_ms());
+        match stored {
+            Err(Refusal::Fault(fault)) => refuse(&ctx, &mut n, &peer, &p, pid, fault),
+            Err(Refusal::Storage(why)) => storage_failed(&ctx, &mut n, &peer, &p, pid, why),
+            Ok(()) => {
+                let event = PaymentEvent { role: role.as_str().to_string(), sats, payment_hash: key, packet_id: pid };
+                let publisher = ctx.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = publisher.client.publish_event(EventType::PaymentVerified, encode(&event)).await {
+                        publisher.client.warn(&format!("publishing PaymentVerified: {e}"));
+                    }
+                });
+                pass_on(&ctx, n, &peer, p, pid, &raw, now_ms());
+            }
+        }
     });
+}
+
+/// Why a verified proof still does not let its packet through.
+enum Refusal {
+    Fault(PaymentFault),
+    /// The replay store could not be read or written (a drop counter).
+    Storage(&'static str),
+}
+
+/// The part that waits: a CTV proof's funding on chain, the durable
+/// replay store's verdict on `key`, then `key` stored with the ledger
+/// credited `sats`. The caller holds `key` in flight meanwhile.
+async fn store_payment(ctx: &Ctx, proven: &Proven, key: [u8; 32], sats: u64, keep_until: u64, min_conf: u64) -> Result<(), Refusal> {
+    if let Proven::Ctv(c) = proven {
+        funded(ctx, c, min_conf).await.map_err(Refusal::Fault)?;
+    }
+    match paystore::seen(&ctx.client, &key).await {
+        Ok(false) => {}
+        Ok(true) => return Err(Refusal::Fault(PaymentFault::Replayed)),
+        Err(_) => return Err(Refusal::Storage("replay_store_error")),
+    }
+    let ops = {
+        let mut n = ctx.node();
+        n.pay.replay_count += 1;
+        n.pay.ledger.received_sats = n.pay.ledger.received_sats.saturating_add(sats);
+        n.pay.ledger.packets_verified += 1;
+        paystore::record_ops(&key, keep_until, &n.pay.ledger, n.pay.replay_count)
+    };
+    if let Err(e) = ctx.client.storage_batch(store::TREE, ops).await {
+        ctx.client.error(&format!("storing payment hash {}: {e}; the packet is refused", commons_mesh::mesh_api::hex(&key)));
+        let mut n = ctx.node();
+        n.pay.replay_count -= 1;
+        n.pay.ledger.received_sats -= sats;
+        n.pay.ledger.packets_verified -= 1;
+        return Err(Refusal::Storage("replay_store_error"));
+    }
+    Ok(())
 }
 
 /// A CTV proof's funding output, as the node backend sees it: the
@@ -138,7 +146,12 @@ async fn funded(ctx: &Ctx, c: &commons_mesh::ctv::Pending, min_conf: u64) -> Res
     let utxo = match ctx.client.get_utxo(c.funding_txid, c.funding_vout).await {
         Ok(u) => u,
         Err(e) => {
-            ctx.client.warn(&format!("a CTV proof needs the chain, which hostd cannot give: {e}"));
+            // Once per run: any peer can send CTV proofs, and each refusal
+            // is counted (refused.ctv_without_node) anyway.
+            static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+            if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                ctx.client.warn(&format!("a CTV proof needs the chain, which hostd cannot give: {e} (further ones are only counted)"));
+            }
             return Err(PaymentFault::CtvWithoutNode);
         }
     };

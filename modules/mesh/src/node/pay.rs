@@ -134,9 +134,12 @@ async fn settle(ctx: &Ctx, caller: &str, o: &mut Outgoing, paying: &mut bool) ->
     if quote.invoices.len() != payees.len() {
         return Err(failed(format!("the quote came back with {} invoices for {} payees", quote.invoices.len(), payees.len())));
     }
-    let (settings, keys) = {
+    // What the checks and the payment need, copied out under one lock (not
+    // the whole settings, with the operator's entity map, per packet).
+    let (skew_ms, payments, keys) = {
         let n = ctx.node();
-        (n.settings.clone(), payees.iter().map(|id| n.table.record(id).and_then(|r| r.lightning_key)).collect::<Vec<_>>())
+        let keys: Vec<_> = payees.iter().map(|id| n.table.record(id).and_then(|r| r.lightning_key)).collect();
+        (n.settings.clock_skew_ms, n.settings.payments.clone(), keys)
     };
     let mut hashes = Vec::new();
     let mut paid_sats = 0u64;
@@ -153,21 +156,21 @@ async fn settle(ctx: &Ctx, caller: &str, o: &mut Outgoing, paying: &mut bool) ->
             role,
             share_sats: share,
             created_ms: p.created_ms,
-            skew_ms: settings.clock_skew_ms,
-            currency: settings.payments.network,
-            max_expiry_secs: settings.payments.max_invoice_expiry_secs,
+            skew_ms,
+            currency: payments.network,
+            max_expiry_secs: payments.max_invoice_expiry_secs,
         };
         let checked = check_invoice(invoice, &e).map_err(|f| failed(format!("payee {} quoted an unusable invoice: {}", hex(payee), f.as_str())))?;
         paid_sats = paid_sats.saturating_add(checked.amount_sats);
         hashes.push(Some(checked.payment_hash));
     }
     *paying = true;
-    let preimages = match settings.payments.backend {
+    let preimages = match payments.backend {
         Backend::Stub => round_trip(ctx, o, Stage::Pay, quote.invoices.clone()).await?.preimages,
         Backend::Lightning => {
             let mut out = Vec::new();
             for invoice in &quote.invoices {
-                out.push(if invoice.is_empty() { [0; 32] } else { pay_lightning(ctx, &settings.payments.lightning_module, invoice, settings.payments.max_routing_fee_msat).await? });
+                out.push(if invoice.is_empty() { [0; 32] } else { pay_lightning(ctx, &payments.lightning_module, invoice, payments.max_routing_fee_msat).await? });
             }
             out
         }
