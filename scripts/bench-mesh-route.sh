@@ -4,9 +4,5 @@
 # round trips through two routers beside raw TCP over IP forwarding
 # through the same namespaces. Usage: [round trips per row].
 set -euo pipefail
-cd "$(dirname "$0")/.."
-if [ "$(id -u)" != 0 ]; then echo "run as root (network namespaces, real sandboxes)" >&2; exit 1; fi
-id hostd >/dev/null 2>&1 || useradd --system --no-create-home --home-dir /var/lib/hostd --shell /usr/sbin/nologin hostd
-command -v ip >/dev/null || { apt-get update -qq && apt-get install -y -qq iproute2; }
-cargo build --release --workspace --bins --locked -q
-exec "${CARGO_TARGET_DIR:-/var/tmp/hostd-target}"/x86_64-unknown-linux-gnu/release/mesh-route-bench "${1:-20000}"
+source "$(dirname "$0")/netns-bench.sh"
+run_netns_bench mesh-route-bench "${1:-20000}"

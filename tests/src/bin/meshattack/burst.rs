@@ -7,8 +7,7 @@ use commons_mesh::classify::{bitcoin_message, magic};
 use commons_mesh::identity::Identity;
 use commons_mesh::mesh_api::{NodeId, TrafficClass};
 use commons_mesh::msg::LinkMsg;
-use commons_mesh::now_ms;
-use commons_mesh::packet::{DataPacket, MAX_ROUTERS};
+use commons_mesh::packet::DataPacket;
 use std::time::Instant;
 
 /// Frames being prepared (`left` more to go) or ready to fire.
@@ -26,23 +25,8 @@ pub fn free(id: &Identity, seq: &mut u64, dest: NodeId, routers: &[NodeId], n: u
     for _ in 0..n {
         *seq += 1;
         let body = vec![0x5a; size.saturating_sub(24)];
-        let mut p = DataPacket {
-            flags: 0,
-            source: id.node_id(),
-            destination: dest,
-            sequence: *seq,
-            created_ms: now_ms(),
-            ttl_secs: 600,
-            hop_limit: MAX_ROUTERS as u8,
-            class: TrafficClass::Bitcoin,
-            fee_sats: 0,
-            routers: routers.to_vec(),
-            protocol_id: "ping-v1".into(),
-            payload: bitcoin_message(magic, "tx", &body),
-            sig: [0; 64],
-            hop_index: 0,
-            payment: Vec::new(),
-        };
+        let packet = super::packet(id, dest, routers.to_vec());
+        let mut p = DataPacket { sequence: *seq, ttl_secs: 600, class: TrafficClass::Bitcoin, payload: bitcoin_message(magic, "tx", &body), ..packet };
         let pid = p.sign(id);
         out.push(LinkMsg::Data(Box::new(p), pid).encode());
     }

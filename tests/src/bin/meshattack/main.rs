@@ -282,6 +282,28 @@ async fn burst_command(client: &hostd_sdk::Client, a: &mut Attacker, args: &[Str
     run.map(Err).ok_or_else(|| "no round trip".to_string())
 }
 
+/// An unsigned paid-class packet from `id` over `routers` to `dest`, ttl
+/// 60 s, created now, for protocol ping-v1; each attack sets what it needs.
+pub fn packet(id: &Identity, dest: NodeId, routers: Vec<NodeId>) -> DataPacket {
+    DataPacket {
+        flags: 0,
+        source: id.node_id(),
+        destination: dest,
+        sequence: 0,
+        created_ms: now_ms(),
+        ttl_secs: 60,
+        hop_limit: MAX_ROUTERS as u8,
+        class: TrafficClass::Paid,
+        fee_sats: 0,
+        routers,
+        protocol_id: "ping-v1".into(),
+        payload: Vec::new(),
+        sig: [0; 64],
+        hop_index: 0,
+        payment: Vec::new(),
+    }
+}
+
 /// Send one step of a paid attack to `first` (the first hop).
 async fn send_step(client: &hostd_sdk::Client, a: &Attacker, first: &NodeId, step: paid::Step) -> Result<(), String> {
     let link = a.link_to(first).ok_or_else(|| format!("no authenticated link to {}", hex(first)))?;
@@ -335,23 +357,7 @@ fn attack(a: &mut Attacker, args: &[String]) -> Result<(NodeId, Vec<u8>), String
     // "valid-far": a sequence far past anything reserved so far.
     a.seq += if kind == "valid-far" { 1_000_000 } else { 1 };
     let payload = b"\x00hostile-but-signed".to_vec();
-    let mut p = DataPacket {
-        flags: 0,
-        source: a.id.node_id(),
-        destination: dest,
-        sequence: a.seq,
-        created_ms: now_ms(),
-        ttl_secs: 60,
-        hop_limit: MAX_ROUTERS as u8,
-        class: TrafficClass::Paid,
-        fee_sats: 0,
-        routers,
-        protocol_id: "ping-v1".into(),
-        payload,
-        sig: [0; 64],
-        hop_index: 0,
-        payment: Vec::new(),
-    };
+    let mut p = DataPacket { sequence: a.seq, payload, ..packet(&a.id, dest, routers) };
     let victim = || args.get(3).ok_or("victim NodeId needed").and_then(|v| parse_node_id(v).map_err(|_| "victim"));
     match kind {
         "valid" | "valid-far" => {}

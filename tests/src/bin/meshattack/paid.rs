@@ -23,8 +23,8 @@
 use commons_mesh::bolt11::{Currency, Unsigned};
 use commons_mesh::ctv::{self, CtvProof, Tx, TxIn, TxOut};
 use commons_mesh::identity::{random_bytes, sha256, Identity};
-use commons_mesh::mesh_api::{NodeId, PacketId, TrafficClass};
-use commons_mesh::packet::{DataPacket, FLAG_ACK, MAX_ROUTERS};
+use commons_mesh::mesh_api::{NodeId, PacketId};
+use commons_mesh::packet::{DataPacket, FLAG_ACK};
 use commons_mesh::proof::{description_hash, issue, payee_share, shares, Bundle, Claim, Entry, Role};
 use commons_mesh::settle::{Settle, Stage};
 use commons_mesh::now_ms;
@@ -67,24 +67,8 @@ pub fn start(kind: &str, id: &Identity, seq: u64, t: Target, last_bundle: Option
     let Target { dest, routers, fee_sats, payload_len } = t;
     let mut payload = format!("\x00paid attack {kind} {seq}").into_bytes();
     payload.resize(payload.len().max(payload_len), b'.');
-    let mut packet = DataPacket {
-        flags: FLAG_ACK,
-        source: id.node_id(),
-        destination: dest,
-        sequence: seq,
-        created_ms: now_ms(),
-        // Long enough for a benchmark's burst to be prepared, then fired.
-        ttl_secs: 600,
-        hop_limit: MAX_ROUTERS as u8,
-        class: TrafficClass::Paid,
-        fee_sats,
-        routers,
-        protocol_id: "ping-v1".into(),
-        payload,
-        sig: [0; 64],
-        hop_index: 0,
-        payment: Vec::new(),
-    };
+    // Long enough for a benchmark's burst to be prepared, then fired.
+    let mut packet = DataPacket { flags: FLAG_ACK, sequence: seq, ttl_secs: 600, fee_sats, payload, ..super::packet(id, dest, routers) };
     let pid = packet.sign(id);
     match kind {
         "paid-ctv" => {
