@@ -53,12 +53,7 @@ score=$(sed -n 's/.*exposure level for hostd.service: \([0-9.]*\).*/\1/p' <<<"$s
 awk -v s="$score" 'BEGIN { exit !(s <= 4.0) }' || fail "exposure $score is above the documented floor 4.0"
 
 step "debootstrap chroot (Debian bookworm)"
-base=/var/tmp/hostd-chroot-base
-if [ ! -x "$base/usr/bin/dpkg" ]; then
-  rm -rf "$base.tmp"
-  debootstrap --variant=minbase --include=systemd,init-system-helpers,passwd bookworm "$base.tmp" http://deb.debian.org/debian >/dev/null
-  mv "$base.tmp" "$base"
-fi
+base=$(bash scripts/debian-base.sh)
 root=$(mktemp -d /var/tmp/hostd-chroot.XXXXXX)
 cleanup() { umount "$root/proc" 2>/dev/null || true; rm -rf "$root" "$rpmdb"; }
 trap cleanup EXIT

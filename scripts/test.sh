@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as root on a fresh Debian machine: installs what it
 # needs, builds every binary (release), runs every test with nextest, then
-# builds and tests the .deb and .rpm (scripts/test-packages.sh). The chain
+# builds and tests the .deb and .rpm (scripts/test-packages.sh), then runs
+# the container stage (scripts/test-container.sh: Podman containers inside
+# the cgroup v2 VM). The chain
 # tests run a real regtest node, built here too (scripts/regtest-node.sh). Under CI=true (or
 # HOSTD_REQUIRE_PRIVILEGED=1) a privileged test that cannot run fails.
 set -euo pipefail
@@ -89,4 +91,7 @@ cargo nextest run --release --workspace --locked --no-fail-fast "$@" || status=$
 
 echo "==> packages (.deb, .rpm, unit, chroot install/upgrade/remove/purge, systemd VM)"
 bash scripts/test-packages.sh || status=$?
+
+echo "==> container stage (Podman containers in the cgroup v2 VM: escape suite, cgroup limits, daemon)"
+bash scripts/test-container.sh || status=$?
 exit $status

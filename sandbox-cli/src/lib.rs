@@ -71,6 +71,14 @@ pub struct RunArgs {
     command: Vec<String>,
 }
 
+/// `features`: the kernel probe, then where we run.
+#[derive(Serialize)]
+struct FeaturesReport {
+    #[serde(flatten)]
+    kernel: KernelFeatures,
+    environment: sandbox::environment::Environment,
+}
+
 #[derive(Serialize)]
 struct Report {
     #[serde(flatten)]
@@ -85,7 +93,10 @@ struct Report {
 pub fn run(cmd: SandboxCommand) -> ExitCode {
     match cmd {
         SandboxCommand::Features => {
-            print_json(&KernelFeatures::probe());
+            // What a launch would meet here: the namespaces are really made.
+            let kernel = KernelFeatures::probe_thoroughly();
+            let environment = sandbox::environment::Environment::probe(&kernel);
+            print_json(&FeaturesReport { kernel, environment });
             ExitCode::SUCCESS
         }
         SandboxCommand::DefaultPolicy => match toml::to_string_pretty(&Policy::default()) {
@@ -98,9 +109,25 @@ pub fn run(cmd: SandboxCommand) -> ExitCode {
         SandboxCommand::Run(args) => {
             match run_sandboxed(args) {
                 Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
-                Err(e) => fail(&e.to_string()),
+                Err(e) => fail(&explain(e)),
             }
         }
+    }
+}
+
+/// A sandbox step refused with a bare errno (a container runtime's seccomp
+/// profile answers EPERM to sethostname, a masked /proc makes the proc
+/// mount fail): say why, from a real attempt at the namespaces.
+fn explain(e: RunError) -> String {
+    let text = e.to_string();
+    if !matches!(e, RunError::Sandbox(SandboxError::ChildSetup { .. })) {
+        return text;
+    }
+    match sandbox::environment::probe_namespaces() {
+        Err(refusal @ (sandbox::environment::NamespaceRefusal::Clone(_) | sandbox::environment::NamespaceRefusal::Inside(..))) => {
+            format!("{text}; the sandbox's namespaces are refused here: {refusal}")
+        }
+        _ => text,
     }
 }
 

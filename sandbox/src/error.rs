@@ -27,6 +27,8 @@ pub enum SandboxError {
     Launcher { step: &'static str, errno: std::io::Error },
     #[error("launch of {policy:?}: {step} failed: {errno}")]
     Launch { policy: String, step: &'static str, errno: std::io::Error },
+    #[error("launch of {policy:?}: {step} failed: {reason}")]
+    NamespacesRefused { policy: String, step: &'static str, reason: String },
     #[error("sandboxed child of {policy:?} failed at step `{step}`{}: {errno}", detail_suffix(.detail))]
     ChildSetup { policy: String, step: &'static str, errno: std::io::Error, detail: String },
     #[error("waiting for sandbox pid {pid}: {errno}")]
@@ -57,6 +59,19 @@ impl SandboxError {
     pub(crate) fn launch(policy: &str, step: &'static str) -> impl FnOnce(std::io::Error) -> Self {
         let policy = policy.to_string();
         move |errno| SandboxError::Launch { policy, step, errno }
+    }
+
+    /// A failed clone3 into the sandbox's namespaces. The errnos a
+    /// container runtime or LSM answers with get the cause and the fix
+    /// ([`crate::environment::NamespaceRefusal`]); others stay plain.
+    pub(crate) fn clone(policy: &str, step: &'static str) -> impl FnOnce(std::io::Error) -> Self {
+        let policy = policy.to_string();
+        move |errno| match errno.raw_os_error() {
+            Some(n @ (libc::EPERM | libc::EACCES | libc::ENOSYS | libc::ENOSPC)) => {
+                SandboxError::NamespacesRefused { policy, step, reason: crate::environment::NamespaceRefusal::Clone(n).to_string() }
+            }
+            _ => SandboxError::Launch { policy, step, errno },
+        }
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, op: &'static str, source: std::io::Error) -> Self {

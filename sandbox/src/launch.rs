@@ -91,7 +91,7 @@ pub(crate) fn begin(prepared: &Prepared, cgroups: Option<&CgroupRoot>, mut cmd: 
         launcher_only: vec![go_w.as_raw_fd(), report_r.as_raw_fd()],
     };
     let (pid, pidfd) = clone_sandbox(prepared, placement.clone_into_fd(), || child::run(prepared, &child_fds, &cmd.argv))
-        .map_err(launch_err("clone3"))?;
+        .map_err(SandboxError::clone(&policy.name, "clone3"))?;
     drop((go_r, report_w));
     // From here on, dropping `child` kills and reaps it.
     let mut child = Child::new(pid, pidfd, None);

@@ -5,7 +5,8 @@
 //! The map:
 //! * the value — `policy.rs` (what a sandbox may do), `seccomp.rs` (the
 //!   allowlist as data) and `bpf.rs` (its compiled program);
-//! * before any launch — `features.rs` (the kernel probe) and `prepare.rs`
+//! * before any launch — `features.rs` (the kernel probe), `environment.rs`
+//!   (container, cgroup layout, a real namespace attempt) and `prepare.rs`
 //!   (policy + kernel → a compiled launch, or a refusal naming the feature);
 //! * the launch — `launch.rs` (the launcher's order), `child/` (the child's
 //!   order, one file per isolation step), `handshake.rs` (every message
@@ -20,6 +21,7 @@ mod bpf;
 pub mod caps;
 pub mod cgroup;
 mod child;
+pub mod environment;
 pub mod error;
 pub mod fdpass;
 pub mod features;

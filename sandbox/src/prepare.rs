@@ -97,7 +97,11 @@ pub fn check_kernel(policy: &Policy, kernel: &KernelFeatures) -> Result<Vec<Down
             Err(SandboxError::MissingFeature { policy: policy.name.clone(), feature, detail })
         }
     };
-    need(Feature::UserNamespace, kernel.user_namespaces, "user namespaces are disabled".into())?;
+    let userns_detail = kernel
+        .user_namespace_refusal
+        .clone()
+        .unwrap_or_else(|| "user namespaces are disabled (user.max_user_namespaces is 0, or no CONFIG_USER_NS)".into());
+    need(Feature::UserNamespace, kernel.user_namespaces, userns_detail)?;
     need(Feature::Seccomp, policy.seccomp.is_none() || kernel.seccomp_filter, "no seccomp filter mode".into())?;
     if let Some(ll) = &policy.landlock {
         need(
@@ -122,15 +126,32 @@ pub fn check_kernel(policy: &Policy, kernel: &KernelFeatures) -> Result<Vec<Down
     }
     let cg = &policy.cgroup;
     if cg.enabled {
-        let present = !matches!(kernel.cgroup, CgroupMode::Unavailable { .. });
-        need(Feature::Cgroup, present, format!("{:?}", kernel.cgroup))?;
-        if present {
-            need(Feature::CgroupMemory, cg.memory_max.is_none() || kernel.cgroup.has_controller("memory"), "no memory controller".into())?;
-            need(Feature::CgroupCpu, cg.cpu_max.is_none() || kernel.cgroup.has_controller("cpu"), "no cpu controller".into())?;
-            need(Feature::CgroupPids, cg.pids_max.is_none() || kernel.cgroup.has_controller("pids"), "no pids controller".into())?;
+        match &kernel.cgroup {
+            CgroupMode::Unavailable { reason } => need(Feature::Cgroup, false, reason.clone())?,
+            mode => {
+                for (feature, set, controller) in [
+                    (Feature::CgroupMemory, cg.memory_max.is_some(), "memory"),
+                    (Feature::CgroupCpu, cg.cpu_max.is_some(), "cpu"),
+                    (Feature::CgroupPids, cg.pids_max.is_some(), "pids"),
+                ] {
+                    need(feature, !set || mode.has_controller(controller), missing_controller(mode, controller))?;
+                }
+            }
         }
     }
     Ok(downgrades)
+}
+
+/// Why a controller is missing, and where it has to be enabled.
+fn missing_controller(mode: &CgroupMode, controller: &str) -> String {
+    match mode {
+        CgroupMode::Unified { mount, own, .. } => format!(
+            "the {controller} controller is not in {}/cgroup.controllers: the parent cgroup (outside hostd's delegation: \
+             systemd's Delegate=, or the container runtime) must enable it in its cgroup.subtree_control",
+            crate::cgroup::join_cgroup(mount, own.to_string_lossy().as_ref()).display()
+        ),
+        _ => format!("no cgroup v1 hierarchy with the {controller} controller holds this process"),
+    }
 }
 
 fn prepare_checked(
@@ -220,6 +241,7 @@ mod tests {
             user_namespaces: true,
             cgroup,
             cap_last_cap: 40,
+            user_namespace_refusal: None,
         }
     }
 

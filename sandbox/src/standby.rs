@@ -196,7 +196,7 @@ impl Standby {
         let (ctl, ctl_child) = seqpacket_pair().map_err(launch_err("standby socketpair"))?;
         let child_end = ctl_child.as_raw_fd();
         let (pid, pidfd) = launch::clone_sandbox(prepared, placement.clone_into_fd(), || child::run_standby(prepared, child_end))
-            .map_err(launch_err("clone3 (standby)"))?;
+            .map_err(SandboxError::clone(&policy.name, "clone3 (standby)"))?;
         drop(ctl_child);
         // On failure `child` is dropped, which kills and reaps the standby.
         let mut child = Child::new(pid, pidfd, None);

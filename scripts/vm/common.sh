@@ -5,25 +5,50 @@
 # always 0).
 
 vm_cache=/var/tmp/hostd-vm
+# Loaded by the initrd (the guest's /lib/modules is the host's, not its
+# own): 9p and overlay for the root; dummy for an interface with no route
+# out in the container stage's network namespace.
+vm_modules="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci netfs fscache 9pnet 9pnet_virtio 9p overlay dummy"
 
-# Sets $kernel and $moddir; fetches the kernel package once (no host install).
+# vm_kernel [bookworm|backports]
+# Sets $kernel and $moddir; fetches the kernel package once (no host
+# install). bookworm: Debian 12's own kernel (6.1, Landlock ABI 2).
+# backports: bookworm-backports' (6.12, Landlock ABI 6, which hostd's strict
+# default policy needs), fetched with a private apt list so the host's
+# sources stay as they are.
 vm_kernel() {
+  local flavour=${1:-bookworm}
   mkdir -p "$vm_cache"; chmod 777 "$vm_cache"
   local need=()
   command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
   [ -x /bin/busybox ] || need+=(busybox-static)
   command -v cpio >/dev/null || need+=(cpio)
+  command -v xz >/dev/null || need+=(xz-utils)
   if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
   fi
-  if ! ls "$vm_cache"/k/boot/vmlinuz-* >/dev/null 2>&1; then
-    local pkg
-    pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
-    (cd "$vm_cache" && apt-get download "$pkg")
-    rm -rf "$vm_cache/k" && mkdir "$vm_cache/k" && dpkg-deb -x "$vm_cache"/"$pkg"_*.deb "$vm_cache/k"
+  local dir=$vm_cache/k apt_opts=()
+  if [ "$flavour" = backports ]; then
+    dir=$vm_cache/k-backports
+    local a=$vm_cache/apt-backports
+    apt_opts=(-o "Dir::Etc::SourceList=$a/sources.list" -o Dir::Etc::SourceParts=/nonexistent
+              -o "Dir::State::Lists=$a/lists" -o "Dir::Cache=$a/cache")
+    if ! ls "$dir"/boot/vmlinuz-* >/dev/null 2>&1; then
+      mkdir -p "$a/lists/partial" "$a/cache/archives/partial"
+      echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm-backports main" > "$a/sources.list"
+      apt-get "${apt_opts[@]}" update -qq
+    fi
   fi
-  kernel=$(ls "$vm_cache"/k/boot/vmlinuz-* | head -1)
-  moddir=$(ls -d "$vm_cache"/k/lib/modules/* | head -1)
+  if ! ls "$dir"/boot/vmlinuz-* >/dev/null 2>&1; then
+    local pkg
+    pkg=$(apt-cache "${apt_opts[@]}" depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+    [ -n "$pkg" ] || { echo "vm: no linux-image package found ($flavour)" >&2; return 1; }
+    (cd "$vm_cache" && apt-get "${apt_opts[@]}" download "$pkg" 2>&1 | grep -v "couldn't be accessed by user '_apt'" || true)
+    ls "$vm_cache"/"$pkg"_*.deb >/dev/null || { echo "vm: downloading $pkg failed" >&2; return 1; }
+    rm -rf "$dir" && mkdir "$dir" && dpkg-deb -x "$vm_cache"/"$pkg"_*.deb "$dir"
+  fi
+  kernel=$(ls "$dir"/boot/vmlinuz-* | head -1)
+  moddir=$(ls -d "$dir"/lib/modules/* | head -1)
 }
 
 # vm_initrd <work dir> <program to exec after switch_root> [stage2 script]
@@ -36,16 +61,22 @@ vm_initrd() {
   mkdir -p "$root"/{bin,proc,sys,dev,lower,upper,newroot,modules}
   cp /bin/busybox "$root/bin/busybox"
   local m f
-  for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci netfs fscache 9pnet 9pnet_virtio 9p overlay; do
-    f=$(find "$moddir" -name "$m.ko" | head -1)
-    [ -n "$f" ] && cp "$f" "$root/modules/"
+  for m in $vm_modules; do
+    # Newer Debian kernels (6.12) ship xz-compressed modules, which
+    # busybox's insmod cannot load: decompress them here.
+    f=$(find "$moddir" \( -name "$m.ko" -o -name "$m.ko.xz" \) | head -1)
+    case "$f" in
+      "") ;;
+      *.xz) xz -dc "$f" > "$root/modules/$m.ko" ;;
+      *) cp "$f" "$root/modules/" ;;
+    esac
   done
   [ -n "$stage2" ] && cp "$stage2" "$root/stage2"
   cat > "$root/init" <<INIT
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
-for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci netfs fscache 9pnet 9pnet_virtio 9p overlay; do
+for m in $vm_modules; do
   [ -f /modules/\$m.ko ] && insmod /modules/\$m.ko
 done
 fail() { echo "HOSTD-VM-RESULT 99 (\$1)"; echo o > /proc/sysrq-trigger; sleep 5; }
@@ -66,7 +97,7 @@ INIT
 vm_boot() {
   local work=$1 share=$2 args=$3
   local log="$work/console.log"
-  timeout 900 qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 1536 -nographic -no-reboot \
+  timeout "${VM_TIMEOUT:-900}" qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m "${VM_MEMORY_MB:-1536}" -nographic -no-reboot \
     -kernel "$kernel" -initrd "$work/initrd.gz" \
     -append "console=ttyS0 panic=-1 sysrq_always_enabled=1 $args" \
     -virtfs local,path="$share",mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \

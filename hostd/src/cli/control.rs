@@ -167,6 +167,17 @@ fn render_status(d: &serde_json::Value) -> String {
         h["launcher"]["pid"],
         caps(&h["launcher"]["capabilities"])
     );
+    let env = &h["environment"];
+    out += &format!(
+        "host: {}, cgroups {} (namespace {}), sandbox namespaces {}\n",
+        env["container"].as_str().map(|c| format!("container {c}")).unwrap_or_else(|| "no container".into()),
+        env["cgroup_layout"].as_str().unwrap_or("?"),
+        env["cgroup_namespace"].as_str().unwrap_or("?"),
+        env["namespaces"].as_str().unwrap_or("?")
+    );
+    for problem in env["problems"].as_array().into_iter().flatten() {
+        out += &format!("  problem: {}\n", problem.as_str().unwrap_or_default());
+    }
     out += &format!(
         "{:<16} {:<9} {:<9} {:>7} {:>7} {:>4} {:>8} {:>9} {:>4} {:>16}\n",
         "MODULE", "VERSION", "STATE", "PID", "UPTIME", "RST", "MEMORY", "CPU", "PIDS", "EVENTS ok/drop"

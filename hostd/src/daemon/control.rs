@@ -311,6 +311,7 @@ async fn status(host: &Arc<Host>) -> serde_json::Value {
                 "pid": launcher_pid,
                 "capabilities": CapSets::of_pid(launcher_pid).map(caps),
             },
+            "environment": host.launcher.environment(),
             "uptime_secs": host.started.elapsed().as_secs(),
             "node": host.node.describe(),
             "node_backend": host.node.status_json(),

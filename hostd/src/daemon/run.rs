@@ -47,6 +47,7 @@ pub fn run(config: HostConfig) -> Result<(), RunError> {
     let control = control::bind(&config, (run_as.uid, run_as.gid))?;
     let rules = launcher::LauncherRules::new(&config.paths.data_dir, config.identity, config.sandbox.allow_downgrade.clone());
     let launcher = launcher::fork_launcher(Some(&run_as), config.daemon.standbys, rules)?;
+    log_environment(launcher.environment());
     crate::daemon::privileges::drop_to(&run_as, &crate::daemon::privileges::DAEMON_CAPS)?;
     use crate::daemon::privileges::{daemon_mask, hostd_launcher_mask, names};
     tracing::info!(
@@ -58,6 +59,23 @@ pub fn run(config: HostConfig) -> Result<(), RunError> {
     );
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("hostd").build().map_err(RunError::Runtime)?;
     runtime.block_on(serve(config, launcher, control))
+}
+
+/// Where hostd runs (container, cgroup layout, what it did), once at start;
+/// each problem is a warning naming what to change.
+fn log_environment(env: &serde_json::Value) {
+    let text = |k: &str| env[k].as_str().unwrap_or("?").to_string();
+    tracing::info!(
+        container = %env["container"].as_str().unwrap_or("none"),
+        cgroup_layout = %text("cgroup_layout"),
+        cgroup_namespace = %text("cgroup_namespace"),
+        namespaces = %text("namespaces"),
+        "host environment: hostd will {}",
+        text("hostd_will")
+    );
+    for problem in env["problems"].as_array().into_iter().flatten() {
+        tracing::warn!("host environment: {}", problem.as_str().unwrap_or_default());
+    }
 }
 
 async fn serve(config: HostConfig, launcher: launcher::Launcher, control_socket: control::ControlSocket) -> Result<(), RunError> {

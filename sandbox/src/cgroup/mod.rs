@@ -35,8 +35,11 @@ use crate::policy::CgroupLimits;
 
 pub use detect::{CgroupMode, V1Hierarchy};
 
-pub(super) fn join_cgroup(mount: &Path, rel: &str) -> PathBuf {
-    mount.join(rel.trim_start_matches('/'))
+pub(crate) fn join_cgroup(mount: &Path, rel: &str) -> PathBuf {
+    match rel.trim_start_matches('/') {
+        "" => mount.to_path_buf(),
+        rel => mount.join(rel),
+    }
 }
 
 fn write_file(path: &Path, value: &str) -> Result<(), SandboxError> {
@@ -73,7 +76,22 @@ pub struct CgroupRoot {
 }
 
 /// The leaf hostd's own processes live in on v2 (systemd's DelegateSubgroup=).
-const SUPERVISOR_LEAF: &str = "supervisor";
+pub(crate) const SUPERVISOR_LEAF: &str = "supervisor";
+
+/// The controllers sandbox limits use.
+pub(crate) const SANDBOX_CONTROLLERS: [&str; 3] = ["memory", "cpu", "pids"];
+
+/// v2: the directory sandbox cgroups go in, for a process whose cgroup is
+/// `own` beneath `mount`. In the `supervisor/` leaf — systemd's
+/// DelegateSubgroup=supervisor, or moved there by an earlier hostd in the
+/// same container — that is the leaf's parent; otherwise our own cgroup.
+pub(crate) fn v2_base_dir(mount: &Path, own: &Path) -> PathBuf {
+    let own_dir = join_cgroup(mount, own.to_string_lossy().as_ref());
+    match (own_dir.file_name(), own_dir.parent()) {
+        (Some(n), Some(parent)) if n == SUPERVISOR_LEAF && own.parent().is_some() => parent.to_path_buf(),
+        _ => own_dir,
+    }
+}
 
 /// v1 directory (beneath our own cgroup) handed to hostd's service user:
 /// on v1 our own cgroup may be a hierarchy's root, which is not ours to chown.
@@ -82,16 +100,7 @@ const V1_DELEGATED: &str = "hostd-sandboxes";
 impl CgroupRoot {
     pub fn new(mode: CgroupMode) -> Result<CgroupRoot, SandboxError> {
         let v2_base = match &mode {
-            CgroupMode::Unified { mount, own, .. } => {
-                let own_dir = join_cgroup(mount, own.to_string_lossy().as_ref());
-                // Under systemd's DelegateSubgroup=supervisor we start in the
-                // leaf; the delegated cgroup, where sandboxes go, is its parent.
-                let base = match (own_dir.file_name(), own_dir.parent()) {
-                    (Some(n), Some(parent)) if n == SUPERVISOR_LEAF && own.parent().is_some() => parent.to_path_buf(),
-                    _ => own_dir,
-                };
-                Some(v2::prepare_base(&base)?)
-            }
+            CgroupMode::Unified { mount, own, .. } => Some(v2::prepare_base(&v2_base_dir(mount, own))?),
             _ => None,
         };
         let root = CgroupRoot {

@@ -7,7 +7,7 @@ use std::cell::Cell;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::{open_dir, read_keyed, read_u64, write_file, Cgroup, Kind, Usage, SUPERVISOR_LEAF};
+use super::{open_dir, read_keyed, read_u64, write_file, Cgroup, Kind, Usage, SANDBOX_CONTROLLERS, SUPERVISOR_LEAF};
 use crate::error::SandboxError;
 use crate::policy::CgroupLimits;
 
@@ -54,31 +54,44 @@ pub(super) const DELEGATED_FILES: [&str; 3] = ["cgroup.procs", "cgroup.subtree_c
 
 /// Move our own processes into `<own>/supervisor` and enable the controllers
 /// for our children: the no-internal-processes rule forbids a cgroup with
-/// processes from enabling controllers for its children. Nothing above
-/// `own` is touched.
+/// processes from enabling controllers for its children — also at the root
+/// of a container's private cgroup namespace, which is not the real root.
+/// Nothing above `own` is touched.
 pub(super) fn prepare_base(own: &Path) -> Result<PathBuf, SandboxError> {
     let available = fs::read_to_string(own.join("cgroup.controllers")).unwrap_or_default();
-    let wanted: Vec<&str> = ["memory", "cpu", "pids"].into_iter().filter(|c| available.split_whitespace().any(|a| a == *c)).collect();
-    let enabled = fs::read_to_string(own.join("cgroup.subtree_control")).unwrap_or_default();
-    if wanted.iter().all(|c| enabled.split_whitespace().any(|e| e == *c)) {
-        return Ok(own.to_path_buf());
-    }
-    let procs = fs::read_to_string(own.join("cgroup.procs")).unwrap_or_default();
-    if !procs.trim().is_empty() {
-        let leaf = own.join(SUPERVISOR_LEAF);
-        match fs::create_dir(&leaf) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(SandboxError::Cgroup { path: leaf, op: "mkdir", source: e }),
-        }
-        // Every process of our cgroup is ours (we are its delegate); move them all.
-        for pid in procs.split_whitespace() {
-            write_file(&leaf.join("cgroup.procs"), pid)?;
-        }
-    }
+    let wanted: Vec<&str> = SANDBOX_CONTROLLERS.into_iter().filter(|c| available.split_whitespace().any(|a| a == *c)).collect();
     let ctl: Vec<String> = wanted.iter().map(|c| format!("+{c}")).collect();
-    if !ctl.is_empty() {
-        write_file(&own.join("cgroup.subtree_control"), &ctl.join(" "))?;
+    // A process forked by one we are moving can land in `own` after we read
+    // cgroup.procs (several hostd starting at once in one container); the
+    // write then fails with EBUSY and we move the newcomers too.
+    const ROUNDS: usize = 5;
+    for round in 1..=ROUNDS {
+        let enabled = fs::read_to_string(own.join("cgroup.subtree_control")).unwrap_or_default();
+        if wanted.iter().all(|c| enabled.split_whitespace().any(|e| e == *c)) {
+            return Ok(own.to_path_buf());
+        }
+        let procs = fs::read_to_string(own.join("cgroup.procs")).unwrap_or_default();
+        if !procs.trim().is_empty() {
+            let leaf = own.join(SUPERVISOR_LEAF);
+            match fs::create_dir(&leaf) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(SandboxError::Cgroup { path: leaf, op: "mkdir", source: e }),
+            }
+            // Every process of our cgroup is ours to move (we are its
+            // delegate; in a container, what dockerd's dind entrypoint does).
+            // One that exited meanwhile is no error.
+            for pid in procs.split_whitespace() {
+                match write_file(&leaf.join("cgroup.procs"), pid) {
+                    Err(SandboxError::Cgroup { source, .. }) if source.raw_os_error() == Some(libc::ESRCH) => {}
+                    other => other?,
+                }
+            }
+        }
+        match write_file(&own.join("cgroup.subtree_control"), &ctl.join(" ")) {
+            Err(SandboxError::Cgroup { source, .. }) if source.raw_os_error() == Some(libc::EBUSY) && round < ROUNDS => continue,
+            other => other?,
+        }
     }
     Ok(own.to_path_buf())
 }

@@ -221,8 +221,12 @@ fn run(case: &str, arg: &dyn Fn(usize) -> String) -> R {
             // In a forked child: the sandbox's pid 1 is its namespace's init,
             // for which the kernel drops default-action signals like SIGXFSZ.
             "write_big" => {
+                // In 1 MiB writes: a whole-file buffer would count against
+                // the memory limit twice where the data dir is a tmpfs (the
+                // container stage's VM), and the OOM killer would answer
+                // before RLIMIT_FSIZE.
                 let mib: usize = arg(3).parse().unwrap_or(4);
-                in_child(|| write_file(&arg(2), &vec![7u8; mib << 20]))
+                in_child(|| write_chunks(&arg(2), &[7u8; 1 << 20], mib))
             }
             "int80_getpid" => {
                 let ret: i32;
@@ -362,6 +366,23 @@ unsafe fn write_file(path: &str, data: &[u8]) -> R {
     }
 }
 
+/// `chunk` written `times` times to a new file at `path`.
+unsafe fn write_chunks(path: &str, chunk: &[u8], times: usize) -> R {
+    let p = c(path);
+    let fd = libc::open(p.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC | libc::O_CLOEXEC, 0o644);
+    if fd < 0 {
+        return R::Errno(errno());
+    }
+    let mut total = 0;
+    for _ in 0..times {
+        match write_all(fd, chunk) {
+            Ok(n) => total += n,
+            Err(e) => return R::Errno(e),
+        }
+    }
+    R::Ok(format!("wrote {total} bytes"))
+}
+
 unsafe fn write_all(fd: i32, data: &[u8]) -> Result<usize, i32> {
     let mut off = 0;
     while off < data.len() {
@@ -375,16 +396,27 @@ unsafe fn write_all(fd: i32, data: &[u8]) -> Result<usize, i32> {
 }
 
 unsafe fn open_by_handle() -> R {
-    // struct file_handle { u32 handle_bytes; i32 handle_type; u8 f_handle[128] }
-    let mut buf = [0u8; 8 + 128];
-    buf[0..4].copy_from_slice(&128u32.to_ne_bytes());
-    let mut mount_id = 0i32;
-    let r = libc::syscall(libc::SYS_name_to_handle_at, libc::AT_FDCWD, c"/".as_ptr(), buf.as_mut_ptr(), &mut mount_id, 0);
-    if r < 0 {
-        return R::Errno(errno());
+    // Not every file system hands out file handles (9p, overlayfs without
+    // nfs_export — a container's root): the first directory that does is
+    // the target; the last answer stands if none does.
+    let mut last = R::Errno(libc::EOPNOTSUPP);
+    for dir in [c"/", c"/dev", c"/tmp", c"/run"] {
+        // struct file_handle { u32 handle_bytes; i32 handle_type; u8 f_handle[128] }
+        let mut buf = [0u8; 8 + 128];
+        buf[0..4].copy_from_slice(&128u32.to_ne_bytes());
+        let mut mount_id = 0i32;
+        let r = libc::syscall(libc::SYS_name_to_handle_at, libc::AT_FDCWD, dir.as_ptr(), buf.as_mut_ptr(), &mut mount_id, 0);
+        if r < 0 {
+            last = R::Errno(errno());
+            if errno() == libc::EOPNOTSUPP || errno() == libc::ENOENT {
+                continue;
+            }
+            return last;
+        }
+        let mount_fd = libc::open(dir.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC);
+        return rc(libc::syscall(libc::SYS_open_by_handle_at, mount_fd, buf.as_mut_ptr(), libc::O_RDONLY | libc::O_DIRECTORY));
     }
-    let mount_fd = libc::open(c"/".as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC);
-    rc(libc::syscall(libc::SYS_open_by_handle_at, mount_fd, buf.as_mut_ptr(), libc::O_RDONLY | libc::O_DIRECTORY))
+    last
 }
 
 /// Copy our own binary into `dir` and exec it through the one fd number the

@@ -18,6 +18,7 @@ struct Waiters {
 pub struct Launcher {
     sock: Arc<OwnedFd>,
     pid: i32,
+    environment: serde_json::Value,
     send_lock: Mutex<()>,
     waiters: Arc<Mutex<Waiters>>,
     next_key: std::sync::atomic::AtomicU64,
@@ -31,10 +32,11 @@ pub struct Spawned {
 }
 
 impl Launcher {
-    pub(super) fn new(sock: OwnedFd, pid: i32) -> Launcher {
+    pub(super) fn new(sock: OwnedFd, pid: i32, environment: serde_json::Value) -> Launcher {
         Launcher {
             sock: Arc::new(sock),
             pid,
+            environment,
             send_lock: Mutex::new(()),
             waiters: Arc::new(Mutex::new(Waiters::default())),
             next_key: std::sync::atomic::AtomicU64::new(1),
@@ -43,6 +45,12 @@ impl Launcher {
 
     pub fn pid(&self) -> i32 {
         self.pid
+    }
+
+    /// Where the launcher found itself: container, cgroup layout, what it
+    /// did there, problems (`sandbox::environment::Environment`).
+    pub fn environment(&self) -> &serde_json::Value {
+        &self.environment
     }
 
     /// Start routing replies. Call once, after the runtime is up.
@@ -82,7 +90,7 @@ impl Launcher {
                                 let _ = tx.send(error);
                             }
                         }
-                        FromLauncher::Ready | FromLauncher::StartFailed { .. } => {}
+                        FromLauncher::Ready { .. } | FromLauncher::StartFailed { .. } => {}
                         FromLauncher::Usage { key, usage } => {
                             if let Some(list) = w.usage.get_mut(&key) {
                                 if !list.is_empty() {

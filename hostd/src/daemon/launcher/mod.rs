@@ -20,7 +20,8 @@ pub use client::{Launcher, Spawned};
 pub use rules::LauncherRules;
 
 use sandbox::fdpass::{recv_packet, send_packet, seqpacket_pair};
-use sandbox::{CgroupRoot, Command, KernelFeatures, Outcome, Policy, Usage};
+use sandbox::environment::Environment;
+use sandbox::{CgroupMode, CgroupRoot, Command, KernelFeatures, Outcome, Policy, Usage};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -49,8 +50,9 @@ enum ToLauncher {
 
 #[derive(Debug, Serialize, Deserialize)]
 enum FromLauncher {
-    /// First packet: set up (cgroups delegated, privileges dropped) or not.
-    Ready,
+    /// First packet: set up (cgroups delegated, privileges dropped) or not;
+    /// `environment` is `sandbox::environment::Environment` as found.
+    Ready { environment: serde_json::Value },
     StartFailed { error: String },
     Spawned { key: u64, pid: i32 },
     SpawnFailed { key: u64, error: String },
@@ -117,7 +119,7 @@ pub fn fork_launcher(run_as: Option<&RunAs>, standbys: usize, rules: LauncherRul
     let mut buf = vec![0u8; 64 * 1024];
     match recv_packet(ours.as_raw_fd(), &mut buf, SPAWN_FDS).map_err(io("launcher start"))? {
         Some((n, _)) => match serde_json::from_slice::<FromLauncher>(&buf[..n]) {
-            Ok(FromLauncher::Ready) => Ok(Launcher::new(ours, pid)),
+            Ok(FromLauncher::Ready { environment }) => Ok(Launcher::new(ours, pid, environment)),
             Ok(FromLauncher::StartFailed { error }) => Err(LauncherError::Start(error)),
             _ => Err(LauncherError::Start("unexpected first message".into())),
         },

@@ -5,14 +5,22 @@
 
 use super::*;
 
-/// Cgroups and privileges, before the launcher takes requests.
-fn set_up(run_as: Option<&RunAs>) -> Result<(KernelFeatures, Option<CgroupRoot>), String> {
+/// Cgroups and privileges, before the launcher takes requests. Also what
+/// kind of place this is ([`Environment`]), for hostd's log and `status`.
+fn set_up(run_as: Option<&RunAs>) -> Result<(KernelFeatures, Option<CgroupRoot>, Environment), String> {
     sandbox::clear_supplementary_groups().map_err(|e| format!("setgroups: {e}"))?;
-    let kernel = KernelFeatures::probe();
+    // Thoroughly: a container runtime that refuses nested namespaces is
+    // named now, and every launch's refusal carries the reason.
+    let mut kernel = KernelFeatures::probe_thoroughly();
+    let mut environment = Environment::probe(&kernel);
     let mut cgroups = match CgroupRoot::new(kernel.cgroup.clone()) {
         Ok(c) => Some(c),
         Err(e) => {
-            eprintln!("hostd launcher: cgroups unavailable: {e}");
+            // Launches with cgroup limits are then refused naming this
+            // reason (or run without, where the downgrade is allowed).
+            let reason = format!("hostd could not prepare its cgroup: {e}");
+            environment.cgroup_failed(&reason);
+            kernel.cgroup = CgroupMode::Unavailable { reason };
             None
         }
     };
@@ -20,7 +28,7 @@ fn set_up(run_as: Option<&RunAs>) -> Result<(KernelFeatures, Option<CgroupRoot>)
         use crate::daemon::privileges::{become_launcher_keeping, HOSTD_LAUNCHER_CAPS};
         become_launcher_keeping(r, cgroups.as_mut(), &HOSTD_LAUNCHER_CAPS).map_err(|e| e.to_string())?;
     }
-    Ok((kernel, cgroups))
+    Ok((kernel, cgroups, environment))
 }
 
 struct Sandbox {
@@ -28,14 +36,15 @@ struct Sandbox {
 }
 
 pub(super) fn serve(sock: OwnedFd, run_as: Option<&RunAs>, standbys: usize, rules: &LauncherRules) -> Result<(), LauncherError> {
-    let (kernel, cgroups) = match set_up(run_as) {
+    let (kernel, cgroups, environment) = match set_up(run_as) {
         Ok(v) => v,
         Err(error) => {
             send_json(sock.as_raw_fd(), &FromLauncher::StartFailed { error: error.clone() }, &[]).map_err(io("send start failure"))?;
             return Err(LauncherError::Start(error));
         }
     };
-    send_json(sock.as_raw_fd(), &FromLauncher::Ready, &[]).map_err(io("send ready"))?;
+    let environment = serde_json::to_value(&environment).unwrap_or_default();
+    send_json(sock.as_raw_fd(), &FromLauncher::Ready { environment }, &[]).map_err(io("send ready"))?;
     // Relaunches (crash restarts, reloads) go into a sandbox made ahead of time.
     let standbys = sandbox::Standbys::new(standbys);
     let mut sandboxes: HashMap<u64, Sandbox> = HashMap::new();
