@@ -23,7 +23,7 @@ rootfs=$(bash scripts/debian-base.sh)
 
 # The test binaries nextest built, by name (their file names carry a hash).
 suites=$(cargo nextest list --release --workspace --locked --message-format json \
-  -E 'binary(escape) | binary(cgroup_v2) | binary(container)' 2>/dev/null)
+  -E 'binary(escape) | binary(cgroup_v2) | binary(container)') || { echo "container stage: cargo nextest list failed" >&2; exit 1; }
 binary() {
   python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["rust-suites"]["hostd-tests::"+sys.argv[1]]["binary-path"])' "$1" <<<"$suites"
 }

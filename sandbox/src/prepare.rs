@@ -85,10 +85,13 @@ pub fn prepare(policy: &Policy, kernel: &KernelFeatures) -> Result<Prepared, San
 /// downgrades it does allow (each one logged).
 pub fn check_kernel(policy: &Policy, kernel: &KernelFeatures) -> Result<Vec<Downgrade>, SandboxError> {
     let mut downgrades = Vec::new();
-    let mut need = |feature: Feature, present: bool, detail: String| -> Result<(), SandboxError> {
+    // `detail` is built only for a feature that is missing (this runs on
+    // every launch).
+    let mut need = |feature: Feature, present: bool, detail: &dyn Fn() -> String| -> Result<(), SandboxError> {
         if present {
             return Ok(());
         }
+        let detail = detail();
         if policy.allow_downgrade.contains(&feature) {
             tracing::warn!(policy = %policy.name, %feature, %detail, "running without a kernel feature (allowed by policy)");
             downgrades.push(Downgrade { feature, detail });
@@ -97,44 +100,39 @@ pub fn check_kernel(policy: &Policy, kernel: &KernelFeatures) -> Result<Vec<Down
             Err(SandboxError::MissingFeature { policy: policy.name.clone(), feature, detail })
         }
     };
-    let userns_detail = kernel
-        .user_namespace_refusal
-        .clone()
-        .unwrap_or_else(|| "user namespaces are disabled (user.max_user_namespaces is 0, or no CONFIG_USER_NS)".into());
-    need(Feature::UserNamespace, kernel.user_namespaces, userns_detail)?;
-    need(Feature::Seccomp, policy.seccomp.is_none() || kernel.seccomp_filter, "no seccomp filter mode".into())?;
+    need(Feature::UserNamespace, kernel.user_namespaces, &|| {
+        kernel
+            .user_namespace_refusal
+            .clone()
+            .unwrap_or_else(|| "user namespaces are disabled (user.max_user_namespaces is 0, or no CONFIG_USER_NS)".into())
+    })?;
+    need(Feature::Seccomp, policy.seccomp.is_none() || kernel.seccomp_filter, &|| "no seccomp filter mode".into())?;
     if let Some(ll) = &policy.landlock {
-        need(
-            Feature::Landlock,
-            kernel.landlock_abi >= ll.min_abi,
-            format!("Landlock ABI {} < required {}", kernel.landlock_abi, ll.min_abi),
-        )?;
+        need(Feature::Landlock, kernel.landlock_abi >= ll.min_abi, &|| {
+            format!("Landlock ABI {} < required {}", kernel.landlock_abi, ll.min_abi)
+        })?;
         if ll.scope_abstract_unix || ll.scope_signal {
-            need(
-                Feature::LandlockScope,
-                kernel.landlock_abi >= LANDLOCK_ABI_SCOPE,
-                format!("Landlock ABI {} has no scoping (needs {LANDLOCK_ABI_SCOPE}, Linux 6.12)", kernel.landlock_abi),
-            )?;
+            need(Feature::LandlockScope, kernel.landlock_abi >= LANDLOCK_ABI_SCOPE, &|| {
+                format!("Landlock ABI {} has no scoping (needs {LANDLOCK_ABI_SCOPE}, Linux 6.12)", kernel.landlock_abi)
+            })?;
         }
         if !ll.tcp_bind.is_empty() || !ll.tcp_connect.is_empty() {
-            need(
-                Feature::LandlockNet,
-                kernel.landlock_abi >= LANDLOCK_ABI_NET,
-                format!("Landlock ABI {} has no TCP rules (needs {LANDLOCK_ABI_NET}, Linux 6.7)", kernel.landlock_abi),
-            )?;
+            need(Feature::LandlockNet, kernel.landlock_abi >= LANDLOCK_ABI_NET, &|| {
+                format!("Landlock ABI {} has no TCP rules (needs {LANDLOCK_ABI_NET}, Linux 6.7)", kernel.landlock_abi)
+            })?;
         }
     }
     let cg = &policy.cgroup;
     if cg.enabled {
         match &kernel.cgroup {
-            CgroupMode::Unavailable { reason } => need(Feature::Cgroup, false, reason.clone())?,
+            CgroupMode::Unavailable { reason } => need(Feature::Cgroup, false, &|| reason.clone())?,
             mode => {
                 for (feature, set, controller) in [
                     (Feature::CgroupMemory, cg.memory_max.is_some(), "memory"),
                     (Feature::CgroupCpu, cg.cpu_max.is_some(), "cpu"),
                     (Feature::CgroupPids, cg.pids_max.is_some(), "pids"),
                 ] {
-                    need(feature, !set || mode.has_controller(controller), missing_controller(mode, controller))?;
+                    need(feature, !set || mode.has_controller(controller), &|| missing_controller(mode, controller))?;
                 }
             }
         }

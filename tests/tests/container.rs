@@ -105,6 +105,6 @@ fn inside_container_a_daemon_runs_a_signed_module() {
     assert_eq!(found["container"], "podman", "{found:#}");
     assert_eq!(found["problems"], serde_json::json!([]), "{found:#}");
     let text = hostd_tests::output_text(&env.ctl(&["status"]));
-    assert!(text.contains("t-box"), "{text}");
+    assert!(text.contains("t-box") && text.contains(&format!("host: container podman, cgroups {expect}")), "{text}");
     env.stop();
 }
