@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::cgroup::{join_cgroup, v2_base_dir, CgroupMode, SANDBOX_CONTROLLERS, SUPERVISOR_LEAF};
 use crate::features::KernelFeatures;
+use crate::prepare::missing_controller;
 
 /// The inode of the initial cgroup namespace (PROC_CGROUP_INIT_INO in
 /// include/linux/proc_ns.h, Linux 4.6): any other inode is a private one.
@@ -126,9 +127,8 @@ impl Environment {
                 for c in SANDBOX_CONTROLLERS {
                     if !controllers.iter().any(|a| a == c) {
                         env.problems.push(format!(
-                            "the {c} controller is not available to {}: its parent (the container runtime, or systemd's Delegate=) \
-                             must enable it; policies with {c} limits are refused unless `cgroup_{c}` is allowed to downgrade",
-                            own_dir.display()
+                            "{}; policies with {c} limits are refused unless `cgroup_{c}` is allowed to downgrade",
+                            missing_controller(&kernel.cgroup, c)
                         ));
                     }
                 }
@@ -139,23 +139,16 @@ impl Environment {
                 env.sandbox_cgroups_in = hierarchies.iter().map(|h| h.own_dir.clone()).collect();
                 env.hostd_will = "create a cgroup beneath its own in each v1 hierarchy and attach each sandbox after the clone".into();
             }
-            CgroupMode::Unavailable { reason } => {
-                env.hostd_will = "refuse policies with cgroup limits unless `cgroup` is allowed to downgrade".into();
-                env.problems.push(reason.clone());
-            }
+            CgroupMode::Unavailable { reason } => env.cgroup_failed(reason),
         }
-        if let Some(r) = &kernel.user_namespace_refusal {
-            env.problems.push(r.clone());
-        } else if !kernel.user_namespaces {
-            env.problems.push("user namespaces are disabled (user.max_user_namespaces is 0, or no CONFIG_USER_NS)".into());
+        if !kernel.user_namespaces {
+            env.problems.push(kernel.user_namespace_detail());
         }
         env
     }
-}
 
-impl Environment {
-    /// The cgroup could not be prepared after all (e.g. not writable for
-    /// reasons no mount option shows): say so, and what follows.
+    /// No usable cgroup (detected, or preparing it failed for reasons no
+    /// mount option shows): say so, and what follows.
     pub fn cgroup_failed(&mut self, reason: &str) {
         self.hostd_will = "refuse policies with cgroup limits unless `cgroup` is allowed to downgrade".into();
         self.sandbox_cgroups_in.clear();

@@ -35,6 +35,14 @@ impl KernelFeatures {
         }
     }
 
+    /// Why a sandbox cannot get its user namespace here: the namespace
+    /// probe's refusal when it ran, else the sysctl/config reason.
+    pub fn user_namespace_detail(&self) -> String {
+        self.user_namespace_refusal
+            .clone()
+            .unwrap_or_else(|| "user namespaces are disabled (user.max_user_namespaces is 0, or no CONFIG_USER_NS)".into())
+    }
+
     /// [`KernelFeatures::probe`], plus a real attempt at the sandbox's
     /// namespaces ([`crate::environment::probe_namespaces`]): what a
     /// container runtime refuses shows here, before any launch. Costs a

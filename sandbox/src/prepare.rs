@@ -100,12 +100,7 @@ pub fn check_kernel(policy: &Policy, kernel: &KernelFeatures) -> Result<Vec<Down
             Err(SandboxError::MissingFeature { policy: policy.name.clone(), feature, detail })
         }
     };
-    need(Feature::UserNamespace, kernel.user_namespaces, &|| {
-        kernel
-            .user_namespace_refusal
-            .clone()
-            .unwrap_or_else(|| "user namespaces are disabled (user.max_user_namespaces is 0, or no CONFIG_USER_NS)".into())
-    })?;
+    need(Feature::UserNamespace, kernel.user_namespaces, &|| kernel.user_namespace_detail())?;
     need(Feature::Seccomp, policy.seccomp.is_none() || kernel.seccomp_filter, &|| "no seccomp filter mode".into())?;
     if let Some(ll) = &policy.landlock {
         need(Feature::Landlock, kernel.landlock_abi >= ll.min_abi, &|| {
@@ -141,7 +136,7 @@ pub fn check_kernel(policy: &Policy, kernel: &KernelFeatures) -> Result<Vec<Down
 }
 
 /// Why a controller is missing, and where it has to be enabled.
-fn missing_controller(mode: &CgroupMode, controller: &str) -> String {
+pub(crate) fn missing_controller(mode: &CgroupMode, controller: &str) -> String {
     match mode {
         CgroupMode::Unified { mount, own, .. } => format!(
             "the {controller} controller is not in {}/cgroup.controllers: the parent cgroup (outside hostd's delegation: \

@@ -54,7 +54,8 @@ vm_kernel() {
 # vm_initrd <work dir> <program to exec after switch_root> [stage2 script]
 # Writes <work>/initrd.gz: mounts the 9p root read-only under a tmpfs
 # overlay, copies the optional stage2 script in as /hostd-vm-stage2, then
-# switch_root's into the program.
+# switch_root's into the program. The stage2 script's last command's status
+# becomes the guest's result: a trailer added here reports it and powers off.
 vm_initrd() {
   local work=$1 next=$2 stage2=${3:-}
   local root="$work/initramfs"
@@ -71,7 +72,9 @@ vm_initrd() {
       *) cp "$f" "$root/modules/" ;;
     esac
   done
-  [ -n "$stage2" ] && cp "$stage2" "$root/stage2"
+  if [ -n "$stage2" ]; then
+    { cat "$stage2"; printf '%s\n' 'echo "HOSTD-VM-RESULT $?"' 'echo o > /proc/sysrq-trigger' 'sleep 10'; } > "$root/stage2"
+  fi
   cat > "$root/init" <<INIT
 #!/bin/busybox sh
 /bin/busybox --install -s /bin

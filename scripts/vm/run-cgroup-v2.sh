@@ -22,9 +22,6 @@ echo "cgroup2 controllers: \$(cat /sys/fs/cgroup/hostd-test/cgroup.controllers)"
 export HOSTD_IN_VM=1 HOSTD_REQUIRE_PRIVILEGED=1 HOSTD_BIN_DIR=$(dirname "$(dirname "$test_bin")") RUST_BACKTRACE=1
 cd /tmp
 $test_bin $test_args
-echo "HOSTD-VM-RESULT \$?"
-echo o > /proc/sysrq-trigger
-sleep 10
 STAGE2
 vm_initrd "$work" /hostd-vm-stage2 "$work/stage2"
 rc=0

@@ -18,9 +18,6 @@ cat > "$vm/stage2" <<STAGE2
 #!/bin/sh
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin RUST_BACKTRACE=1
 sh "$repo/scripts/container/in-vm.sh" "$work" "$bin" "$rootfs" "$repo"
-echo "HOSTD-VM-RESULT \$?"
-echo o > /proc/sysrq-trigger
-sleep 10
 STAGE2
 vm_initrd "$vm" /hostd-vm-stage2 "$vm/stage2"
 rc=0
