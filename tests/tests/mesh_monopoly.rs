@@ -135,6 +135,9 @@ fn the_entity_cap_holds_routers_refuse_one_entity_paths_and_strict_mode_fails_lo
         assert!(out.starts_with("sent"), "{out}");
     };
     // Control: before anyone names acme, the X1 → X2 path is two entities.
+    // The packet is sent once: X1's link to X2 must be up first (X1 then
+    // has a way to D through X2), or X1 drops it and the control never sees it.
+    wait_for("X1 reaches D through X2", T, || paths_to(&b.hosts[X1], &d), |p| p.iter().any(|r| *r == [x2.clone()]));
     attack(&b);
     wait_for("control: the attacker's packet over X1, X2 is delivered", T, || count(&report(&b.hosts[D]), "received"), |n| *n == 1);
     // The operator's authority certifies X1 and X2 as acme's; every node
