@@ -43,16 +43,6 @@ if ! id hostd >/dev/null 2>&1; then
   echo "==> useradd --system hostd"
   useradd --system --no-create-home --home-dir /var/lib/hostd --shell /usr/sbin/nologin hostd
 fi
-# The packaging tools (pinned versions, see docs/kernel.md) build from crates.io in the
-# background, using the cores the main build leaves idle while it links.
-tools_pid=
-if ! command -v cargo-deb >/dev/null || ! command -v cargo-generate-rpm >/dev/null; then
-  echo "==> cargo install cargo-deb cargo-generate-rpm (background, log /var/tmp/hostd-tools-install.log)"
-  # Its own temporary target dir, so it never waits for the main build's lock.
-  (cd / && env -u CARGO_TARGET_DIR nice -n 10 cargo install --locked cargo-deb@3.8.0 cargo-generate-rpm@0.21.1) > /var/tmp/hostd-tools-install.log 2>&1 &
-  tools_pid=$!
-fi
-
 # The real Bitcoin node the chain tests run (tools/regtest-node: blvm-node,
 # its own lockfile and target dir /var/tmp/hostd-node-target) builds in the
 # background beside the main build; about 12 min cold on 2 cores, seconds
@@ -73,17 +63,6 @@ if ! wait "$node_pid"; then
 fi
 HOSTD_NODE_BIN=$(tail -1 /var/tmp/hostd-node-build.log)
 export HOSTD_NODE_BIN
-
-# The tests measure latency under floods against an idle baseline (mesh,
-# fairness): they run on a quiet machine, after the background install.
-if [ -n "$tools_pid" ]; then
-  echo "==> waiting for the packaging tools' install"
-  if ! wait "$tools_pid"; then
-    cat /var/tmp/hostd-tools-install.log
-    echo "cargo install of the packaging tools failed" >&2
-    exit 1
-  fi
-fi
 
 echo "==> tests"
 status=0
