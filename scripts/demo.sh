@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then echo "run as root (hostd creates namespaces and cgroups)" >&2; exit 1; fi
 need_apt=()
 command -v c++ >/dev/null || need_apt+=(g++)
-ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 || need_apt+=(clang libclang-dev)
+ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 && command -v clang++ >/dev/null || need_apt+=(clang libclang-dev)   # RocksDB: bindgen and clang++ (.cargo/config.toml)
 if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
 fi
