@@ -61,7 +61,7 @@ if ! id hostd >/dev/null 2>&1; then
 fi
 # The real Bitcoin node the chain tests run (tools/regtest-node: blvm-node,
 # its own lockfile and target dir /var/tmp/hostd-node-target) builds in the
-# background beside the main build; about 12 min cold on 2 cores, seconds
+# background beside the main build; done before it cold, seconds
 # warm. The tests wait for it.
 echo "==> build the regtest node (background, log /var/tmp/hostd-node-build.log)"
 (BUILD_ONLY=1 nice -n 5 bash scripts/regtest-node.sh) > /var/tmp/hostd-node-build.log 2>&1 &
