@@ -70,7 +70,9 @@ node_pid=$!
 # The tests' packages, the guest kernels and the debootstrap'd Debian root
 # the VM, package and container stages use: installed and fetched while the
 # build compiles (mostly download and unpacking); the tests wait for them.
-echo "==> apt-get install ${need_tests[*]} $need_promtool; fetch the stages' kernels and Debian root (background, log /var/tmp/hostd-stages-prepare.log)"
+what="fetch the stages' kernels and Debian root"
+[ ${#need_tests[@]} -eq 0 ] && [ -z "$need_promtool" ] || what="apt-get install ${need_tests[*]} $need_promtool; $what"
+echo "==> $what (background, log /var/tmp/hostd-stages-prepare.log)"
 ( { [ ${#need_tests[@]} -eq 0 ] || apt_install "${need_tests[@]}"; } &&
   { [ -z "$need_promtool" ] || apt_install --no-install-recommends prometheus; } &&
   nice -n 5 bash scripts/prepare-stages.sh ) > /var/tmp/hostd-stages-prepare.log 2>&1 &
