@@ -31,7 +31,7 @@ trap 'rm -rf "$work"' EXIT
 rm -rf "$out" && mkdir -p "$out"
 
 # stage <deb|rpm> <root>: copy the assets of that package into <root>;
-# prints "<flags> <destination>" for each file installed.
+# prints "<flags> <mode> <destination>" for each file installed.
 stage() {
   local kind=$1 root=$2 src dest mode flags path file
   while read -r src dest mode flags; do
@@ -51,7 +51,7 @@ stage() {
       install -D -m "$mode" "$file" "$root$to"
       # Shipped binaries carry no symbol tables (a third of their size).
       [[ "$src" == release/* ]] && strip --strip-unneeded "$root$to"
-      echo "${flags:--} $to"
+      echo "${flags:--} $mode $to"
     done
   done < "$repo/packaging/assets"
 }
@@ -63,7 +63,7 @@ install -D -m 644 /dev/null "$deb_root/usr/share/doc/hostd/changelog.Debian.gz"
 gzip -9n < packaging/debian/changelog > "$deb_root/usr/share/doc/hostd/changelog.Debian.gz"
 mkdir -p "$deb_root/DEBIAN"
 install -m 755 packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm "$deb_root/DEBIAN/"
-awk '$1 ~ /(^|,)config(,|$)/ { print $2 }' "$work/deb.files" > "$deb_root/DEBIAN/conffiles"
+awk '$1 ~ /(^|,)config(,|$)/ { print $3 }' "$work/deb.files" > "$deb_root/DEBIAN/conffiles"
 (cd "$deb_root" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | sort -z | xargs -0 md5sum) > "$deb_root/DEBIAN/md5sums"
 installed_kib=$(du -sk --exclude=DEBIAN "$deb_root" | cut -f1)
 sed -e "s/@VERSION@/$version-1/" -e "s/@INSTALLED_SIZE@/$installed_kib/" packaging/debian/control > "$deb_root/DEBIAN/control"
@@ -75,12 +75,11 @@ rpm_root="$work/rpm"
 stage rpm "$rpm_root" > "$work/rpm.files"
 find "$rpm_root" -exec touch -h -d "@$epoch" {} +
 # %files: each file with its mode; conffiles are kept when edited.
-awk -v root="$rpm_root" '{
-  cmd = "stat -c %a \"" root $2 "\""; cmd | getline mode; close(cmd)
+awk '{
   prefix = ""
   if ($1 ~ /(^|,)config(,|$)/) prefix = "%config(noreplace) "
   else if ($1 ~ /(^|,)doc(,|$)/) prefix = "%doc "
-  printf "%s%%attr(%s,root,root) %s\n", prefix, mode, $2
+  printf "%s%%attr(%s,root,root) %s\n", prefix, $2, $3
 }' "$work/rpm.files" > "$work/files.list"
 # Fill the spec's @…@ fields (scriptlets and file list are inserted whole).
 awk -v version="$version" -v stage="$rpm_root" \

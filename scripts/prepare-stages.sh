@@ -10,5 +10,5 @@ cd "$(dirname "$0")/.."
 . scripts/vm/common.sh
 vm_kernel bookworm
 vm_kernel backports
-bash scripts/debian-base.sh >/dev/null
-echo "stages prepared: kernels in $vm_cache, Debian root $(bash scripts/debian-base.sh)"
+root=$(bash scripts/debian-base.sh)
+echo "stages prepared: kernels in $vm_cache, Debian root $root"

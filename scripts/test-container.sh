@@ -60,9 +60,19 @@ LIST
 start=$(date +%s)
 rc=0
 bash scripts/vm/run-container.sh "$work" "$bin" "$rootfs" > "$work/console.log" 2>&1 || rc=$?
+# A VM that ended within minutes before any scenario reported (a boot, 9p
+# or Podman set-up fault: no CONTAINER-RESULT line at all) is booted once
+# more, after its console is printed; a scenario that ran and failed, or a
+# VM that hung until its timeout, is never retried.
+if ! grep -a -q 'CONTAINER-RESULT ' "$work/console.log" && [ $(($(date +%s) - start)) -lt 300 ]; then
+  grep -a -v '^\s*$' "$work/console.log" | tail -n 100
+  echo "container stage: the VM ended (rc $rc) before any scenario reported; its console is above; booting it once more" >&2
+  rc=0
+  bash scripts/vm/run-container.sh "$work" "$bin" "$rootfs" > "$work/console.log" 2>&1 || rc=$?
+fi
 grep -a -E '^(==> container|CONTAINER-|CT-|container stage:)' "$work/console.log" || true
-# No summary line (the guest never ran in-vm.sh) must reach the failure
-# report below, not end this script silently under set -e.
+# No summary line must reach the failure report below, not end this
+# script silently under set -e.
 summary=$(grep -a -o 'CONTAINER-STAGE scenarios=[0-9]* passed=[0-9]*' "$work/console.log" | tail -1 || true)
 echo "container stage: ${summary:-no summary} in $(($(date +%s) - start)) s (VM boot included)"
 if [ "$rc" -ne 0 ] || [ "$summary" != "CONTAINER-STAGE scenarios=4 passed=4" ]; then

@@ -27,6 +27,9 @@ mount -t tmpfs tmpfs /var/lib/containers
 mount -t tmpfs tmpfs /dev/shm
 mount -t devpts devpts /dev/pts
 mount -t cgroup2 none /sys/fs/cgroup
+# The empty line first: the console's reset sequences end up on it, so the
+# line after starts at column 0 for the host's grep.
+echo
 echo "container stage: $(uname -r), cgroup2 controllers: $(cat /sys/fs/cgroup/cgroup.controllers), podman $(podman --version | awk '{print $3}')"
 
 # `hostd run` drops root to this user (the packages create it); made once,
