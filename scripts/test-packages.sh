@@ -25,13 +25,18 @@ deb=$(printf '%s\n' "${pkgs[@]}" | grep '\.deb$')
 rpm=$(printf '%s\n' "${pkgs[@]}" | grep '\.rpm$')
 [ -f "$deb" ] && [ -f "$rpm" ] || fail "package.sh did not produce both packages: ${pkgs[*]}"
 
+# Scratch for this script (rpm's database, lintian's temporary files):
+# lintian leaves its ELF cache (mldbm-elf-*) behind in TMPDIR.
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+
 step "lintian $(basename "$deb")"
-lintian_out=$(lintian --fail-on error "$deb" 2>&1) || { echo "$lintian_out"; fail "lintian reports errors"; }
+lintian_out=$(TMPDIR=$scratch lintian --fail-on error "$deb" 2>&1) || { echo "$lintian_out"; fail "lintian reports errors"; }
 echo "$lintian_out"
 
 step "rpm -qpil / --scripts $(basename "$rpm")"
-rpmdb=$(mktemp -d)
-trap 'rm -rf "$rpmdb"' EXIT
+rpmdb=$scratch/rpmdb
+mkdir "$rpmdb"
 files=$(rpm --dbpath "$rpmdb" -qpl "$rpm")
 rpm --dbpath "$rpmdb" -qpi "$rpm" | head -n 12
 for f in /usr/bin/hostd /usr/bin/hostd-sandbox /usr/lib/hostd/hostd-setup /etc/hostd/hostd.toml /usr/lib/systemd/system/hostd.service /usr/lib/sysusers.d/hostd.conf \
@@ -55,7 +60,7 @@ awk -v s="$score" 'BEGIN { exit !(s <= 4.0) }' || fail "exposure $score is above
 step "debootstrap chroot (Debian bookworm)"
 base=$(bash scripts/debian-base.sh)
 root=$(mktemp -d /var/tmp/hostd-chroot.XXXXXX)
-cleanup() { umount "$root/proc" 2>/dev/null || true; rm -rf "$root" "$rpmdb"; }
+cleanup() { umount "$root/proc" 2>/dev/null || true; rm -rf "$root" "$scratch"; }
 trap cleanup EXIT
 cp -a "$base/." "$root/"
 mount -t proc proc "$root/proc"

@@ -21,5 +21,7 @@ pub mod module;
 pub mod mesh_config;
 pub mod node_config;
 pub mod spelling;
+#[cfg(test)]
+mod scratch;
 
 pub use module::{discovery, elf, manifest, permissions, policy_show, policygen, reference, trust};

@@ -177,8 +177,7 @@ mod tests {
 
     #[test]
     fn order_missing_versions_optional_and_cycles() {
-        let root = std::env::temp_dir().join(format!("hostd-deps-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+        let root = crate::scratch::Scratch::new("deps");
         let ms = [
             module(&root, "app", "1.0.0", "[dependencies]\nlib = \">=1.2\"\n[optional_dependencies]\nextra = \"1\"\n"),
             module(&root, "lib", "1.3.0", ""),
@@ -200,7 +199,6 @@ mod tests {
         assert!(why["ping"].contains("dependency cycle: ping -> pong -> ping"), "{why:?}");
         assert!(why.contains_key("pong"));
         assert_eq!(order.len(), 3, "{order:?}");
-        let _ = std::fs::remove_dir_all(&root);
     }
 
     /// A 5,000-deep chain once overflowed a 2 MiB worker stack (the
@@ -209,8 +207,7 @@ mod tests {
     /// one root cause, not 5,000 nested ones.
     #[test]
     fn a_very_long_chain_resolves_without_recursion() {
-        let root = std::env::temp_dir().join(format!("hostd-deps-chain-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+        let root = crate::scratch::Scratch::new("deps-chain");
         const N: usize = 5000;
         // m0 -> m1 -> … -> m4999, which needs nothing (or, in the broken
         // variant, the absent "ghost").
@@ -242,6 +239,5 @@ mod tests {
         assert_eq!(bad.len(), N, "a missing dependency at the end stops the whole chain");
         let longest = bad.iter().map(|(_, e)| e.to_string().len()).max().unwrap_or(0);
         assert!(longest < 200, "messages do not nest: {longest} bytes");
-        let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -128,11 +128,8 @@ fn open_dir_at(dir: &File, name: &CStr) -> std::io::Result<Option<File>> {
 mod tests {
     use super::*;
 
-    fn scratch(tag: &str) -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!("hostd-usage-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).expect("scratch dir");
-        d
+    fn scratch(tag: &str) -> crate::scratch::Scratch {
+        crate::scratch::Scratch::new(&format!("usage-{tag}"))
     }
 
     #[test]
@@ -148,7 +145,6 @@ mod tests {
         let u = measure(&File::open(&d).expect("open"), 1000).expect("measures");
         assert_eq!(u.entries, 5);
         assert!(u.bytes >= 100_000 && u.bytes < 1 << 20, "{u:?}");
-        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]
@@ -161,6 +157,5 @@ mod tests {
         let deep: std::path::PathBuf = (0..=MAX_DEPTH + 1).map(|_| "d").collect();
         std::fs::create_dir_all(d.join(&deep)).expect("deep");
         assert!(matches!(measure(&File::open(&d).expect("open"), 1000), Err(UsageError::TooDeep)));
-        let _ = std::fs::remove_dir_all(&d);
     }
 }

@@ -148,10 +148,9 @@ mod tests {
 
     #[test]
     fn modules_never_get_root_or_hostds_own_ids() {
-        let data = std::env::temp_dir().join(format!("hostd-ids-{}", std::process::id()));
-        std::fs::create_dir_all(&data).expect("mkdir");
+        let data = crate::scratch::Scratch::new("ids");
         let mut config = HostConfig::default();
-        config.paths.data_dir = data.clone();
+        config.paths.data_dir = data.to_path_buf();
         let run_as = RunAs { user: "hostd".into(), uid: 700_005, gid: 990 };
         assert!(check_ids(&config, &run_as).is_ok());
         // The range that modules draw from contains hostd's uid.
@@ -165,7 +164,6 @@ mod tests {
             let e = check_ids(&config, &run_as).expect_err("recorded id");
             assert!(e.to_string().contains("module evil"), "{e}");
         }
-        let _ = std::fs::remove_dir_all(&data);
     }
 
     #[test]

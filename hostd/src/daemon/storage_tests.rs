@@ -2,15 +2,14 @@
 //! on-disk bound and prefix-scan budgets.
 
 use super::*;
+use crate::scratch::Scratch;
 use hostd_protocol::BatchOp;
 
 /// The default tree charge (`[daemon] storage_tree_charge_bytes`).
 const TREE_CHARGE: u64 = 64 << 10;
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("hostd-storage-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+fn tmp(name: &str) -> Scratch {
+    Scratch::new(&format!("storage-{name}"))
 }
 
 const Q: u64 = TREE_CHARGE + 100;
@@ -51,10 +50,9 @@ fn trees_quota_and_reopen() {
     s.open_tree("one-too-many").expect("room again after a drop");
     assert_eq!(s.quota().0, 7 * TREE_CHARGE, "trees are charged, the dropped tree's data is not");
     s.drop_tree("x0").expect("drop");
-    let e = env.open("m2", &tmp("quota2"), StoreLimits::new(TREE_CHARGE / 2, 8)).expect("opens").open_tree("t").unwrap_err();
+    let other = tmp("quota2");
+    let e = env.open("m2", &other, StoreLimits::new(TREE_CHARGE / 2, 8)).expect("opens").open_tree("t").unwrap_err();
     assert!(matches!(e, StorageError::QuotaExceeded { needed: TREE_CHARGE, .. }), "a tree needs room in the quota: {e}");
-    drop(s);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Put-and-delete cycles keep the logical size under the quota while
@@ -84,8 +82,6 @@ fn data_files_on_disk_are_held_to_the_quota() {
     assert!(refused_on_disk > 0 || max_on_disk <= quota, "either refused or never over");
     std::thread::sleep(StoreLimits::new(0, 0).reclaim_every);
     s.put("default", b"after", &[1; 1000]).expect("room again after reclaim");
-    drop(s);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -101,6 +97,4 @@ fn a_prefix_scan_stops_at_its_byte_budget() {
     assert_eq!(got.len(), 3, "stops at the budget, not at the count");
     assert_eq!(s.iter_prefix("default", b"k", 100, 1 << 20).expect("scan").len(), 10, "control: all fit");
     assert_eq!(s.iter_prefix("default", b"k", 100, 10).expect("scan").len(), 1, "one entry even past the budget");
-    drop(s);
-    let _ = std::fs::remove_dir_all(&dir);
 }

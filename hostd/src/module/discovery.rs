@@ -167,8 +167,7 @@ mod tests {
 
     #[test]
     fn a_bad_module_is_reported_and_the_others_load() {
-        let root = std::env::temp_dir().join(format!("hostd-discover-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+        let root = crate::scratch::Scratch::new("discover");
         let write = |dir: &str, text: &str| {
             let d = root.join(dir);
             std::fs::create_dir_all(&d).expect("mkdir");
@@ -179,7 +178,7 @@ mod tests {
         write("impostor", "name = \"alpha2\"\nversion = \"1.0.0\"\nentry_point = \"x\"\n");
         write("zeta", "name = \"zeta\"\nversion = \"2.0.0\"\nentry_point = \"zeta\"\ncapabilities = [\"read_utxo\"]\n");
         let mut host = HostConfig::default();
-        host.paths.modules_dir = root.clone();
+        host.paths.modules_dir = root.to_path_buf();
         host.modules.insert("zeta".into(), toml::from_str("mode = \"host\"").expect("table"));
         std::fs::write(root.join("zeta/config.toml"), "mode = \"module\"\nkeep = 1\n").expect("config");
         let (ok, bad) = discover(&host);
@@ -192,7 +191,6 @@ mod tests {
         // Host values win over the module's config.toml; other keys stay.
         assert_eq!(ok[1].config.get("mode").and_then(|v| v.as_str()), Some("host"));
         assert_eq!(ok[1].config.get("keep").and_then(|v| v.as_integer()), Some(1));
-        let _ = std::fs::remove_dir_all(&root);
     }
 
     /// A config.toml that links to the host config (with another module's
@@ -201,8 +199,7 @@ mod tests {
     /// host section is ever merged.
     #[test]
     fn config_toml_is_a_regular_file_of_the_module_and_nothing_else() {
-        let root = std::env::temp_dir().join(format!("hostd-config-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+        let root = crate::scratch::Scratch::new("config");
         let dir = root.join("m");
         std::fs::create_dir_all(&dir).expect("mkdir");
         std::fs::write(dir.join("module.toml"), "name = \"m\"\nversion = \"1.0.0\"\nentry_point = \"m\"\n").expect("write");
@@ -230,6 +227,5 @@ mod tests {
             let e = load_dir(&dir, &host, true).map(|_| ()).expect_err(what).to_string();
             assert!(e.contains("config.toml") && e.contains(why), "{what}: {e}");
         }
-        let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -1,18 +1,13 @@
 //! Unit tests of `trust.rs`: each attack on hashes and signatures, with a control.
 
 use super::*;
+use crate::scratch::Scratch;
 use crate::manifest::{MaintainerSignature, SignaturesSection, ValidManifest};
 
 struct Fixture {
-    dir: PathBuf,
+    dir: Scratch,
     keys: Vec<SecretKey>,
     anchors: Vec<TrustAnchor>,
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 /// A little-endian ELF64 header with no program headers (so no
@@ -27,9 +22,7 @@ fn elf(tail: &[u8]) -> Vec<u8> {
 }
 
 fn fixture(tag: &str) -> Fixture {
-    let dir = std::env::temp_dir().join(format!("hostd-trust-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("mkdir");
+    let dir = Scratch::new(&format!("trust-{tag}"));
     std::fs::write(dir.join("mod-bin"), elf(b"pretend module binary")).expect("write bin");
     let keys: Vec<SecretKey> = (0..4).map(|_| generate_key().expect("key")).collect();
     // Keys 0..3 are anchored; key 3 is not.

@@ -151,7 +151,7 @@ mod tests {
 
     #[test]
     fn only_policies_hostd_generates_are_launched() {
-        let d = std::env::temp_dir().join(format!("hostd-rules-{}", std::process::id()));
+        let d = crate::scratch::Scratch::new("rules");
         std::fs::create_dir_all(d.join("modules/m/files")).expect("dirs");
         let r = rules(&d);
         let honest = || {
@@ -188,7 +188,6 @@ mod tests {
         p.seccomp = None;
         let lenient = LauncherRules::new(&d, IdRange { first: 620_000, count: 10 }, vec![Feature::Seccomp]);
         lenient.check_policy(&p).expect("the host config allows that downgrade");
-        let _ = std::fs::remove_dir_all(&d);
     }
 
     fn open(p: &Path) -> OwnedFd {
@@ -197,8 +196,7 @@ mod tests {
 
     #[test]
     fn only_what_hostd_gives_a_module_is_given() {
-        let d = std::env::temp_dir().join(format!("hostd-own-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
+        let d = crate::scratch::Scratch::new("own");
         let files = d.join("modules/m/files");
         std::fs::create_dir_all(files.join("sub")).expect("dirs");
         std::fs::write(files.join("f"), b"x").expect("file");
@@ -222,6 +220,5 @@ mod tests {
             let m = std::fs::metadata(files.join("sub")).expect("meta");
             assert_eq!((m.uid(), m.mode() & 0o7777), (620_001, 0o2770));
         }
-        let _ = std::fs::remove_dir_all(&d);
     }
 }
