@@ -1,8 +1,8 @@
 //! Unit tests of `trust.rs`: each attack on hashes and signatures, with a control.
 
 use super::*;
-use crate::scratch::Scratch;
 use crate::manifest::{MaintainerSignature, SignaturesSection, ValidManifest};
+use crate::scratch::Scratch;
 
 struct Fixture {
     dir: Scratch,
