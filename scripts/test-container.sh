@@ -57,32 +57,19 @@ $container inside_container_the_layout_is_reported
 $container inside_unprivileged_container_a_launch_is_refused_by_name
 LIST
 
-# boot: one VM run of every scenario, its console in console.log, its
-# status in rc. console_tail <lines>: the console without blank lines.
-boot() {
-  rc=0
-  bash scripts/vm/run-container.sh "$work" "$bin" "$rootfs" > "$work/console.log" 2>&1 || rc=$?
-}
-console_tail() { grep -a -v '^\s*$' "$work/console.log" | tail -n "$1"; }
-
+# One VM runs every scenario; its console goes to console.log (a guest
+# kernel that panics before anything of ours ran is booted once more by
+# vm_boot, which says so on a "vm:" line).
 start=$(date +%s)
-boot
-# A VM that ended within minutes before any scenario reported (a boot, 9p
-# or Podman set-up fault: no CONTAINER-RESULT line at all) is booted once
-# more, after its console is printed; a scenario that ran and failed, or a
-# VM that hung until its timeout, is never retried.
-if ! grep -a -q 'CONTAINER-RESULT ' "$work/console.log" && [ $(($(date +%s) - start)) -lt 300 ]; then
-  console_tail 100
-  echo "container stage: the VM ended (rc $rc) before any scenario reported; its console is above; booting it once more" >&2
-  boot
-fi
-grep -a -E '^(==> container|CONTAINER-|CT-|container stage:)' "$work/console.log" || true
+rc=0
+bash scripts/vm/run-container.sh "$work" "$bin" "$rootfs" > "$work/console.log" 2>&1 || rc=$?
+grep -a -E '^(==> container|CONTAINER-|CT-|container stage:|vm:)' "$work/console.log" || true
 # No summary line must reach the failure report below, not end this
 # script silently under set -e.
 summary=$(grep -a -o 'CONTAINER-STAGE scenarios=[0-9]* passed=[0-9]*' "$work/console.log" | tail -1 || true)
 echo "container stage: ${summary:-no summary} in $(($(date +%s) - start)) s (VM boot included)"
 if [ "$rc" -ne 0 ] || [ "$summary" != "CONTAINER-STAGE scenarios=4 passed=4" ]; then
-  console_tail 300
+  grep -a -v '^\s*$' "$work/console.log" | tail -n 300
   echo "container stage failed (rc $rc); the guest's console is above" >&2
   exit 1
 fi
