@@ -263,9 +263,9 @@ fn three_hundred_paid_packets_over_zero_to_three_routers_account_for_every_sat()
 /// A peer flooding a payee with quote requests (each would cost the payee
 /// a signature and a held preimage) is cut at `quotes_per_sec` on its
 /// link: 2,000 requests in a burst, the router answers at most its limit
-/// per wall-clock second the burst touched, counts the rest (`quote_rate`) and holds no more quotes than
-/// it answered. Control: a paid packet from the same peer a second later
-/// is quoted, paid and delivered.
+/// per wall-clock second the burst touched, counts the rest (`quote_rate`)
+/// and holds no more quotes than it answered. Control: a paid packet from
+/// the same peer a second later is quoted, paid and delivered.
 #[test]
 fn a_quote_flood_is_cut_per_link_and_paid_traffic_still_passes() {
     if !require_daemon("mesh quote flood") {
