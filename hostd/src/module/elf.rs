@@ -74,10 +74,10 @@ mod tests {
         });
         let why = dynamic.expect("the host has a dynamically linked /bin/sh, env or ls");
         assert!(why.contains("dynamically linked") && why.contains("crt-static") && why.contains("ld-"), "{why}");
-        let script = std::env::temp_dir().join(format!("hostd-elf-{}", std::process::id()));
+        let dir = crate::scratch::Scratch::new("elf");
+        let script = dir.join("script");
         std::fs::write(&script, "#!/bin/sh\necho hi\n").expect("write");
         let why = check_static(&File::open(&script).expect("open")).unwrap_err();
-        let _ = std::fs::remove_file(&script);
         assert!(why.contains("not an ELF executable"), "{why}");
     }
 }
